@@ -1,0 +1,38 @@
+# Every target builds its own virtualenv on a fresh machine (Debian, Python 3.11).
+COVERAGE_FLOOR ?= 80
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,lint]'
+	touch $(STAMP)
+
+## make demo: download a few generated objects (one of several hundred MB) from an embedded local S3 server
+demo: $(STAMP)
+	$(BIN)/python -m s3pull.demo
+
+## make lint: ruff (lint + format check) and mypy --strict on src/
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+## make test: lint, then the whole suite (unit, functional, integration) with coverage
+test: lint
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) tests
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+## make bench: s3pull side by side with boto3, the AWS CRT, obstore and s5cmd (see bench/README.md)
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,73 @@
+"""s3pull: fast, memory-bounded, atomic downloads from S3 and HTTP(S).
+
+Example:
+    >>> import s3pull
+    >>> with s3pull.Client() as client:  # doctest: +SKIP
+    ...     client.download_file("s3://bucket/key.bin", "/data/")
+"""
+
+from ._client import AsyncClient
+from ._config import RetryConfig, Timeouts, TransferConfig
+from ._errors import (
+    AccessDeniedError,
+    ConfigError,
+    CredentialsError,
+    DiskFullError,
+    IntegrityError,
+    InvalidSourceError,
+    LocalError,
+    NetworkError,
+    NotFoundError,
+    ObjectChangedError,
+    ProtocolError,
+    S3PullError,
+    ServerError,
+    ThrottledError,
+    TimeoutError,
+    TransferError,
+    TransientError,
+    UnsafePathError,
+)
+from ._events import LoggingSubscriber, Subscriber
+from ._results import DownloadResult, ObjectInfo
+from ._source import HttpSource, S3Source, parse_source
+from ._sync import Client
+from ._units import format_size, parse_size
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessDeniedError",
+    "AsyncClient",
+    "Client",
+    "ConfigError",
+    "CredentialsError",
+    "DiskFullError",
+    "DownloadResult",
+    "HttpSource",
+    "IntegrityError",
+    "InvalidSourceError",
+    "LocalError",
+    "LoggingSubscriber",
+    "NetworkError",
+    "NotFoundError",
+    "ObjectChangedError",
+    "ObjectInfo",
+    "ProtocolError",
+    "RetryConfig",
+    "S3PullError",
+    "S3Source",
+    "ServerError",
+    "Subscriber",
+    "ThrottledError",
+    "TimeoutError",
+    "Timeouts",
+    "TransferConfig",
+    "TransferError",
+    "TransientError",
+    "UnsafePathError",
+    "__version__",
+    "format_size",
+    "parse_size",
+    "parse_source",
+]

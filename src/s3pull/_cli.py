@@ -1,0 +1,265 @@
+"""The ``s3pull`` command line: ``cp`` and ``stat``.
+
+Exit codes: 0 success, 1 a download or stat failed, 2 bad usage or a bad
+option value, 130 interrupted. Every failure is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from . import __version__
+from ._client import AsyncClient
+from ._config import TransferConfig
+from ._errors import ConfigError, InvalidSourceError, S3PullError, UnsafePathError
+from ._events import LoggingSubscriber, Subscriber
+from ._results import DownloadResult, ObjectInfo
+from ._units import format_size, parse_size
+from .transport import ADDRESSING_STYLES
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    s3 = common.add_argument_group("store")
+    s3.add_argument("--endpoint-url", help="S3 API endpoint (default: AWS_ENDPOINT_URL_S3, AWS)")
+    s3.add_argument("--region", help="AWS region (default: profile / AWS_REGION)")
+    s3.add_argument("--profile", help="AWS profile (default: AWS_PROFILE)")
+    s3.add_argument(
+        "--addressing-style",
+        choices=ADDRESSING_STYLES,
+        default="auto",
+        help="path-style for custom endpoints, virtual-hosted for AWS (default: auto)",
+    )
+    s3.add_argument("--no-sign-request", action="store_true", help="send anonymous requests")
+    s3.add_argument("--version-id", help="the S3 object version to use")
+    out = common.add_argument_group("output")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+    out.add_argument("--json", action="store_true", help="one JSON result per object on stdout")
+    out.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    parser = argparse.ArgumentParser(
+        prog="s3pull",
+        description="Fast, memory-bounded, atomic downloads from S3 and HTTP(S).",
+    )
+    parser.add_argument("--version", action="version", version=f"s3pull {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cp = commands.add_parser(
+        "cp",
+        parents=[common],
+        help="download an object to a file or directory",
+        description="Download SRC (s3://bucket/key or an http(s) URL) to DEST. DEST may be "
+        "a directory. The file appears only once complete and verified.",
+    )
+    cp.add_argument("source", metavar="SRC")
+    cp.add_argument("destination", metavar="DEST")
+    tuning = cp.add_argument_group("transfer")
+    tuning.add_argument("--part-size", type=_size, help="bytes per ranged GET, e.g. 16MiB")
+    tuning.add_argument(
+        "--concurrency", type=_positive_int, help="ranged GETs in flight (default: 16)"
+    )
+    tuning.add_argument(
+        "--memory-limit",
+        type=_size,
+        default=TransferConfig.memory_limit,
+        help="memory budget for all buffers (default: 64MiB)",
+    )
+    tuning.add_argument(
+        "--no-verify", action="store_true", help="skip checksum verification (sizes still checked)"
+    )
+
+    stat = commands.add_parser(
+        "stat",
+        parents=[common],
+        help="show size, ETag, version and checksums without downloading",
+    )
+    stat.add_argument("source", metavar="SRC")
+    return parser
+
+
+class _RichProgress(Subscriber):
+    """Progress bars on a terminal (bytes, rate, ETA)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}", justify="left"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _RichProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def on_queued(self, source: str, size: int) -> None:
+        name = source.rsplit("/", 1)[-1] or source
+        self._tasks[source] = self.progress.add_task(name, total=size)
+
+    def on_progress(self, source: str, done: int, total: int) -> None:
+        if source in self._tasks:
+            self.progress.update(self._tasks[source], completed=done)
+
+    def on_done(self, result: DownloadResult) -> None:
+        if result.source in self._tasks:
+            self.progress.update(self._tasks[result.source], completed=result.bytes)
+
+
+def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncClient:
+    config = TransferConfig(
+        part_size=getattr(args, "part_size", None),
+        concurrency=getattr(args, "concurrency", None),
+        memory_limit=getattr(args, "memory_limit", TransferConfig.memory_limit),
+        verify=not getattr(args, "no_verify", False),
+    )
+    return AsyncClient(
+        config=config,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        profile=args.profile,
+        addressing_style=args.addressing_style,
+        sign=not args.no_sign_request,
+        subscribers=subscribers,
+    )
+
+
+def _result_json(result: DownloadResult) -> str:
+    fields = asdict(result)
+    fields["path"] = str(result.path)
+    return json.dumps(fields)
+
+
+def _info_json(info: ObjectInfo) -> str:
+    fields = asdict(info)
+    fields["last_modified"] = info.last_modified.isoformat() if info.last_modified else None
+    return json.dumps(fields)
+
+
+def _print_info(info: ObjectInfo) -> None:
+    rows = [
+        ("source", info.source),
+        ("size", f"{info.size} ({format_size(info.size)})"),
+        ("etag", info.etag),
+        ("version", info.version_id),
+        ("last modified", info.last_modified.isoformat() if info.last_modified else None),
+        ("content type", info.content_type),
+        ("content encoding", info.content_encoding),
+        ("encryption", info.encryption),
+    ]
+    rows += [(f"checksum {name}", value) for name, value in info.checksums.items()]
+    if info.checksum_type:
+        rows.append(("checksum type", info.checksum_type))
+    for name, value in rows:
+        if value is not None:
+            print(f"{name:<17} {value}")
+
+
+async def _cp(args: argparse.Namespace) -> int:
+    show_bars = not args.quiet and not args.json and sys.stderr.isatty()
+    bars = _RichProgress() if show_bars else None
+    subscribers: list[Subscriber] = [bars] if bars else []
+    if not args.quiet and not bars:
+        subscribers.append(LoggingSubscriber())
+    async with _client(args, subscribers) as client:
+        if bars is not None:
+            with bars:
+                result = await client.download_file(
+                    args.source, args.destination, version_id=args.version_id
+                )
+        else:
+            result = await client.download_file(
+                args.source, args.destination, version_id=args.version_id
+            )
+    if args.json:
+        print(_result_json(result))
+    elif not args.quiet:
+        verified = f", {result.verified} verified" if result.verified else ""
+        print(
+            f"{result.source} -> {result.path}: {format_size(result.bytes)} in "
+            f"{result.seconds:.2f} s ({format_size(result.throughput)}/s){verified}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def _stat(args: argparse.Namespace) -> int:
+    async with _client(args, []) as client:
+        info = await client.stat(args.source, version_id=args.version_id)
+    if args.json:
+        print(_info_json(info))
+    else:
+        _print_info(info)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="s3pull: %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.verbose:
+        logging.getLogger("botocore").setLevel(logging.WARNING)
+    command = _cp if args.command == "cp" else _stat
+    try:
+        return asyncio.run(command(args))
+    except (ConfigError, InvalidSourceError, UnsafePathError) as exc:
+        print(f"s3pull: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except S3PullError as exc:
+        print(f"s3pull: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("s3pull: interrupted; nothing was left at the destination", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Configuration: frozen, keyword-only, validated at construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ._errors import ConfigError
+from ._units import parse_size
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+#: The most bytes one socket read can hand us (asyncio's selector transport
+#: reads at most this much per ``recv``), on top of what aiohttp buffers.
+SOCKET_READ_SIZE = 256 * KiB
+#: S3 allows at most this many parts; we never plan more ranges than this.
+MAX_PARTS = 10_000
+
+
+def _positive_number(name: str, value: float | None, *, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or math.isnan(value)
+        or value <= 0
+        or math.isinf(value)
+    ):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    """How long each phase of a request may take, in seconds.
+
+    ``Timeouts(30, connect=5)`` sets every phase to 30 s except connecting.
+    A stall is a body that delivers less than ``stall_min_rate`` bytes/s over
+    ``stall_window`` seconds: a server dripping one byte every few seconds
+    never trips a plain read timeout, but it trips this.
+
+    Attributes:
+        default: used for every phase not set explicitly (30 s).
+        connect: TCP + TLS connect (default: ``default``).
+        first_byte: from sending the request to the response headers (default: ``default``).
+        read: the longest silence between two body reads (default: ``default``).
+        stall_window: the window over which body throughput is measured (30 s).
+        stall_min_rate: the lowest acceptable body throughput in bytes/s over
+            ``stall_window`` (1 KiB/s).
+        total: a deadline for a whole download, retries included (None: none).
+    """
+
+    default: float = 30.0
+    connect: float | None = None
+    first_byte: float | None = None
+    read: float | None = None
+    stall_window: float = 30.0
+    stall_min_rate: float = 1024.0
+    total: float | None = None
+
+    def __init__(
+        self,
+        default: float = 30.0,
+        *,
+        connect: float | None = None,
+        first_byte: float | None = None,
+        read: float | None = None,
+        stall_window: float = 30.0,
+        stall_min_rate: float = 1024.0,
+        total: float | None = None,
+    ) -> None:
+        # A hand-written __init__ so the default can be positional, as in
+        # httpx.Timeout(30, connect=5); frozen fields are set via object.__setattr__.
+        for name, value in (
+            ("default", default),
+            ("connect", connect),
+            ("first_byte", first_byte),
+            ("read", read),
+            ("stall_window", stall_window),
+            ("total", total),
+        ):
+            _positive_number(f"timeout {name}", value)
+            object.__setattr__(self, name, value)
+        if (
+            not isinstance(stall_min_rate, int | float)
+            or math.isnan(stall_min_rate)
+            or stall_min_rate < 0
+        ):
+            raise ConfigError(f"stall_min_rate must be >= 0 bytes/s, got {stall_min_rate!r}")
+        object.__setattr__(self, "stall_min_rate", stall_min_rate)
+
+    @property
+    def connect_s(self) -> float:
+        return self.connect if self.connect is not None else self.default
+
+    @property
+    def first_byte_s(self) -> float:
+        return self.first_byte if self.first_byte is not None else self.default
+
+    @property
+    def read_s(self) -> float:
+        return self.read if self.read is not None else self.default
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryConfig:
+    """When and how fast to retry transient failures.
+
+    The delay before retry *n* (1-based) is drawn uniformly from
+    ``[0, min(backoff_cap, backoff_base * 2**(n-1))]`` ("full jitter"), but
+    never shorter than a ``Retry-After`` the server sent (itself capped at
+    ``backoff_cap``). A failed attempt that still delivered at least
+    ``progress_reset`` bytes does not count towards ``max_attempts``: a long
+    download over a flaky link keeps going as long as it makes progress.
+
+    Attributes:
+        max_attempts: attempts per request, the first included (5).
+        backoff_base: first backoff ceiling in seconds (0.1).
+        backoff_cap: the largest backoff in seconds (20).
+        retry_budget: retry tokens shared by a whole client; each retry costs
+            5 (10 after a timeout) and each success refunds 1, so a storm of
+            failures across many objects cannot multiply the load (500).
+        progress_reset: bytes of progress that make a failure "not count" (1 MiB).
+    """
+
+    max_attempts: int = 5
+    backoff_base: float = 0.1
+    backoff_cap: float = 20.0
+    retry_budget: int = 500
+    progress_reset: int = 1 * MiB
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be >= 1, got {self.max_attempts!r}")
+        _positive_number("backoff_base", self.backoff_base, allow_none=False)
+        _positive_number("backoff_cap", self.backoff_cap, allow_none=False)
+        if self.backoff_cap < self.backoff_base:
+            raise ConfigError(
+                f"backoff_cap ({self.backoff_cap}) must not be below backoff_base "
+                f"({self.backoff_base})"
+            )
+        if not isinstance(self.retry_budget, int) or self.retry_budget < 0:
+            raise ConfigError(f"retry_budget must be >= 0, got {self.retry_budget!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferConfig:
+    """How one client downloads: part size, concurrency and the memory budget.
+
+    Memory formula. Bytes go from the socket to the file at their offset, so
+    an in-flight ranged GET holds only what aiohttp buffers for it (at most
+    ``2 * read_buffer`` before it pauses the socket) plus one socket read
+    (256 KiB), never a whole part::
+
+        stream_cost  = 2 * read_buffer + 256 KiB          (768 KiB by default)
+        peak buffers = active_streams * stream_cost + ordered consumers' windows
+                     <= memory_limit
+
+    The client admits a new GET only when the budget has ``stream_cost``
+    free, so concurrency adapts to the budget: the default 64 MiB admits up
+    to 85 streams; 16 MiB admits 21. The process's peak RSS is the
+    interpreter's baseline (~50 MB with aiohttp and botocore loaded) plus at
+    most ``memory_limit`` plus allocator slack, whatever the object size.
+
+    Attributes:
+        part_size: bytes per ranged GET; None picks from the object size:
+            8 MiB, grown so that no object needs more than 10,000 parts.
+        concurrency: ranged GETs in flight per object; None picks
+            ``min(16, parts)``, always limited by the memory budget.
+        memory_limit: the budget every in-flight buffer draws from (64 MiB).
+        read_buffer: aiohttp's per-stream read buffer (256 KiB).
+        max_connections: connections in the client's pool (64).
+        verify: check checksums (S3 full-object CRC/SHA, single-part MD5 ETag)
+            besides sizes and Content-Range, which are always checked (True).
+        timeouts: see :class:`Timeouts`.
+        retry: see :class:`RetryConfig`.
+    """
+
+    part_size: int | None = None
+    concurrency: int | None = None
+    memory_limit: int = 64 * MiB
+    read_buffer: int = 256 * KiB
+    max_connections: int = 64
+    verify: bool = True
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+
+    def __post_init__(self) -> None:
+        if self.part_size is not None:
+            object.__setattr__(self, "part_size", parse_size(self.part_size))
+            if self.part_size < 1:
+                raise ConfigError("part_size must be at least 1 byte")
+        if self.concurrency is not None and (
+            not isinstance(self.concurrency, int)
+            or isinstance(self.concurrency, bool)
+            or self.concurrency < 1
+        ):
+            raise ConfigError(f"concurrency must be >= 1, got {self.concurrency!r}")
+        object.__setattr__(self, "memory_limit", parse_size(self.memory_limit))
+        object.__setattr__(self, "read_buffer", parse_size(self.read_buffer))
+        if self.read_buffer < 4 * KiB:
+            raise ConfigError(f"read_buffer must be at least 4 KiB, got {self.read_buffer}")
+        if self.memory_limit < self.stream_cost:
+            raise ConfigError(
+                f"memory_limit {self.memory_limit} bytes is below the cost of one stream "
+                f"({self.stream_cost} bytes = 2 x read_buffer + 256 KiB)"
+            )
+        if not isinstance(self.max_connections, int) or self.max_connections < 1:
+            raise ConfigError(f"max_connections must be >= 1, got {self.max_connections!r}")
+
+    @property
+    def stream_cost(self) -> int:
+        """Bytes one in-flight GET may hold: aiohttp's buffer plus one socket read."""
+        return 2 * self.read_buffer + SOCKET_READ_SIZE
+
+    @property
+    def max_streams(self) -> int:
+        """How many GETs the memory budget admits at once."""
+        return self.memory_limit // self.stream_cost

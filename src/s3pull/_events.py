@@ -1,0 +1,114 @@
+"""Events, not UI: subscribers hear about queued, progressing, retried and
+finished downloads. ``rich`` progress bars live in the CLI, as one subscriber.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from ._errors import S3PullError
+from ._results import DownloadResult
+from ._units import format_size
+
+logger = logging.getLogger("s3pull")
+
+
+class Subscriber:
+    """Override what you need; every method is a no-op by default.
+
+    Callbacks run on the event loop (the client's background thread for the
+    sync ``Client``): keep them short.
+
+    Example:
+        >>> class Printer(Subscriber):
+        ...     def on_progress(self, source, done, total):
+        ...         print(f"{source}: {done}/{total}")
+    """
+
+    def on_queued(self, source: str, size: int) -> None:
+        """The object's size is known and its download starts."""
+
+    def on_progress(self, source: str, done: int, total: int) -> None:
+        """``done`` bytes of ``total`` are written. It goes backwards only when
+        written bytes had to be discarded (a server that ignored Range)."""
+
+    def on_retry(self, source: str, error: S3PullError, attempt: int, delay: float) -> None:
+        """``error`` ended attempt ``attempt``; the next one starts in ``delay`` s."""
+
+    def on_done(self, result: DownloadResult) -> None:
+        """The file is complete, verified and in place."""
+
+    def on_error(self, source: str, error: S3PullError) -> None:
+        """The download failed for good; nothing was left at the destination."""
+
+
+class LoggingSubscriber(Subscriber):
+    """Logs progress at INFO at most every 50 MB or 5 s: the default when no
+    subscriber is given."""
+
+    def __init__(self, every_bytes: int = 50_000_000, every_seconds: float = 5.0) -> None:
+        self.every_bytes = every_bytes
+        self.every_seconds = every_seconds
+        self._last: dict[str, tuple[int, float]] = {}
+
+    def on_queued(self, source: str, size: int) -> None:
+        self._last[source] = (0, time.monotonic())
+        logger.debug("downloading %s (%s)", source, format_size(size))
+
+    def on_progress(self, source: str, done: int, total: int) -> None:
+        last_bytes, last_time = self._last.get(source, (0, 0.0))
+        now = time.monotonic()
+        if done - last_bytes >= self.every_bytes or now - last_time >= self.every_seconds:
+            self._last[source] = (done, now)
+            percent = 100 * done / total if total else 100.0
+            logger.info(
+                "%s: %s of %s (%.0f%%)", source, format_size(done), format_size(total), percent
+            )
+
+    def on_retry(self, source: str, error: S3PullError, attempt: int, delay: float) -> None:
+        logger.info("%s: attempt %d failed (%s); retrying in %.2f s", source, attempt, error, delay)
+
+    def on_done(self, result: DownloadResult) -> None:
+        self._last.pop(result.source, None)
+        logger.info(
+            "%s -> %s: %s in %.2f s (%s/s)",
+            result.source,
+            result.path,
+            format_size(result.bytes),
+            result.seconds,
+            format_size(result.throughput),
+        )
+
+    def on_error(self, source: str, error: S3PullError) -> None:
+        self._last.pop(source, None)
+
+
+class Events:
+    """Fans each event out to every subscriber; a failing subscriber is logged, not fatal."""
+
+    def __init__(self, subscribers: Iterable[Subscriber]) -> None:
+        self.subscribers = tuple(subscribers)
+
+    def _each(self, method: str, *args: object) -> None:
+        for subscriber in self.subscribers:
+            try:
+                getattr(subscriber, method)(*args)
+            except Exception:
+                logger.exception("subscriber %r failed in %s", subscriber, method)
+
+    def queued(self, source: str, size: int) -> None:
+        self._each("on_queued", source, size)
+
+    def progress(self, source: str, done: int, total: int) -> None:
+        self._each("on_progress", source, done, total)
+
+    def retry(self, source: str, error: S3PullError, attempt: int, delay: float) -> None:
+        self._each("on_retry", source, error, attempt, delay)
+
+    def done(self, result: DownloadResult) -> None:
+        self._each("on_done", result)
+
+    def error(self, source: str, error: S3PullError) -> None:
+        self._each("on_error", source, error)

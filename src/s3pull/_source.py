@@ -1,0 +1,137 @@
+"""Sources: what to download. ``s3://bucket/key`` or an ``http(s)://`` URL.
+
+A presigned URL is a bearer credential, so an :class:`HttpSource` never shows
+its query values: ``str()``, ``repr()``, logs and errors all use
+:attr:`HttpSource.redacted`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ._errors import InvalidSourceError
+
+# Bucket names as S3 allows them, plus upper case and underscores, which some
+# S3-compatible stores and legacy us-east-1 buckets accept.
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
+# Query parameters that are safe to show; every other value is redacted.
+_PUBLIC_PARAMS = frozenset({"versionId", "partNumber", "X-Amz-Expires", "X-Amz-Date"})
+
+
+@dataclass(frozen=True, slots=True)
+class S3Source:
+    """An object in a bucket, optionally a specific version.
+
+    Example:
+        >>> S3Source("bucket", "dir/file.bin").url
+        's3://bucket/dir/file.bin'
+    """
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def redacted(self) -> str:
+        if self.version_id:
+            return f"{self.url} (version {self.version_id})"
+        return self.url
+
+    @property
+    def name(self) -> str:
+        """The last path segment of the key: the default local file name."""
+        return self.key.rstrip("/").rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return self.redacted
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSource:
+    """A plain HTTP(S) URL, e.g. a presigned S3 URL. Its query values are secret."""
+
+    url: str = field(repr=False)
+
+    @property
+    def redacted(self) -> str:
+        parts = urlsplit(self.url)
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc = f"{netloc}:{parts.port}"
+        query = urlencode(
+            [
+                (name, value if name in _PUBLIC_PARAMS else "REDACTED")
+                for name, value in parse_qsl(parts.query, keep_blank_values=True)
+            ],
+            safe="",
+        )
+        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+    @property
+    def name(self) -> str:
+        path = urlsplit(self.url).path.rstrip("/")
+        return path.rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return self.redacted
+
+    def __repr__(self) -> str:
+        return f"HttpSource({self.redacted!r})"
+
+
+Source = S3Source | HttpSource
+
+
+def parse_source(text: str | Source, *, version_id: str | None = None) -> Source:
+    """Parse ``s3://bucket/key`` or ``http(s)://...`` into a source.
+
+    Args:
+        text: the URL, or an already parsed source.
+        version_id: pin an S3 object version.
+
+    Returns:
+        An :class:`S3Source` or :class:`HttpSource`.
+
+    Raises:
+        InvalidSourceError: the URL is malformed or of another scheme.
+
+    Example:
+        >>> parse_source("s3://b/k.txt").key
+        'k.txt'
+    """
+    if isinstance(text, S3Source | HttpSource):
+        source: Source = text
+    elif not isinstance(text, str):
+        raise InvalidSourceError(f"a source must be a URL string, not {type(text).__name__}")
+    elif text.startswith("s3://"):
+        bucket, _, key = text[len("s3://") :].partition("/")
+        if not _BUCKET.match(bucket):
+            raise InvalidSourceError(f"invalid bucket name in {text!r}")
+        if "\x00" in key:
+            raise InvalidSourceError("an S3 key must not contain NUL")
+        source = S3Source(bucket, key)
+    elif text.startswith(("http://", "https://")):
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - raises ValueError for a malformed port
+        except ValueError as exc:
+            raise InvalidSourceError(f"malformed URL: {exc}") from None
+        if not parts.hostname:
+            raise InvalidSourceError("URL has no host")
+        source = HttpSource(text)
+    else:
+        shown = text if len(text) < 80 else text[:77] + "..."
+        raise InvalidSourceError(
+            f"unsupported source {shown!r}: expected s3://bucket/key or an http(s):// URL"
+        )
+    if version_id is not None:
+        if not isinstance(source, S3Source):
+            raise InvalidSourceError("version_id applies to s3:// sources only")
+        source = S3Source(source.bucket, source.key, version_id)
+    return source

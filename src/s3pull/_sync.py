@@ -1,0 +1,173 @@
+"""The synchronous facade: the same coroutines, run on one background loop.
+
+There is no sync copy of any algorithm. :class:`Client` forwards each call to
+an :class:`AsyncClient` living on a process-wide event-loop thread and waits
+for the answer. If the waiting thread is interrupted (Ctrl-C, a Celery soft
+time limit), the coroutine is cancelled and its cleanup — removing the temp
+file — finishes before the exception reaches the caller.
+
+After ``fork`` (Celery's prefork pool) the child has no loop thread and the
+parent's sockets must not be shared, so the child starts a fresh thread and
+each client a fresh connection pool on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, TypeVar
+
+from ._client import AsyncClient, PathLike, remove_temp
+from ._results import DownloadResult, ObjectInfo
+from ._source import Source
+
+T = TypeVar("T")
+
+#: How long an interrupted call may take to clean up before we stop waiting.
+_CLEANUP_SECONDS = 30.0
+
+
+class _LoopThread:
+    """An event loop running forever on a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="s3pull-loop", daemon=True
+        )
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        finished = threading.Event()
+
+        async def tracked() -> T:
+            try:
+                return await coroutine
+            finally:
+                finished.set()
+
+        future = asyncio.run_coroutine_threadsafe(tracked(), self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            # Interrupted (or failed): make sure the coroutine has stopped and
+            # cleaned up before we return control.
+            future.cancel()
+            finished.wait(_CLEANUP_SECONDS)
+            raise
+
+
+_lock = threading.Lock()
+_portal: _LoopThread | None = None
+
+
+def _loop_thread() -> _LoopThread:
+    global _portal
+    with _lock:
+        if _portal is None:
+            _portal = _LoopThread()
+        return _portal
+
+
+def _forget_loop_after_fork() -> None:
+    global _portal, _lock
+    _portal = None  # the thread did not survive fork; its loop is unusable here
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_loop_after_fork)
+
+
+class Client:
+    """The synchronous client. Takes the same arguments as :class:`AsyncClient`.
+
+    Safe to share between threads and to create before ``fork``.
+
+    Example:
+        >>> with Client() as client:  # doctest: +SKIP
+        ...     result = client.download_file("s3://bucket/big.bin", "/data/")
+        ...     print(result.bytes, result.seconds)
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._async: AsyncClient | None = None
+        self._pid = -1
+        self._client()  # validate the options now, not at the first call
+
+    def _client(self) -> AsyncClient:
+        if self._async is None or self._pid != os.getpid():
+            self._async = AsyncClient(**self._options)
+            self._pid = os.getpid()
+        return self._async
+
+    @property
+    def config(self) -> Any:
+        return self._client().config
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return _loop_thread().run(coroutine)
+
+    def stat(self, source: str | Source, *, version_id: str | None = None) -> ObjectInfo:
+        """See :meth:`AsyncClient.stat`."""
+        return self._run(self._client().stat(source, version_id=version_id))
+
+    def download_file(
+        self,
+        source: str | Source,
+        destination: PathLike,
+        *,
+        version_id: str | None = None,
+        info: ObjectInfo | None = None,
+    ) -> DownloadResult:
+        """See :meth:`AsyncClient.download_file`."""
+        return self._run(
+            self._client().download_file(source, destination, version_id=version_id, info=info)
+        )
+
+    @contextmanager
+    def download_to_temp(
+        self,
+        source: str | Source,
+        *,
+        version_id: str | None = None,
+        dir: PathLike | None = None,
+    ) -> Iterator[Path]:
+        """See :meth:`AsyncClient.download_to_temp`."""
+        path = self._run(self._client()._download_temp(source, version_id, dir))
+        try:
+            yield path
+        finally:
+            remove_temp(path)
+
+    def open_temp(
+        self,
+        source: str | Source,
+        *,
+        version_id: str | None = None,
+        dir: PathLike | None = None,
+    ) -> BinaryIO:
+        """See :meth:`AsyncClient.open_temp`."""
+        return self._run(self._client().open_temp(source, version_id=version_id, dir=dir))
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        if self._async is not None and self._pid == os.getpid():
+            self._run(self._async.aclose())
+        self._async = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

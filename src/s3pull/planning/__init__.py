@@ -1,0 +1,1 @@
+"""Planning: pure decisions (ranges, retries, paths), no I/O, no clock."""

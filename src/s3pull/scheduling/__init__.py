@@ -1,0 +1,1 @@
+"""Scheduling: the memory budget and the download driver."""

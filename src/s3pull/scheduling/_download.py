@@ -1,0 +1,448 @@
+"""Downloading one object: parallel ranged GETs straight into a temp file.
+
+The algorithm
+-------------
+1. **Ask what the object is.** S3 sources get a HEAD (with checksums asked
+   for); HTTP sources, often presigned for GET only, get a GET of byte 0.
+   The answer fixes the size, the ETag and the version every later request
+   is pinned to (``If-Match`` and ``versionId``), so parts of two different
+   versions can never be stitched together.
+2. **Plan.** The object is cut into parts (8 MiB by default, grown so that
+   no object needs more than 10,000) and up to ``concurrency`` workers take
+   parts from a queue, largest-offset-last, so the file fills roughly in
+   order and the ordered hasher (MD5/SHA) can follow right behind.
+3. **Stream to disk.** A worker reserves one stream's worth of the memory
+   budget, sends a ranged GET, checks the status, ``Content-Range``, ETag
+   and version, then writes each chunk the socket delivers at its offset
+   with ``os.pwrite``. Nothing is buffered beyond what aiohttp holds for the
+   socket, so memory does not grow with the part size.
+4. **Survive.** A failed attempt is translated, classified and handed to the
+   pure retry policy. The retry resumes at the first byte not yet written:
+   a reset at 90 % of a part costs 10 % of a part. Attempts that made real
+   progress do not count against ``max_attempts``. A body that slows below
+   the stall floor is abandoned and resumed like a reset one. A server that
+   ignores ``Range`` (200 instead of 206) is detected on the first such
+   answer; the download then restarts as one plain GET.
+5. **Verify and publish.** Sizes are implied by the checked ranges; checksums
+   are verified as ``_checksums`` describes; then the temp file is fsynced
+   and renamed over the destination. Any exception or cancellation before
+   that removes the temp file and leaves the destination untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from .._checksums import (
+    Check,
+    OrderedHasher,
+    RunningCrc,
+    choose_check,
+    combine_crcs,
+    digest_matches,
+)
+from .._config import MiB, TransferConfig
+from .._errors import (
+    IntegrityError,
+    NetworkError,
+    ObjectChangedError,
+    ProtocolError,
+    S3PullError,
+    TimeoutError,
+)
+from .._events import Events
+from .._results import DownloadResult, ObjectInfo
+from .._source import S3Source, Source
+from ..planning._ranges import Part, choose_concurrency, choose_part_size, plan_parts
+from ..planning._retry import GiveUp, RetryBudget, decide
+from ..sinks import TempFile
+from ..transport import Response, Transport
+from ._budget import MemoryBudget
+
+#: Progress events are sent at most once per this many bytes per object.
+PROGRESS_STEP = 1 * MiB
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class _RangeIgnored(Exception):
+    """A ranged GET came back 200 with the whole object: the server ignores Range."""
+
+
+class _ObjectDownload:
+    """The mutable state of one object's download, shared by its part workers."""
+
+    def __init__(
+        self, source: Source, info: ObjectInfo, file: TempFile, check: Check | None
+    ) -> None:
+        self.source = source
+        self.redacted = source.redacted
+        self.info = info
+        self.size = info.size
+        # A weak ETag (W/"...") never matches If-Match, so it cannot pin anything.
+        etag = info.etag
+        self.etag = etag if etag and not etag.startswith("W/") else None
+        self.version_id = info.version_id
+        self.file = file
+        self.check = check
+        self.attempts = 0
+        self.done = 0
+        self.reported = 0
+        self.parts: list[Part] = []
+        self.crcs: list[RunningCrc] | None = None
+        self.hasher: OrderedHasher | None = None
+        self._completed: set[int] = set()
+        self._next = 0
+
+    def start(self, parts: list[Part]) -> None:
+        """(Re)start with ``parts``; anything learnt about earlier parts is dropped."""
+        self.parts = parts
+        self._completed.clear()
+        self._next = 0
+        if self.check is not None and self.check.is_crc:
+            self.crcs = [RunningCrc(self.check.algorithm) for _ in parts]
+        elif self.check is not None:
+            if self.hasher is not None:
+                self.hasher.close()
+            self.hasher = OrderedHasher(self.check.algorithm, self.file.fd, self.size)
+
+    def part_finished(self, part: Part) -> None:
+        self._completed.add(part.index)
+        while self._next in self._completed:
+            self._next += 1
+        if self.hasher is not None:
+            contiguous = self.parts[self._next].first if self._next < len(self.parts) else self.size
+            self.hasher.advance(contiguous)
+
+    def close(self) -> None:
+        if self.hasher is not None:
+            self.hasher.close()
+
+
+class Downloader:
+    """Downloads single objects for a client; see the module docstring.
+
+    Args:
+        config: part size, concurrency, timeouts, retries.
+        transport: HEAD / GET.
+        budget: the client's memory budget.
+        retry_budget: the client's shared retry tokens.
+        events: where progress goes.
+        sleep: injected so tests of backoff do not sleep for real.
+        clock: a monotonic clock, injected likewise.
+    """
+
+    def __init__(
+        self,
+        config: TransferConfig,
+        transport: Transport,
+        budget: MemoryBudget,
+        retry_budget: RetryBudget,
+        events: Events,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.transport = transport
+        self.budget = budget
+        self.retry_budget = retry_budget
+        self.events = events
+        self.sleep = sleep
+        self.clock = clock
+
+    async def stat(self, source: Source) -> ObjectInfo:
+        """HEAD (or probe) ``source``, retrying transient failures."""
+        info, _ = await self._stat(source)
+        return info
+
+    async def _stat(self, source: Source) -> tuple[ObjectInfo, int]:
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                info = await self.transport.head(source)
+            except S3PullError as error:
+                await self._after_failure(source.redacted, error, attempts, attempts, None)
+                continue
+            self.retry_budget.refund()
+            return info, attempts
+
+    async def download(
+        self, source: Source, destination: Path, *, info: ObjectInfo | None = None
+    ) -> DownloadResult:
+        """Download ``source`` to ``destination`` atomically; see the module docstring.
+
+        Args:
+            source: what to download.
+            destination: the final file path (its directory is created).
+            info: what a listing already told us, to skip the HEAD.
+
+        Returns:
+            The :class:`DownloadResult`.
+
+        Raises:
+            S3PullError: the download failed; the destination is untouched.
+        """
+        started = self.clock()
+        try:
+            async with asyncio.timeout(self.config.timeouts.total):
+                attempts = 0
+                if info is None:
+                    info, attempts = await self._stat(source)
+                result = await self._download(source, info, destination, started, attempts)
+        except S3PullError as error:
+            self.events.error(source.redacted, error)
+            raise
+        except builtins.TimeoutError as exc:  # the overall deadline
+            deadline = TimeoutError(
+                f"the download did not finish within {self.config.timeouts.total} s",
+                source=source.redacted,
+            )
+            self.events.error(source.redacted, deadline)
+            raise deadline from exc
+        self.events.done(result)
+        return result
+
+    async def _download(
+        self, source: Source, info: ObjectInfo, destination: Path, started: float, attempts: int
+    ) -> DownloadResult:
+        if isinstance(source, S3Source) and info.version_id and not source.version_id:
+            source = S3Source(source.bucket, source.key, info.version_id)
+        check = choose_check(info) if self.config.verify else None
+        part_size = choose_part_size(info.size, self.config.part_size)
+        self.events.queued(source.redacted, info.size)
+        with TempFile(destination, info.size) as file:
+            state = _ObjectDownload(source, info, file, check)
+            state.attempts = attempts
+            try:
+                state.start(plan_parts(info.size, part_size))
+                await self._fetch_all(state)
+                verified = await self._verify(state)
+            finally:
+                state.close()
+            file.commit()
+        return DownloadResult(
+            source=state.redacted,
+            path=destination,
+            bytes=info.size,
+            seconds=self.clock() - started,
+            attempts=state.attempts,
+            etag=info.etag,
+            version_id=info.version_id,
+            verified=verified,
+        )
+
+    async def _fetch_all(self, state: _ObjectDownload) -> None:
+        if not state.parts:
+            return
+        try:
+            await self._run_parts(state, deque(state.parts))
+        except _RangeIgnored:
+            # Everything written so far is thrown away: the server sends the
+            # whole object whatever we ask, so fetch it once, in one stream.
+            state.done = state.reported = 0
+            self.events.progress(state.redacted, 0, state.size)
+            whole = Part(0, 0, state.size - 1)
+            state.start([whole])
+            await self._fetch_part(state, whole, ranged=False)
+
+    async def _run_parts(self, state: _ObjectDownload, queue: deque[Part]) -> None:
+        workers = choose_concurrency(len(queue), self.config.concurrency, self.config.max_streams)
+
+        async def worker() -> None:
+            while queue:
+                await self._fetch_part(state, queue.popleft(), ranged=True)
+
+        if workers == 1:
+            await worker()
+            return
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(workers):
+                    group.create_task(worker())
+        except BaseExceptionGroup as failures:
+            raise _first_cause(failures) from None
+
+    async def _fetch_part(self, state: _ObjectDownload, part: Part, *, ranged: bool) -> None:
+        """Fetch ``part`` into the file, resuming after failures at the first missing byte."""
+        position = part.first
+        crc = state.crcs[part.index] if state.crcs is not None else None
+        failures = 0
+        stream_cost = self.config.stream_cost
+        while True:
+            attempt_start = position
+            try:
+                async with self.budget.reserve(stream_cost):
+                    state.attempts += 1
+                    first, last = (position, part.last) if ranged else (None, None)
+                    async with self.transport.get(
+                        state.source, first, last, if_match=state.etag
+                    ) as response:
+                        self._check_response(state, response, position, part.last, ranged)
+                        position = await self._stream(state, response, position, part.last, crc)
+                break
+            except _StreamFailed as failed:
+                position = failed.position
+                error = failed.error
+            except S3PullError as exc:
+                error = exc
+            if not ranged and position > part.first:
+                # No Range support means no resume: start this stream over.
+                state.done -= position - part.first
+                self.events.progress(state.redacted, state.done, state.size)
+                position = part.first
+                if crc is not None:
+                    crc.value = crc.length = 0
+            elif position - attempt_start >= self.config.retry.progress_reset:
+                failures = 0  # it was making progress: keep going as long as that lasts
+            failures += 1
+            await self._after_failure(
+                state.redacted, error, failures, state.attempts, (part.first, part.last)
+            )
+        self.retry_budget.refund()
+        state.part_finished(part)
+
+    def _check_response(
+        self, state: _ObjectDownload, response: Response, first: int, last: int, ranged: bool
+    ) -> None:
+        if response.status == 206 and response.content_range is not None:
+            got_first, got_last, total = response.content_range
+            if total is not None and total != state.size:
+                raise ObjectChangedError(
+                    f"the object's size changed from {state.size} to {total} bytes"
+                )
+            if (got_first, got_last) != (first, last):
+                raise ProtocolError(
+                    f"asked for bytes {first}-{last} but the server sent {got_first}-{got_last}"
+                )
+        elif ranged and (first, last) != (0, state.size - 1):
+            raise _RangeIgnored
+        elif response.content_length is not None and response.content_length != state.size:
+            raise ObjectChangedError(
+                f"the object's size changed from {state.size} to {response.content_length} bytes"
+            )
+        etag = response.etag
+        if state.etag is not None and etag is not None and etag != state.etag:
+            raise ObjectChangedError(f"the ETag changed from {state.etag} to {etag}")
+        version = response.headers.get("x-amz-version-id")
+        if state.version_id is not None and version is not None and version != state.version_id:
+            raise ObjectChangedError(f"the version changed from {state.version_id} to {version}")
+
+    async def _stream(
+        self,
+        state: _ObjectDownload,
+        response: Response,
+        position: int,
+        last: int,
+        crc: RunningCrc | None,
+    ) -> int:
+        """Write the body at ``position``..``last``; return the next position.
+
+        The hot path: one ``readany`` and one ``pwrite`` per socket chunk.
+        Stalls are judged on the time spent waiting for the network only, so a
+        busy event loop or a slow disk never looks like a slow server.
+        """
+        read = response.read
+        pwrite = state.file.pwrite
+        clock = self.clock
+        timeouts = self.config.timeouts
+        window, min_rate = timeouts.stall_window, timeouts.stall_min_rate
+        waited = window_start = 0.0
+        window_bytes = 0
+        try:
+            while True:
+                before = clock()
+                data = await read()
+                waited += clock() - before
+                if not data:
+                    break
+                size = len(data)
+                if position + size > last + 1:
+                    raise ProtocolError(f"the server sent more than bytes {position}-{last}")
+                pwrite(data, position)
+                if crc is not None:
+                    crc.update(data)
+                position += size
+                state.done += size
+                if state.done - state.reported >= PROGRESS_STEP or state.done == state.size:
+                    state.reported = state.done
+                    self.events.progress(state.redacted, state.done, state.size)
+                window_bytes += size
+                if waited - window_start >= window:
+                    if window_bytes < min_rate * (waited - window_start):
+                        raise TimeoutError(
+                            f"stalled: {window_bytes} bytes in {waited - window_start:.0f} s "
+                            f"(floor {min_rate:.0f} bytes/s)"
+                        )
+                    window_start, window_bytes = waited, 0
+            if position <= last:
+                raise NetworkError(f"the body ended at byte {position}, expected {last + 1}")
+        except S3PullError as error:
+            raise _StreamFailed(error, position) from error
+        return position
+
+    async def _after_failure(
+        self,
+        redacted: str,
+        error: S3PullError,
+        failures: int,
+        attempts: int,
+        span: tuple[int, int] | None,
+    ) -> None:
+        """Sleep before the next attempt, or raise ``error`` if the policy says give up."""
+        decision = decide(self.config.retry, error, failures=failures, budget=self.retry_budget)
+        if isinstance(decision, GiveUp):
+            error.attempts = attempts
+            if error.range is None:
+                error.range = span
+            if error.source is None:
+                error.source = redacted
+            raise error
+        self.events.retry(redacted, error, attempts, decision.delay)
+        await self.sleep(decision.delay)
+
+    async def _verify(self, state: _ObjectDownload) -> str | None:
+        check = state.check
+        if check is None:
+            return None
+        if state.crcs is not None:
+            actual = combine_crcs(check.algorithm, state.crcs)
+            matches = actual == check.expected
+        else:
+            assert state.hasher is not None
+            digest = await state.hasher.finish()
+            actual = digest.hex()
+            matches = digest_matches(check, digest)
+        if not matches:
+            raise IntegrityError(
+                f"{check.algorithm} mismatch: the store says {check.expected}, "
+                f"the downloaded bytes give {actual}",
+                source=state.redacted,
+                attempts=state.attempts,
+            )
+        return check.algorithm
+
+
+class _StreamFailed(Exception):
+    """Carries how far a failed body got, so the retry resumes from there."""
+
+    def __init__(self, error: S3PullError, position: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.position = position
+
+
+def _first_cause(group: BaseExceptionGroup) -> BaseException:
+    """The error to report from failed part workers: the first real one."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_cause(exc)
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return group.exceptions[0]

@@ -1,0 +1,138 @@
+"""Translation of HTTP answers and aiohttp exceptions into s3pull errors.
+
+This is the only place that knows which status or exception means what.
+Transient errors (worth retrying) derive from :class:`TransientError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from .._errors import (
+    AccessDeniedError,
+    CredentialsError,
+    NetworkError,
+    NotFoundError,
+    ObjectChangedError,
+    ProtocolError,
+    S3PullError,
+    ServerError,
+    ThrottledError,
+    TimeoutError,
+    TransferError,
+    TransientError,
+)
+
+_CODE = re.compile(rb"<Code>([^<]{1,128})</Code>")
+_MESSAGE = re.compile(rb"<Message>([^<]{0,512})</Message>")
+_CREDENTIAL_CODES = frozenset(
+    {
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidSecurity",
+    }
+)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    if value is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            return None  # an HTTP date: rare for S3; the backoff still applies
+    value = headers.get("x-amz-retry-after")  # milliseconds
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            return None
+    return None
+
+
+def error_from_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    source: str,
+    range: tuple[int, int] | None = None,
+) -> S3PullError:
+    """The error an unexpected HTTP answer means. ``body`` is its first bytes."""
+    code_match = _CODE.search(body)
+    code = code_match.group(1).decode("utf-8", "replace") if code_match else None
+    message_match = _MESSAGE.search(body)
+    detail = message_match.group(1).decode("utf-8", "replace") if message_match else ""
+    where: dict[str, Any] = {"source": source, "range": range, "status": status, "code": code}
+    what = f"{status} {code}" if code else f"HTTP {status}"
+    text = f"{what}: {detail}" if detail else what
+
+    error: S3PullError
+    if status == 404:
+        error = NotFoundError(f"not found ({text})", **where)
+    elif code in _CREDENTIAL_CODES:
+        error = CredentialsError(f"credentials rejected ({text})", **where)
+    elif status == 403:
+        if "expired" in detail.lower():
+            error = AccessDeniedError(f"the URL has expired ({text})", **where)
+        else:
+            error = AccessDeniedError(f"access denied ({text})", **where)
+    elif status == 412:
+        error = ObjectChangedError(
+            f"the object changed during the download ({text})", source=source, range=range
+        )
+    elif status in (429, 503) or code in ("SlowDown", "Throttling", "RequestLimitExceeded"):
+        error = ThrottledError(f"throttled ({text})", **where)
+    elif status >= 500 or code in ("RequestTimeout", "InternalError"):
+        error = ServerError(f"server error ({text})", **where)
+    elif status == 416:
+        error = ProtocolError(f"range not satisfiable ({text})", **where)
+    else:
+        error = TransferError(f"unexpected answer ({text})", **where)
+    if isinstance(error, TransientError):
+        error.retry_after = _retry_after(headers)
+    return error
+
+
+def error_from_exception(
+    exc: BaseException,
+    *,
+    source: str,
+    range: tuple[int, int] | None = None,
+) -> S3PullError:
+    """The error an aiohttp / OS exception raised while talking to the store means."""
+    if isinstance(exc, S3PullError):
+        return exc
+    where: dict[str, Any] = {"source": source, "range": range}
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return TimeoutError(f"timed out: {exc or type(exc).__name__}", **where)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return TransferError(f"TLS failed: {exc}", **where)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return NetworkError(f"the body ended early: {_first_line(exc)}", **where)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return NetworkError("the server closed the connection", **where)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return NetworkError(f"cannot connect: {_first_line(exc)}", **where)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return ProtocolError(
+            f"malformed response: {exc.message}", status=exc.status, source=source, range=range
+        )
+    if isinstance(exc, aiohttp.ClientError | ConnectionError | OSError):
+        return NetworkError(f"connection failed: {_first_line(exc)}", **where)
+    return TransferError(
+        f"unexpected {type(exc).__name__}: {_first_line(exc)}", source=source, range=range
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:300]

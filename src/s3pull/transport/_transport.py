@@ -1,0 +1,303 @@
+"""The transport: HEAD and (ranged) GET over one aiohttp connection pool.
+
+It hides addressing, signing, region redirects and the one-time credential
+refresh, and turns every failure into an s3pull error (via ``_translate``).
+It never retries: retry policy lives in planning, the driver in scheduling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+from yarl import URL
+
+from .._config import TransferConfig
+from .._errors import CredentialsError, ProtocolError, S3PullError
+from .._results import ObjectInfo
+from .._source import HttpSource, S3Source, Source
+from ._s3 import S3Endpoint
+from ._translate import error_from_exception, error_from_response
+
+CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+#: How much of an error body we read to find the S3 <Code>; S3 errors are tiny.
+_ERROR_BODY_LIMIT = 64 * 1024
+_REFRESHABLE_CODES = frozenset({"ExpiredToken", "TokenRefreshRequired", "InvalidToken"})
+
+
+class Response:
+    """An open GET response whose status is 200 or 206; read the body with :meth:`read`.
+
+    Attributes:
+        status: 200 or 206.
+        headers: the response headers.
+        content_range: ``(first, last, total)`` from a 206's Content-Range;
+            ``total`` is None when the server sent ``*``.
+    """
+
+    __slots__ = ("_content", "_source", "_span", "content_range", "headers", "status")
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, source: str, span: tuple[int, int] | None
+    ) -> None:
+        self._source = source
+        self._span = span
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+        self._content = response.content
+        self.content_range: tuple[int, int, int | None] | None = None
+        if self.status == 206:
+            match = _CONTENT_RANGE.match(self.headers.get("Content-Range", ""))
+            if match is None:
+                raise ProtocolError(
+                    f"206 with a missing or malformed Content-Range "
+                    f"{self.headers.get('Content-Range')!r}",
+                    source=source,
+                    range=span,
+                )
+            total = None if match.group(3) == "*" else int(match.group(3))
+            self.content_range = (int(match.group(1)), int(match.group(2)), total)
+
+    async def read(self) -> bytes:
+        """The next body bytes as they arrive; ``b""`` at the end."""
+        try:
+            return await self._content.readany()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # Translated here, where it happens, so the caller still knows how
+            # far the body got and can resume from there.
+            raise error_from_exception(exc, source=self._source, range=self._span) from exc
+
+    @property
+    def etag(self) -> str | None:
+        return self.headers.get("ETag")
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.headers.get("Content-Length")
+        return int(value) if value is not None and value.isdigit() else None
+
+
+def object_info(
+    source: Source, headers: Mapping[str, str], size: int, *, is_s3: bool
+) -> ObjectInfo:
+    """Build :class:`ObjectInfo` from HEAD or GET response headers."""
+    last_modified = None
+    if "Last-Modified" in headers:
+        try:
+            last_modified = parsedate_to_datetime(headers["Last-Modified"])
+        except (TypeError, ValueError):
+            last_modified = None
+    checksums = {
+        algorithm: headers[f"x-amz-checksum-{algorithm.lower()}"]
+        for algorithm in CHECKSUM_ALGORITHMS
+        if f"x-amz-checksum-{algorithm.lower()}" in headers
+    }
+    encryption = headers.get("x-amz-server-side-encryption")
+    if "x-amz-server-side-encryption-customer-algorithm" in headers:
+        encryption = "SSE-C"
+    return ObjectInfo(
+        source=source.redacted,
+        size=size,
+        etag=headers.get("ETag"),
+        version_id=headers.get("x-amz-version-id"),
+        last_modified=last_modified,
+        content_type=headers.get("Content-Type"),
+        content_encoding=headers.get("Content-Encoding"),
+        checksums=checksums,
+        checksum_type=headers.get("x-amz-checksum-type"),
+        encryption=encryption,
+        is_s3=is_s3 or "x-amz-request-id" in headers,
+    )
+
+
+class Transport:
+    """HEAD and GET for S3 and HTTP sources over one connection pool.
+
+    Args:
+        config: timeouts, pool size and read buffer come from here.
+        s3: the S3 endpoint for ``s3://`` sources.
+    """
+
+    def __init__(self, config: TransferConfig, s3: S3Endpoint) -> None:
+        self.config = config
+        self.s3 = s3
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            timeouts = self.config.timeouts
+            connector = aiohttp.TCPConnector(
+                limit=self.config.max_connections, limit_per_host=0, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                # The body is stored byte for byte: a gzip object stays gzip.
+                auto_decompress=False,
+                read_bufsize=self.config.read_buffer,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=timeouts.connect_s, sock_read=timeouts.read_s
+                ),
+                skip_auto_headers=("Accept-Encoding",),
+                trust_env=True,  # HTTPS_PROXY / NO_PROXY, as boto3 users expect
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def head(self, source: Source) -> ObjectInfo:
+        """What the store says about ``source``, without its body.
+
+        S3 sources get a HEAD with checksums asked for. HTTP sources (often
+        presigned for GET only) get a GET of their first byte instead.
+        """
+        if isinstance(source, HttpSource):
+            try:
+                async with self.get(source, 0, 0) as response:
+                    return self.info_from_response(source, response)
+            except ProtocolError as exc:
+                if exc.status != 416:
+                    raise
+            # 416 for byte 0: the object is empty. A plain GET says so.
+            async with self.get(source) as response:
+                return self.info_from_response(source, response)
+        async with self._request("HEAD", source, {"x-amz-checksum-mode": "ENABLED"}) as raw:
+            length = raw.headers.get("Content-Length", "")
+            if not length.isdigit():
+                raise ProtocolError("HEAD without a Content-Length", source=source.redacted)
+            return object_info(source, raw.headers, int(length), is_s3=True)
+
+    def info_from_response(self, source: Source, response: Response) -> ObjectInfo:
+        """Object facts from a GET response (its size from Content-Range or Content-Length)."""
+        if response.content_range is not None and response.content_range[2] is not None:
+            size = response.content_range[2]
+        elif response.status == 200 and response.content_length is not None:
+            size = response.content_length
+        else:
+            raise ProtocolError(
+                "the response tells neither Content-Range nor Content-Length",
+                source=source.redacted,
+            )
+        return object_info(source, response.headers, size, is_s3=isinstance(source, S3Source))
+
+    @asynccontextmanager
+    async def get(
+        self,
+        source: Source,
+        first: int | None = None,
+        last: int | None = None,
+        *,
+        if_match: str | None = None,
+        checksum_mode: bool = False,
+    ) -> AsyncIterator[Response]:
+        """GET ``source``, bytes ``first..last`` inclusive (the whole object if None).
+
+        Yields a :class:`Response` whose status is 200 or 206; any other answer
+        raises the translated error. The caller checks Content-Range.
+        """
+        headers: dict[str, str] = {"Accept-Encoding": "identity"}
+        if first is not None:
+            headers["Range"] = f"bytes={first}-" if last is None else f"bytes={first}-{last}"
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        if checksum_mode:
+            headers["x-amz-checksum-mode"] = "ENABLED"
+        span = (first, last) if first is not None and last is not None else None
+        async with self._request("GET", source, headers, span=span) as raw:
+            yield Response(raw, source.redacted, span)
+
+    @asynccontextmanager
+    async def _request(
+        self,
+        method: str,
+        source: Source,
+        headers: dict[str, str],
+        *,
+        span: tuple[int, int] | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send one request, following an S3 region redirect and refreshing an
+        expired token once; yield a 2xx response or raise the translated error."""
+        redirected = refreshed = False
+        while True:
+            raw = await self._send(method, source, headers, span)
+            if raw.status < 300:
+                break
+            error = await self._error(raw, source, span)
+            region = raw.headers.get("x-amz-bucket-region")
+            if (
+                isinstance(source, S3Source)
+                and region
+                and raw.status in (301, 307, 400)
+                and not redirected
+                and self.s3.set_bucket_region(source.bucket, region)
+            ):
+                redirected = True  # the bucket lives elsewhere: ask there, once
+                continue
+            if (
+                isinstance(error, CredentialsError)
+                and isinstance(source, S3Source)
+                and error.code in _REFRESHABLE_CODES
+                and not refreshed
+            ):
+                refreshed = True
+                await self.s3.refresh_credentials()
+                continue
+            raise error
+        try:
+            yield raw
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise error_from_exception(exc, source=source.redacted, range=span) from exc
+        finally:
+            raw.release()
+
+    async def _send(
+        self,
+        method: str,
+        source: Source,
+        headers: dict[str, str],
+        span: tuple[int, int] | None,
+    ) -> aiohttp.ClientResponse:
+        session = self._get_session()
+        if isinstance(source, S3Source):
+            await self.s3.resolve()
+            query = {"versionId": source.version_id} if source.version_id else None
+            url = self.s3.url(source.bucket, source.key, query)
+            headers = self.s3.signed_headers(method, url, headers, source.bucket)
+            allow_redirects = False
+        else:
+            url = source.url
+            allow_redirects = True
+        try:
+            async with asyncio.timeout(self.config.timeouts.first_byte_s):
+                return await session.request(
+                    method, URL(url, encoded=True), headers=headers, allow_redirects=allow_redirects
+                )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise error_from_exception(exc, source=source.redacted, range=span) from exc
+        except ValueError as exc:  # yarl / aiohttp reject malformed URLs this way
+            raise ProtocolError(f"bad URL: {exc}", source=source.redacted) from exc
+
+    async def _error(
+        self, raw: aiohttp.ClientResponse, source: Source, span: tuple[int, int] | None
+    ) -> S3PullError:
+        body = b""
+        try:
+            if raw.method != "HEAD":
+                body = await raw.content.read(_ERROR_BODY_LIMIT)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            body = b""  # the status alone still says what went wrong
+        finally:
+            raw.release()
+        error = error_from_response(
+            raw.status, raw.headers, body, source=source.redacted, range=span
+        )
+        if raw.status == 403 and isinstance(source, S3Source) and self.s3.anonymous:
+            error.message += " (the request was unsigned: no AWS credentials were found)"
+        return error
