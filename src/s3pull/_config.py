@@ -166,7 +166,8 @@ class TransferConfig:
 
     Attributes:
         part_size: bytes per ranged GET; None picks from the object size:
-            8 MiB, grown so that no object needs more than 10,000 parts.
+            8-16 MiB (enough parts for every stream), grown so that no object
+            needs more than 10,000 parts.
         concurrency: ranged GETs in flight per object; None picks
             ``min(16, parts)``, always limited by the memory budget.
         memory_limit: the budget every in-flight buffer draws from (64 MiB).

@@ -1,0 +1,593 @@
+"""The connection handler: parse requests, match faults, write (or break) responses.
+
+Runs on the server's event loop. Everything shared with the test thread
+(rules, records, counters) is guarded by :attr:`Engine.lock`; the object store
+has its own lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import fcntl
+import hashlib
+import itertools
+import json
+import socket
+import struct
+import termios
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from typing import IO, Any
+
+from ._faults import CUT_KINDS, TERMINAL_KINDS, Fault, FaultRule
+from ._http import BadRequest, Request, parse_range, read_request, response_head
+from ._listing import error_xml, list_buckets_xml, list_objects_v2
+from ._store import (
+    BytesBody,
+    FileBody,
+    GeneratedBody,
+    S3Error,
+    Store,
+    StoredObject,
+    compute_etag,
+)
+
+_XML = "application/xml"
+_HASH_INLINE_LIMIT = 1 << 20  # hash bigger bodies in a worker thread, not on the loop
+_RESET_FLUSH_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One completed request, as the server saw it.
+
+    Attributes:
+        method: ``GET``, ``HEAD``... (``LIST`` is not used here: a listing is a GET
+            with an empty ``key``).
+        bucket, key: from the path, percent-decoded.
+        query: the query parameters.
+        range_header, if_match, version_id: the request's Range / If-Match / versionId.
+        status: the status sent, or 0 when no response head was sent.
+        body_bytes_sent: body bytes handed to the socket (extra bytes included).
+        headers: the request headers (lower-case names).
+        faults: the kinds of the faults that hit this request, in rule order.
+        outcome: ``complete``, ``refused``, ``hung``, ``held``, ``reset``,
+            ``truncated``, ``extra_bytes``, ``client_disconnected``,
+            ``server_closed`` or ``bad_request``.
+        connection: the connection number (requests on one keep-alive
+            connection share it).
+
+    Example:
+        >>> [r.status for r in server.requests]  # doctest: +SKIP
+        [503, 206]
+    """
+
+    method: str
+    bucket: str
+    key: str
+    query: dict[str, str]
+    range_header: str | None
+    if_match: str | None
+    version_id: str | None
+    status: int
+    body_bytes_sent: int
+    headers: dict[str, str]
+    faults: tuple[str, ...]
+    outcome: str
+    connection: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+class Engine:
+    """State shared by all connections of one server."""
+
+    def __init__(self, store: Store, *, chunk_size: int = 1 << 20) -> None:
+        self.store = store
+        self.chunk_size = chunk_size
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.rules: list[FaultRule] = []
+        self.records: list[RequestRecord] = []
+        self.sent: dict[tuple[str, str], int] = {}
+        self.errors: list[str] = []
+        self.refuse_remaining = 0
+        self.refuse_rst = False
+        self.refused = 0
+        self.log_file: IO[str] | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self._connections = itertools.count(1)
+        self._replacements = itertools.count(1)
+
+    # ----------------------------------------------------------------- shared state
+
+    def match(self, method: str, bucket: str, key: str, range_start: int | None) -> list[Fault]:
+        with self.lock:
+            return [
+                rule.fault for rule in self.rules if rule.consider(method, bucket, key, range_start)
+            ]
+
+    def add_sent(self, bucket: str, key: str, count: int) -> None:
+        with self.lock:
+            self.sent[bucket, key] = self.sent.get((bucket, key), 0) + count
+
+    def record(self, record: RequestRecord) -> None:
+        with self.changed:
+            self.records.append(record)
+            self.changed.notify_all()
+            if self.log_file is not None:
+                self.log_file.write(record.to_json() + "\n")
+                self.log_file.flush()
+
+    def note_error(self, context: str) -> None:
+        with self.lock:
+            self.errors.append(f"{context}\n{traceback.format_exc()}")
+
+    def replace_object(self, bucket: str, key: str, fault: Fault) -> None:
+        """The ``replace`` fault: a new body and ETag (a new version if versioned)."""
+        old = self.store.find(bucket, key)
+        if old is None:
+            return
+        body: BytesBody | GeneratedBody
+        if fault.data is not None:
+            body = BytesBody(fault.data)
+        else:
+            body = GeneratedBody(key, old.size, seed=1_000_000 + next(self._replacements))
+        etag = fault.etag or compute_etag(body, old.part_size)
+        if etag.strip('"') == old.etag:  # same bytes (e.g. empty): the ETag must still change
+            etag = hashlib.md5(f"{old.etag}+replaced".encode(), usedforsecurity=False).hexdigest()
+        new = StoredObject(
+            bucket,
+            key,
+            body,
+            etag=etag,
+            last_modified=max(time.time(), old.last_modified + 1),
+            content_type=old.content_type,
+            content_encoding=old.content_encoding,
+            checksum_algorithm=old.checksum_algorithm,
+            checksum_type=old.checksum_type,
+            part_size=old.part_size,
+            metadata=old.metadata,
+        )
+        self.store.put(new)
+
+    def take_refusal(self) -> bool | None:
+        """None to serve the connection; else refuse it (True = with RST)."""
+        with self.lock:
+            if self.refuse_remaining <= 0:
+                return None
+            self.refuse_remaining -= 1
+            self.refused += 1
+            return self.refuse_rst
+
+    # ----------------------------------------------------------------- connections
+
+    async def handle_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+        self.writers.add(writer)
+        connection = next(self._connections)
+        try:
+            refusal = self.take_refusal()
+            if refusal is not None:
+                if refusal:
+                    abort_with_rst(writer)
+                else:
+                    writer.close()
+                return
+            writer.transport.set_write_buffer_limits(high=self.chunk_size)
+            for number in itertools.count():
+                try:
+                    request = await read_request(reader)
+                except BadRequest as exc:
+                    await self._bad_request(writer, exc, connection)
+                    return
+                if request is None:
+                    return
+                exchange = Exchange(self, request, reader, writer, f"{connection:06X}{number:06X}")
+                exchange.connection = connection
+                if not await exchange.run() or not request.keep_alive:
+                    return
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+            pass  # the client went away: normal for a fault server
+        except Exception:
+            self.note_error(f"connection {connection}")
+        finally:
+            if task is not None:
+                self.tasks.discard(task)
+            writer.close()
+            if not writer.transport.get_write_buffer_size():
+                self.writers.discard(writer)
+
+    async def _bad_request(
+        self, writer: asyncio.StreamWriter, exc: BadRequest, connection: int
+    ) -> None:
+        body = exc.message.encode()
+        headers = {"Content-Type": "text/plain", "Content-Length": str(len(body))}
+        writer.write(response_head(exc.status, headers, "-", close=True) + body)
+        self.record(
+            RequestRecord(
+                "", "", "", {}, None, None, None, exc.status, 0, {}, (), "bad_request", connection
+            )
+        )
+        await writer.drain()
+
+    async def close_all(self) -> None:
+        """Server shutdown: cut every connection, including held and stalled ones."""
+        for writer in list(self.writers):
+            writer.transport.abort()
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.writers.clear()
+        await asyncio.sleep(0)  # let the transports run their connection_lost callbacks
+
+
+def abort_with_rst(writer: asyncio.StreamWriter) -> None:
+    """Close with SO_LINGER 0: the peer gets a TCP RST, not a FIN."""
+    sock = writer.transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    writer.transport.abort()
+
+
+def _unsent_bytes(sock: Any) -> int:
+    """Bytes the kernel has not yet had acknowledged (Linux SIOCOUTQ), 0 if unknown."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, AttributeError, ValueError):
+        return 0
+    return int(struct.unpack("i", raw)[0])
+
+
+class Exchange:
+    """One request and its (possibly broken) response."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        request: Request,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request_id: str,
+    ) -> None:
+        self.engine = engine
+        self.request = request
+        self.reader = reader
+        self.writer = writer
+        self.request_id = request_id
+        self.connection = 0
+        self.status = 0
+        self.body_bytes = 0
+        self.faults: list[Fault] = []
+        self.outcome = "complete"
+
+    async def run(self) -> bool:
+        """Serve the request; False when the connection must not be reused."""
+        try:
+            return await self._dispatch()
+        except (ConnectionError, TimeoutError):
+            self.outcome = "client_disconnected"
+            raise
+        except asyncio.CancelledError:
+            self.outcome = "server_closed"
+            raise
+        except Exception:
+            self.outcome = "error"
+            raise
+        finally:
+            request = self.request
+            self.engine.record(
+                RequestRecord(
+                    method=request.method,
+                    bucket=request.bucket,
+                    key=request.key,
+                    query=request.query,
+                    range_header=request.headers.get("range"),
+                    if_match=request.headers.get("if-match"),
+                    version_id=request.query.get("versionId"),
+                    status=self.status,
+                    body_bytes_sent=self.body_bytes,
+                    headers=request.headers,
+                    faults=tuple(fault.kind for fault in self.faults),
+                    outcome=self.outcome,
+                    connection=self.connection,
+                )
+            )
+
+    async def _dispatch(self) -> bool:
+        request = self.request
+        store = self.engine.store
+        if request.method not in ("GET", "HEAD"):
+            return await self._send_error(
+                S3Error(501, "NotImplemented", f"{request.method} is not implemented here")
+            )
+        if not request.bucket:
+            return await self._send_bytes(200, list_buckets_xml(store), _XML)
+        if not request.key:
+            return await self._bucket_request()
+        return await self._object_request()
+
+    async def _bucket_request(self) -> bool:
+        request = self.request
+        try:
+            self.engine.store.bucket(request.bucket)
+        except S3Error as exc:
+            return await self._send_error(exc)
+        if request.is_head:
+            return await self._send_bytes(200, b"", _XML)
+        if "location" in request.query:
+            xml = b'<?xml version="1.0" encoding="UTF-8"?>\n<LocationConstraint/>'
+            return await self._send_bytes(200, xml, _XML)
+        if request.query.get("list-type") != "2":
+            return await self._send_error(
+                S3Error(501, "NotImplemented", "only ListObjectsV2 (list-type=2) is implemented")
+            )
+        self.faults = self.engine.match("LIST", request.bucket, "", None)
+        done = await self._apply_pre_response_faults()
+        if done is not None:
+            return done
+        repeat = any(fault.kind == "repeat_token" for fault in self.faults)
+        try:
+            xml = await asyncio.to_thread(
+                list_objects_v2,
+                self.engine.store,
+                request.bucket,
+                request.query,
+                repeat_token=repeat,
+            )
+        except S3Error as exc:
+            return await self._send_error(exc)
+        return await self._send_bytes(200, xml, _XML)
+
+    async def _object_request(self) -> bool:
+        request = self.request
+        engine = self.engine
+        version_id = request.query.get("versionId")
+        range_header = request.headers.get("range")
+        try:
+            size: int | None = engine.store.get(request.bucket, request.key, version_id).size
+        except S3Error:
+            size = None
+        resolved = parse_range(range_header, size)
+        if resolved == "unsatisfiable":  # still a ranged request: match on its first byte
+            resolved = parse_range(range_header, None)
+        range_start = resolved[0] if isinstance(resolved, tuple) else None
+        self.faults = engine.match(request.method, request.bucket, request.key, range_start)
+        for fault in self.faults:
+            if fault.kind == "replace":
+                await asyncio.to_thread(engine.replace_object, request.bucket, request.key, fault)
+            elif fault.kind == "delete":
+                engine.store.delete(request.bucket, request.key)
+        done = await self._apply_pre_response_faults()
+        if done is not None:
+            return done
+        kinds = {fault.kind for fault in self.faults}
+        want_checksum = request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+        try:
+            obj = engine.store.get(request.bucket, request.key, version_id)
+            if obj.needs_hashing:
+                if obj.size > _HASH_INLINE_LIMIT:
+                    await asyncio.to_thread(_hash, obj, want_checksum)
+                else:
+                    _hash(obj, want_checksum)
+            if_match = request.headers.get("if-match")
+            if if_match is not None and "ignore_if_match" not in kinds:
+                tags = {tag.strip().strip('"') for tag in if_match.split(",")}
+                if "*" not in tags and obj.etag not in tags:
+                    raise S3Error(
+                        412,
+                        "PreconditionFailed",
+                        "At least one of the pre-conditions you specified did not hold",
+                        Condition="If-Match",
+                    )
+            window = None if "ignore_range" in kinds else parse_range(range_header, obj.size)
+            if window == "unsatisfiable":
+                raise S3Error(
+                    416,
+                    "InvalidRange",
+                    "The requested range is not satisfiable",
+                    headers={"Content-Range": f"bytes */{obj.size}"},
+                    RangeRequested=range_header or "",
+                    ActualObjectSize=str(obj.size),
+                )
+        except S3Error as exc:
+            return await self._send_error(exc)
+        headers = {
+            "Content-Type": obj.content_type,
+            "Content-Length": "",
+            "ETag": f'"{obj.etag}"',
+            "Last-Modified": email.utils.formatdate(obj.last_modified, usegmt=True),
+            "Accept-Ranges": "bytes",
+        }
+        if obj.content_encoding:
+            headers["Content-Encoding"] = obj.content_encoding
+        if obj.version_id:
+            headers["x-amz-version-id"] = obj.version_id
+        for name, value in obj.metadata.items():
+            headers[f"x-amz-meta-{name}"] = value
+        if isinstance(window, tuple):
+            first, last = window
+            status = 206
+            if "missing_content_range" not in kinds:
+                shift = sum(f.shift for f in self.faults if f.kind == "wrong_content_range")
+                headers["Content-Range"] = f"bytes {first + shift}-{last + shift}/{obj.size}"
+        else:
+            first, last, status = 0, obj.size - 1, 200
+            if want_checksum and obj.checksum_algorithm is not None and obj.checksum:
+                headers[f"x-amz-checksum-{obj.checksum_algorithm.lower()}"] = obj.checksum
+                headers["x-amz-checksum-type"] = obj.checksum_type
+        headers["Content-Length"] = str(last + 1 - first)
+        return await self._send(status, headers, obj.body, first, last + 1)
+
+    # ----------------------------------------------------------------- faults
+
+    async def _apply_pre_response_faults(self) -> bool | None:
+        """Terminal faults (status, refuse, hang) and delays; None to go on serving."""
+        for fault in self.faults:
+            if fault.kind == "delay":
+                await asyncio.sleep(fault.seconds)
+        terminal = next((f for f in self.faults if f.kind in TERMINAL_KINDS), None)
+        if terminal is None:
+            return None
+        if terminal.kind == "refuse":
+            self.outcome = "refused"
+            if terminal.rst:
+                abort_with_rst(self.writer)
+            else:
+                self.writer.close()
+            return False
+        if terminal.kind == "hang":
+            self.outcome = "hung"
+            await self._hold()
+            return False
+        headers = {"Retry-After": str(terminal.retry_after)} if terminal.retry_after else {}
+        fields = {"Key": self.request.key} if self.request.key else {}
+        error = S3Error(
+            terminal.http_status,
+            terminal.error_code,
+            terminal.error_message,
+            headers=headers,
+            **fields,
+        )
+        return await self._send_error(error)
+
+    async def _hold(self) -> None:
+        """Keep the connection open, never answering, until the peer closes it."""
+        await self.writer.drain()
+        while await self.reader.read(1 << 16):
+            pass
+
+    async def _reset(self) -> None:
+        """RST after the bytes already written have reached the peer (bounded wait)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _RESET_FLUSH_TIMEOUT
+        transport = self.writer.transport
+        sock = transport.get_extra_info("socket")
+        while loop.time() < deadline and not transport.is_closing():
+            if not transport.get_write_buffer_size() and not _unsent_bytes(sock):
+                break
+            await asyncio.sleep(0.001)
+        abort_with_rst(self.writer)
+
+    # ----------------------------------------------------------------- responses
+
+    async def _send_error(self, error: S3Error) -> bool:
+        headers = {"Content-Type": _XML, **error.headers}
+        if self.request.is_head:
+            return await self._send(error.status, headers, None, 0, 0)
+        body = error_xml(error, self.request_id)
+        headers["Content-Length"] = str(len(body))
+        return await self._send(error.status, headers, BytesBody(body), 0, len(body))
+
+    async def _send_bytes(self, status: int, body: bytes, content_type: str) -> bool:
+        headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
+        return await self._send(status, headers, BytesBody(body), 0, len(body))
+
+    async def _send(
+        self,
+        status: int,
+        headers: dict[str, str],
+        body: BytesBody | FileBody | GeneratedBody | None,
+        start: int,
+        end: int,
+    ) -> bool:
+        """Write head and body ``[start, end)``, applying the body faults that fired."""
+        request = self.request
+        if request.is_head:
+            body, end = None, start
+        self.writer.write(
+            response_head(status, headers, self.request_id, close=not request.keep_alive)
+        )
+        self.status = status
+        length = end - start
+        cut = next((f for f in self.faults if f.kind in CUT_KINDS), None)
+        limit = length
+        if cut is not None:
+            limit = 0 if cut.kind == "headers_only" else cut.position(length)
+        if body is not None:
+            await self._write_body(body, start, start + limit, length)
+        if cut is not None:
+            if cut.kind in ("headers_only", "stall"):
+                self.outcome = "held"
+                await self._hold()
+            elif cut.kind == "reset":
+                self.outcome = "reset"
+                await self._reset()
+            else:
+                self.outcome = "truncated"
+                await self.writer.drain()
+                self.writer.close()
+            return False
+        extra = next((f for f in self.faults if f.kind == "extra_bytes"), None)
+        if extra is not None:
+            self.outcome = "extra_bytes"
+            self._count(len(extra.extra))
+            self.writer.write(extra.extra)
+            await self.writer.drain()
+            self.writer.close()
+            return False
+        await self.writer.drain()
+        return request.keep_alive
+
+    def _count(self, count: int) -> None:
+        self.body_bytes += count
+        self.engine.add_sent(self.request.bucket, self.request.key, count)
+
+    async def _write_body(
+        self, body: BytesBody | FileBody | GeneratedBody, start: int, end: int, length: int
+    ) -> None:
+        flip = next((f for f in self.faults if f.kind == "flip_byte"), None)
+        drip = next((f for f in self.faults if f.kind == "drip"), None)
+        flip_at = start + min(flip.position(length), length - 1) if flip and length else -1
+        drip_from = start + drip.position(length) if drip else end
+        if isinstance(body, FileBody) and flip is None and drip is None:
+            await self._sendfile(body, start, end)
+            return
+        writer = self.writer
+        position = start
+        while position < end:
+            if position >= drip_from and drip is not None:
+                stop = min(end, position + drip.chunk)
+            else:
+                stop = min(end, drip_from, position + self.engine.chunk_size)
+            data: bytes | bytearray | memoryview = body.read(position, stop)
+            if position <= flip_at < stop:
+                data = bytearray(data)
+                data[flip_at - position] ^= 0xFF
+            if writer.transport.is_closing():
+                raise ConnectionResetError("client closed the connection")
+            writer.write(data)
+            self._count(stop - position)
+            position = stop
+            await writer.drain()
+            if drip is not None and position > drip_from and position < end:
+                await asyncio.sleep(drip.interval)
+
+    async def _sendfile(self, body: FileBody, start: int, end: int) -> None:
+        loop = asyncio.get_running_loop()
+        step = 8 * self.engine.chunk_size  # count progress even if the client leaves mid-way
+        with body.open() as file:
+            for offset in range(start, end, step):
+                count = min(step, end - offset)
+                sent = await loop.sendfile(self.writer.transport, file, offset, count)
+                self._count(sent)
+
+
+def _hash(obj: StoredObject, checksum: bool) -> None:
+    """Compute (and cache) the ETag, and the checksum if the request wants it."""
+    _ = obj.etag
+    if checksum:
+        _ = obj.checksum
