@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from ._client import AsyncClient
@@ -46,8 +46,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     s3 = common.add_argument_group("store")
     s3.add_argument("--endpoint-url", help="S3 API endpoint (default: AWS_ENDPOINT_URL_S3, AWS)")
     s3.add_argument("--region", help="AWS region (default: profile / AWS_REGION)")
@@ -65,12 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="one JSON result per object on stdout")
     out.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="s3pull",
         description="Fast, memory-bounded, atomic downloads from S3 and HTTP(S).",
     )
     parser.add_argument("--version", action="version", version=f"s3pull {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     cp = commands.add_parser(
         "cp",

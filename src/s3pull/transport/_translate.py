@@ -86,9 +86,7 @@ def error_from_response(
         else:
             error = AccessDeniedError(f"access denied ({text})", **where)
     elif status == 412:
-        error = ObjectChangedError(
-            f"the object changed during the download ({text})", source=source, range=range
-        )
+        error = ObjectChangedError(f"the object changed during the download ({text})", **where)
     elif status in (429, 503) or code in ("SlowDown", "Throttling", "RequestLimitExceeded"):
         error = ThrottledError(f"throttled ({text})", **where)
     elif status >= 500 or code in ("RequestTimeout", "InternalError"):

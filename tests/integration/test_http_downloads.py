@@ -1,0 +1,96 @@
+"""HTTP(S) sources against a real Range-capable file server, and cleanup after
+errors and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import s3pull
+from s3pull import AsyncClient, Client, TransferConfig
+
+from ..support import leftovers, pattern
+from .conftest import RangeFileServer
+
+MiB = 1024 * 1024
+SECRET = "Zq7SECRETsignature0123456789"
+
+
+@pytest.fixture
+def served(file_root: Path, request: pytest.FixtureRequest) -> Path:
+    """A per-test directory under the file server's root."""
+    directory = file_root / request.node.name.replace("[", "_").replace("]", "")
+    directory.mkdir()
+    return directory
+
+
+@pytest.mark.parametrize("size", [0, 1, 2 * MiB - 1, 2 * MiB + 1, 7 * MiB + 3])
+def test_http_bytes_are_identical(
+    file_server: RangeFileServer, served: Path, tmp_path: Path, size: int
+) -> None:
+    data = pattern(size, seed=size + 1)
+    (served / "obj.bin").write_bytes(data)
+    url = f"{file_server.url}/{served.name}/obj.bin?X-Amz-Signature={SECRET}"
+    config = TransferConfig(part_size=1 * MiB, concurrency=3)
+    with Client(config=config, subscribers=[]) as client:
+        result = client.download_file(url, tmp_path)
+    assert (tmp_path / "obj.bin").read_bytes() == data
+    assert SECRET not in result.source and "REDACTED" in result.source
+    assert leftovers(tmp_path) == ["obj.bin"]
+
+
+def test_http_errors_never_show_the_signature(
+    file_server: RangeFileServer, served: Path, tmp_path: Path
+) -> None:
+    url = f"{file_server.url}/{served.name}/missing.bin?X-Amz-Credential=AKIA&X-Amz-Signature={SECRET}"
+    with Client(subscribers=[]) as client, pytest.raises(s3pull.NotFoundError) as caught:
+        client.download_file(url, tmp_path / "x")
+    assert SECRET not in str(caught.value)
+    assert SECRET not in repr(caught.value)
+    assert leftovers(tmp_path) == []
+
+
+async def test_cancellation_mid_download_leaves_nothing(
+    file_server: RangeFileServer, served: Path, tmp_path: Path
+) -> None:
+    (served / "big.bin").write_bytes(pattern(24 * MiB, seed=5))
+    destination = tmp_path / "big.bin"
+    destination.write_bytes(b"old")
+    halfway = asyncio.Event()
+
+    class Trigger(s3pull.Subscriber):
+        def on_progress(self, source: str, done: int, total: int) -> None:
+            if done >= 4 * MiB:
+                halfway.set()
+
+    config = TransferConfig(part_size=1 * MiB, concurrency=2)
+    async with AsyncClient(config=config, subscribers=[Trigger()]) as client:
+        task = asyncio.create_task(
+            client.download_file(f"{file_server.url}/{served.name}/big.bin", destination)
+        )
+        await asyncio.wait_for(halfway.wait(), 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert destination.read_bytes() == b"old"
+    assert leftovers(tmp_path) == ["big.bin"]
+
+
+def test_object_deleted_mid_download_fails_cleanly(
+    file_server: RangeFileServer, served: Path, tmp_path: Path
+) -> None:
+    source_file = served / "vanishing.bin"
+    source_file.write_bytes(pattern(8 * MiB, seed=6))
+
+    class Deleter(s3pull.Subscriber):
+        def on_progress(self, source: str, done: int, total: int) -> None:
+            source_file.unlink(missing_ok=True)
+
+    config = TransferConfig(part_size=1 * MiB, concurrency=1)
+    with Client(config=config, subscribers=[Deleter()]) as client:
+        with pytest.raises(s3pull.NotFoundError) as caught:
+            client.download_file(f"{file_server.url}/{served.name}/vanishing.bin", tmp_path)
+    assert caught.value.range is not None and caught.value.range[0] > 0
+    assert leftovers(tmp_path) == []

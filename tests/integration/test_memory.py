@@ -1,0 +1,54 @@
+"""Peak RSS of a real ``s3pull cp`` process stays within baseline + budget + slack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import RangeFileServer
+
+MiB = 1024 * 1024
+BUDGET = 32 * MiB
+# Allocator and interpreter noise we accept on top of the budget.
+SLACK = 8 * MiB
+
+
+def peak_rss(*args: str) -> int:
+    """Run ``s3pull`` and return its peak RSS in bytes (from wait4's rusage)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "s3pull", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    process.stderr.close() if process.stderr else None
+    assert process.returncode == 0, stderr
+    return usage.ru_maxrss * 1024
+
+
+@pytest.mark.slow
+def test_download_of_12x_the_budget_stays_within_the_budget(
+    file_server: RangeFileServer, file_root: Path, tmp_path: Path
+) -> None:
+    size = 12 * BUDGET  # 384 MiB
+    big = file_root / "memory-big.bin"
+    with big.open("wb") as handle:
+        for _ in range(size // (4 * MiB)):
+            handle.write(os.urandom(4 * MiB))
+    (file_root / "memory-tiny.bin").write_bytes(b"x")
+    options = ["--memory-limit", "32MiB", "-q"]
+
+    baseline = peak_rss("cp", f"{file_server.url}/memory-tiny.bin", str(tmp_path / "t"), *options)
+    peak = peak_rss("cp", f"{file_server.url}/memory-big.bin", str(tmp_path / "b"), *options)
+
+    assert (tmp_path / "b").stat().st_size == size
+    assert peak - baseline < BUDGET + SLACK, (
+        f"peak {peak / MiB:.1f} MiB vs baseline {baseline / MiB:.1f} MiB"
+    )
+    big.unlink()
