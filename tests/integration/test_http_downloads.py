@@ -44,7 +44,8 @@ def test_http_bytes_are_identical(
 def test_http_errors_never_show_the_signature(
     file_server: RangeFileServer, served: Path, tmp_path: Path
 ) -> None:
-    url = f"{file_server.url}/{served.name}/missing.bin?X-Amz-Credential=AKIA&X-Amz-Signature={SECRET}"
+    query = f"X-Amz-Credential=AKIA&X-Amz-Signature={SECRET}"
+    url = f"{file_server.url}/{served.name}/missing.bin?{query}"
     with Client(subscribers=[]) as client, pytest.raises(s3pull.NotFoundError) as caught:
         client.download_file(url, tmp_path / "x")
     assert SECRET not in str(caught.value)
@@ -89,8 +90,11 @@ def test_object_deleted_mid_download_fails_cleanly(
             source_file.unlink(missing_ok=True)
 
     config = TransferConfig(part_size=1 * MiB, concurrency=1)
-    with Client(config=config, subscribers=[Deleter()]) as client:
-        with pytest.raises(s3pull.NotFoundError) as caught:
-            client.download_file(f"{file_server.url}/{served.name}/vanishing.bin", tmp_path)
+    url = f"{file_server.url}/{served.name}/vanishing.bin"
+    with (
+        Client(config=config, subscribers=[Deleter()]) as client,
+        pytest.raises(s3pull.NotFoundError) as caught,
+    ):
+        client.download_file(url, tmp_path)
     assert caught.value.range is not None and caught.value.range[0] > 0
     assert leftovers(tmp_path) == []

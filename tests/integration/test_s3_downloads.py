@@ -205,11 +205,13 @@ async def test_async_client_and_temp_context(
         def on_progress(self, source: str, done: int, total: int) -> None:
             seen.append((done, total))
 
-    async with AsyncClient(
-        endpoint_url=moto_server.endpoint_url, config=SMALL_PARTS, subscribers=[Recorder()]
-    ) as c:
-        async with c.download_to_temp(f"s3://{bucket}/async.bin", dir=tmp_path) as path:
-            assert path.read_bytes() == data
+    async with (
+        AsyncClient(
+            endpoint_url=moto_server.endpoint_url, config=SMALL_PARTS, subscribers=[Recorder()]
+        ) as c,
+        c.download_to_temp(f"s3://{bucket}/async.bin", dir=tmp_path) as path,
+    ):
+        assert path.read_bytes() == data
     assert leftovers(tmp_path) == []
     assert seen[-1] == (len(data), len(data))
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)

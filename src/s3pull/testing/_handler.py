@@ -198,6 +198,10 @@ class Engine:
                     return
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass  # the client went away: normal for a fault server
+        except asyncio.CancelledError:
+            # Server shutdown. Not re-raised: asyncio's own done-callback on this
+            # task calls task.exception(), which would raise and log it.
+            pass
         except Exception:
             self.note_error(f"connection {connection}")
         finally:
@@ -212,12 +216,12 @@ class Engine:
     ) -> None:
         body = exc.message.encode()
         headers = {"Content-Type": "text/plain", "Content-Length": str(len(body))}
-        writer.write(response_head(exc.status, headers, "-", close=True) + body)
         self.record(
             RequestRecord(
                 "", "", "", {}, None, None, None, exc.status, 0, {}, (), "bad_request", connection
             )
         )
+        writer.write(response_head(exc.status, headers, "-", close=True) + body)
         await writer.drain()
 
     async def close_all(self) -> None:
@@ -273,6 +277,7 @@ class Exchange:
         self.body_bytes = 0
         self.faults: list[Fault] = []
         self.outcome = "complete"
+        self.recorded = False
 
     async def run(self) -> bool:
         """Serve the request; False when the connection must not be reused."""
@@ -288,24 +293,35 @@ class Exchange:
             self.outcome = "error"
             raise
         finally:
-            request = self.request
-            self.engine.record(
-                RequestRecord(
-                    method=request.method,
-                    bucket=request.bucket,
-                    key=request.key,
-                    query=request.query,
-                    range_header=request.headers.get("range"),
-                    if_match=request.headers.get("if-match"),
-                    version_id=request.query.get("versionId"),
-                    status=self.status,
-                    body_bytes_sent=self.body_bytes,
-                    headers=request.headers,
-                    faults=tuple(fault.kind for fault in self.faults),
-                    outcome=self.outcome,
-                    connection=self.connection,
-                )
+            self._finish()
+
+    def _finish(self) -> None:
+        """Record the request, once.
+
+        Called just *before* the last byte (or the FIN / RST) goes out, so a
+        client that has read its whole response always finds it in the log.
+        """
+        if self.recorded:
+            return
+        self.recorded = True
+        request = self.request
+        self.engine.record(
+            RequestRecord(
+                method=request.method,
+                bucket=request.bucket,
+                key=request.key,
+                query=request.query,
+                range_header=request.headers.get("range"),
+                if_match=request.headers.get("if-match"),
+                version_id=request.query.get("versionId"),
+                status=self.status,
+                body_bytes_sent=self.body_bytes,
+                headers=request.headers,
+                faults=tuple(fault.kind for fault in self.faults),
+                outcome=self.outcome,
+                connection=self.connection,
             )
+        )
 
     async def _dispatch(self) -> bool:
         request = self.request
@@ -444,6 +460,7 @@ class Exchange:
             return None
         if terminal.kind == "refuse":
             self.outcome = "refused"
+            self._finish()
             if terminal.rst:
                 abort_with_rst(self.writer)
             else:
@@ -480,6 +497,7 @@ class Exchange:
             if not transport.get_write_buffer_size() and not _unsent_bytes(sock):
                 break
             await asyncio.sleep(0.001)
+        self._finish()
         abort_with_rst(self.writer)
 
     # ----------------------------------------------------------------- responses
@@ -508,17 +526,22 @@ class Exchange:
         request = self.request
         if request.is_head:
             body, end = None, start
-        self.writer.write(
-            response_head(status, headers, self.request_id, close=not request.keep_alive)
-        )
+        head = response_head(status, headers, self.request_id, close=not request.keep_alive)
         self.status = status
         length = end - start
         cut = next((f for f in self.faults if f.kind in CUT_KINDS), None)
+        extra = next((f for f in self.faults if f.kind == "extra_bytes"), None)
         limit = length
         if cut is not None:
             limit = 0 if cut.kind == "headers_only" else cut.position(length)
-        if body is not None:
-            await self._write_body(body, start, start + limit, length)
+        clean = cut is None and extra is None  # the response ends normally
+        if body is None or limit == 0:
+            if clean:
+                self._finish()
+            self.writer.write(head)
+        else:
+            self.writer.write(head)
+            await self._write_body(body, start, start + limit, length, finish=clean)
         if cut is not None:
             if cut.kind in ("headers_only", "stall"):
                 self.outcome = "held"
@@ -529,12 +552,13 @@ class Exchange:
             else:
                 self.outcome = "truncated"
                 await self.writer.drain()
+                self._finish()
                 self.writer.close()
             return False
-        extra = next((f for f in self.faults if f.kind == "extra_bytes"), None)
         if extra is not None:
             self.outcome = "extra_bytes"
             self._count(len(extra.extra))
+            self._finish()
             self.writer.write(extra.extra)
             await self.writer.drain()
             self.writer.close()
@@ -547,17 +571,25 @@ class Exchange:
         self.engine.add_sent(self.request.bucket, self.request.key, count)
 
     async def _write_body(
-        self, body: BytesBody | FileBody | GeneratedBody, start: int, end: int, length: int
+        self,
+        body: BytesBody | FileBody | GeneratedBody,
+        start: int,
+        end: int,
+        length: int,
+        *,
+        finish: bool,
     ) -> None:
+        """Write ``body[start:end)``; with ``finish``, record the request before the last piece."""
         flip = next((f for f in self.faults if f.kind == "flip_byte"), None)
         drip = next((f for f in self.faults if f.kind == "drip"), None)
         flip_at = start + min(flip.position(length), length - 1) if flip and length else -1
         drip_from = start + drip.position(length) if drip else end
-        if isinstance(body, FileBody) and flip is None and drip is None:
-            await self._sendfile(body, start, end)
-            return
         writer = self.writer
         position = start
+        if isinstance(body, FileBody) and flip is None and drip is None:
+            # sendfile all but the last byte, which goes through write() like any last piece
+            await self._sendfile(body, start, end - 1)
+            position = end - 1
         while position < end:
             if position >= drip_from and drip is not None:
                 stop = min(end, position + drip.chunk)
@@ -569,8 +601,10 @@ class Exchange:
                 data[flip_at - position] ^= 0xFF
             if writer.transport.is_closing():
                 raise ConnectionResetError("client closed the connection")
-            writer.write(data)
             self._count(stop - position)
+            if finish and stop == end:
+                self._finish()
+            writer.write(data)
             position = stop
             await writer.drain()
             if drip is not None and position > drip_from and position < end:
