@@ -17,19 +17,33 @@ BUDGET = 32 * MiB
 SLACK = 8 * MiB
 
 
-def peak_rss(*args: str) -> int:
-    """Run ``s3pull`` and return its peak RSS in bytes (from wait4's rusage)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "s3pull", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+# Runs the CLI and writes its own VmHWM (peak RSS of this exec's address space)
+# at exit. wait4's ru_maxrss would not do: on Linux a child inherits the
+# high-water mark of the process that forked it, here the test runner.
+_REPORT_PEAK = """
+import atexit, runpy, sys
+report = sys.argv.pop(1)
+def _write_peak():
+    with open("/proc/self/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(report, "w") as out:
+        out.write(kib)
+atexit.register(_write_peak)
+sys.argv[0] = "s3pull"
+runpy.run_module("s3pull", run_name="__main__")
+"""
+
+
+def peak_rss(report: Path, *args: str) -> int:
+    """Run ``s3pull`` and return its own peak RSS in bytes."""
+    done = subprocess.run(
+        [sys.executable, "-c", _REPORT_PEAK, str(report), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    stderr = process.stderr.read().decode() if process.stderr else ""
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    process.stderr.close() if process.stderr else None
-    assert process.returncode == 0, stderr
-    return usage.ru_maxrss * 1024
+    assert done.returncode == 0, done.stderr
+    return int(report.read_text()) * 1024
 
 
 @pytest.mark.slow
@@ -44,8 +58,9 @@ def test_download_of_12x_the_budget_stays_within_the_budget(
     (file_root / "memory-tiny.bin").write_bytes(b"x")
     options = ["--memory-limit", "32MiB", "-q"]
 
-    baseline = peak_rss("cp", f"{file_server.url}/memory-tiny.bin", str(tmp_path / "t"), *options)
-    peak = peak_rss("cp", f"{file_server.url}/memory-big.bin", str(tmp_path / "b"), *options)
+    tiny, huge = f"{file_server.url}/memory-tiny.bin", f"{file_server.url}/memory-big.bin"
+    baseline = peak_rss(tmp_path / "rss0", "cp", tiny, str(tmp_path / "t"), *options)
+    peak = peak_rss(tmp_path / "rss1", "cp", huge, str(tmp_path / "b"), *options)
 
     assert (tmp_path / "b").stat().st_size == size
     assert peak - baseline < BUDGET + SLACK, (

@@ -19,7 +19,7 @@ As a subprocess: ``python -m s3pull.testing --root DIR [--script faults.json]
 from __future__ import annotations
 
 from ._faults import Fault, FaultKind, FaultRule, parse_script
-from ._handler import RequestRecord
+from ._record import RequestRecord
 from ._server import FaultServer
 from ._store import StoredObject, generate_bytes
 

@@ -51,9 +51,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any, Self
 
+from ._engine import Engine
 from ._faults import Fault, FaultRule, Method, parse_script
-from ._handler import Engine, RequestRecord
 from ._http import MAX_HEAD
+from ._record import RequestRecord
 from ._store import (
     BytesBody,
     FileBody,

@@ -1,0 +1,155 @@
+"""Benchmark data set: generated once, cached under ``bench/.work/``.
+
+Every object is fresh random bytes (no repeated blocks), so a client that
+writes a part at the wrong offset cannot produce the right MD5 by accident.
+The manifest records size, MD5 and modification time of every object; the
+server serves the MD5 as the ETag and builds listings from it, and every
+download is verified against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BUCKET = "bench"
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+# Random data is produced and written in blocks of this size, which keeps the
+# generator's own memory small whatever the object size.
+_BLOCK = 8 * MiB
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Sizes and counts of the data set, scaled by ``--size-scale``."""
+
+    large_size: int
+    medium_count: int
+    medium_size: int
+    small_count: int
+    small_size: int
+
+    @classmethod
+    def scaled(cls, scale: float) -> Layout:
+        # The large object and the object counts shrink with the scale; the
+        # per-object size of the medium and small sets does not, so the
+        # request pattern (16 MiB objects, 64 KiB objects) stays the same.
+        return cls(
+            large_size=max(MiB, int(GiB * scale) // MiB * MiB),
+            medium_count=max(4, round(100 * scale)),
+            medium_size=16 * MiB,
+            small_count=max(50, round(2000 * scale)),
+            small_size=64 * 1024,
+        )
+
+    @property
+    def tag(self) -> str:
+        return (
+            f"L{self.large_size // MiB}M-m{self.medium_count}x{self.medium_size // MiB}M"
+            f"-s{self.small_count}x{self.small_size // 1024}K"
+        )
+
+    def objects(self) -> list[tuple[str, int]]:
+        """(key, size) of every object, in S3 listing (byte) order."""
+        keys = [("large/object.bin", self.large_size)]
+        keys += [(f"medium/{i:04d}.bin", self.medium_size) for i in range(self.medium_count)]
+        keys += [(f"small/{i:05d}.bin", self.small_size) for i in range(self.small_count)]
+        return sorted(keys, key=lambda item: item[0].encode())
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    size: int
+    md5: str
+    last_modified: str  # ISO 8601, as S3 lists it
+
+
+@dataclass(frozen=True)
+class DataSet:
+    root: Path  # served as the nginx root: objects live at root/BUCKET/key
+    entries: dict[str, Entry]
+
+    @property
+    def manifest_tsv(self) -> Path:
+        return self.root / "manifest.tsv"
+
+    def under(self, prefix: str) -> list[Entry]:
+        return [e for k, e in self.entries.items() if k.startswith(prefix)]
+
+    def path_of(self, key: str) -> Path:
+        return self.root / BUCKET / key
+
+
+def _write_random(path: Path, size: int) -> str:
+    digest = hashlib.md5()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            block = os.urandom(min(_BLOCK, left))
+            digest.update(block)
+            f.write(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def ensure(work: Path, layout: Layout, log=print) -> DataSet:
+    """Generate the data set for ``layout`` unless a complete one is cached."""
+    root = (work / f"data-{layout.tag}").resolve()
+    done = root / "manifest.json"
+    if done.exists():
+        meta = json.loads(done.read_text())
+        if meta.get("version") == _FORMAT_VERSION:
+            entries = {e["key"]: Entry(**e) for e in meta["entries"]}
+            return DataSet(root, entries)
+    log(f"generating data set {layout.tag} in {root} (once) ...")
+    started = time.monotonic()
+    entries: dict[str, Entry] = {}
+    for key, size in layout.objects():
+        path = root / BUCKET / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        md5 = _write_random(path, size)
+        mtime = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(path.stat().st_mtime))
+        entries[key] = Entry(key, size, md5, mtime)
+    dataset = DataSet(root, entries)
+    # The TSV is what the server's Lua reads at start-up (no JSON parser there).
+    with open(dataset.manifest_tsv, "w") as f:
+        for e in entries.values():
+            f.write(f"{e.key}\t{e.size}\t{e.md5}\t{e.last_modified}\n")
+    # manifest.json is written last: its presence marks a complete data set.
+    done.write_text(
+        json.dumps({"version": _FORMAT_VERSION, "entries": [e.__dict__ for e in entries.values()]})
+    )
+    total = sum(e.size for e in entries.values())
+    log(f"  {total / GiB:.2f} GiB in {time.monotonic() - started:.0f} s")
+    return dataset
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe(layout: Layout) -> dict[str, str]:
+    """Human-readable sizes for scenario titles: {large}, {medium}, {small}."""
+
+    def size(n: int) -> str:
+        if n >= GiB:
+            return f"{n / GiB:g} GiB"
+        return f"{n / MiB:g} MiB" if n >= MiB else f"{n // 1024} KiB"
+
+    return {
+        "large": size(layout.large_size),
+        "medium": f"{layout.medium_count} x {size(layout.medium_size)}",
+        "small": f"{layout.small_count} x {size(layout.small_size)}",
+    }

@@ -1,0 +1,225 @@
+"""Runs one scenario: a warm-up per client, then interleaved counted rounds.
+
+Interleaving (A B C, A B C, ...) rather than batching (A A A, B B B) spreads
+slow drifts of the machine (page cache, writeback, other load, thermal state)
+over every client instead of charging them to whichever ran last. Every
+output is verified byte for byte against the MD5 of the manifest before its
+run counts; a run that fails or writes a wrong byte makes the client FAIL for
+the scenario, and it is not timed.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench import data, measure
+from bench.scenarios import CLIENTS, LARGE_KEY, MEDIUM_PREFIX, SMALL_PREFIX, Job, Scenario, command
+from bench.server import Endpoints
+
+_PREFIXES = {"medium": MEDIUM_PREFIX, "small": SMALL_PREFIX}
+
+
+@dataclass
+class ClientResult:
+    name: str
+    label: str
+    status: str = "ok"  # "ok", "FAIL" or "n/a"
+    note: str = ""
+    command: str = ""  # the command line of the counted runs
+    runs: list[dict] = field(default_factory=list)
+    median: float | None = None
+    min: float | None = None
+    max: float | None = None
+    peak_rss: int | None = None
+    cpu_s_per_gb: float | None = None
+    ratio_to_best_peer: float | None = None
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    title: str
+    profile: str
+    dest: str
+    unit: str
+    bytes: int
+    objects: int
+    clients: list[ClientResult]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Context:
+    endpoints: Endpoints
+    dataset: data.DataSet
+    out_roots: dict[str, Path]  # "shm" / "disk" -> directory for outputs
+    logs: Path
+    env: dict[str, str]
+    runs: int
+    log: object = print
+
+
+def _expected(scenario: Scenario, dataset: data.DataSet) -> list[data.Entry]:
+    if scenario.target == "large":
+        return [dataset.entries[LARGE_KEY]]
+    return dataset.under(_PREFIXES[scenario.target])
+
+
+def _job(scenario: Scenario, ctx: Context, client: str) -> Job:
+    directory = ctx.out_roots[scenario.dest] / scenario.name / client
+    endpoint = ctx.endpoints.url(scenario.profile)
+    if scenario.target == "large":
+        return Job(endpoint, key=LARGE_KEY, dest=directory / "object.bin")
+    return Job(endpoint, prefix=_PREFIXES[scenario.target], dest=directory)
+
+
+def _output_dir(job: Job) -> Path:
+    return job.dest.parent if job.key is not None else job.dest
+
+
+def _verify(job: Job, expected: list[data.Entry]) -> str | None:
+    """None if the output is exactly the expected objects, else what is wrong."""
+    wanted: dict[Path, data.Entry] = {}
+    for entry in expected:
+        if job.key is not None:
+            wanted[job.dest] = entry
+        else:
+            wanted[job.dest / entry.key[len(job.prefix) :]] = entry
+    for path, entry in wanted.items():
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return f"missing {path.name}"
+        if size != entry.size:
+            return f"{path.name}: {size} bytes, expected {entry.size}"
+        if data.md5_of(path) != entry.md5:
+            return f"{path.name}: MD5 mismatch"
+    found = {Path(d) / f for d, _, files in os.walk(_output_dir(job)) for f in files}
+    stray = found - set(wanted)
+    if stray:
+        return f"{len(stray)} unexpected file(s), e.g. {sorted(stray)[0].name}"
+    return None
+
+
+def _clean(job: Job, dest_kind: str) -> None:
+    shutil.rmtree(_output_dir(job), ignore_errors=True)
+    if dest_kind == "disk":
+        # Deleting the files drops their dirty pages; sync so that no writeback
+        # of this run overlaps the next one.
+        os.sync()
+
+
+def _is_usage_error(m: measure.Measurement) -> bool:
+    text = m.stderr_tail.lower()
+    return m.returncode == 2 and ("usage:" in text or "unrecognized arguments" in text)
+
+
+def _one_run(scenario: Scenario, ctx: Context, name: str, argv: list[str], tag: str):
+    job = _job(scenario, ctx, name)
+    _clean(job, scenario.dest)
+    _output_dir(job).mkdir(parents=True, exist_ok=True)
+    expected = _expected(scenario, ctx.dataset)
+    total = sum(e.size for e in expected)
+    timeout = 120 + total / 5e6  # far beyond any sane client; a hang ends as FAIL
+    log_file = ctx.logs / f"{scenario.name}.{name}.{tag}.log"
+    m = measure.run(argv, ctx.env, timeout, log_file)
+    if m.timed_out:
+        problem = f"timed out after {timeout:.0f} s"
+    elif m.returncode != 0:
+        last = m.stderr_tail.strip().splitlines()[-1:] or [""]
+        problem = f"exit {m.returncode}: {last[0][:160]}"
+    else:
+        problem = _verify(job, expected)
+    _clean(job, scenario.dest)
+    return m, problem
+
+
+def _throughput(scenario: Scenario, expected: list[data.Entry], wall: float) -> float:
+    if scenario.per_object:
+        return len(expected) / wall
+    return sum(e.size for e in expected) / 1e6 / wall
+
+
+def run_scenario(scenario: Scenario, selected: list[str], ctx: Context) -> ScenarioResult:
+    expected = _expected(scenario, ctx.dataset)
+    total = sum(e.size for e in expected)
+    results = {n: ClientResult(n, CLIENTS[n].label_for(_job(scenario, ctx, n))) for n in selected}
+    argvs: dict[str, list[str]] = {}
+    for name in selected:
+        argv = command(CLIENTS[name], _job(scenario, ctx, name))
+        if argv is None:
+            results[name].status = "n/a"
+            results[name].note = (
+                "s3pull is not installed" if CLIENTS[name].is_s3pull else "no such mode"
+            )
+        else:
+            argvs[name] = argv
+            results[name].command = shlex.join(argv)
+    ctx.log(f"\n== {scenario.name}: {scenario.title}")
+
+    for name in list(argvs):  # warm-up: caches, imports, connections to nothing
+        m, problem = _one_run(scenario, ctx, name, argvs[name], "warmup")
+        if problem:
+            results[name].status = "n/a" if _is_usage_error(m) else "FAIL"
+            results[name].note = (
+                "not supported by this s3pull" if _is_usage_error(m) else f"warm-up: {problem}"
+            )
+            ctx.log(f"  warm-up {name}: {results[name].status} ({problem})")
+            del argvs[name]
+
+    for round_no in range(1, ctx.runs + 1):
+        for name in list(argvs):
+            m, problem = _one_run(scenario, ctx, name, argvs[name], f"run{round_no}")
+            if problem:
+                results[name].status = "FAIL"
+                results[name].note = f"run {round_no}: {problem}"
+                ctx.log(f"  [{round_no}/{ctx.runs}] {name}: FAIL ({problem})")
+                del argvs[name]  # not timed; the client is out of this scenario
+                continue
+            rate = _throughput(scenario, expected, m.wall_s)
+            results[name].runs.append(
+                {
+                    "wall_s": m.wall_s,
+                    "throughput": rate,
+                    "cpu_s": m.cpu_s,
+                    "peak_rss": m.peak_rss,
+                    "tree_rss": m.tree_rss,
+                    "maxrss": m.maxrss,
+                }
+            )
+            unit = "obj/s" if scenario.per_object else "MB/s"
+            ctx.log(
+                f"  [{round_no}/{ctx.runs}] {name:<15} {rate:8.1f} {unit}  "
+                f"{m.wall_s:6.2f} s  RSS {m.peak_rss / 1e6:6.1f} MB  CPU {m.cpu_s:5.2f} s"
+            )
+
+    for r in results.values():
+        if r.status != "ok":
+            r.runs = []
+            continue
+        rates = [run["throughput"] for run in r.runs]
+        r.median, r.min, r.max = statistics.median(rates), min(rates), max(rates)
+        r.peak_rss = max(run["peak_rss"] for run in r.runs)
+        r.cpu_s_per_gb = statistics.median(run["cpu_s"] / (total / 1e9) for run in r.runs)
+    peers = [r.median for r in results.values() if r.median and not CLIENTS[r.name].is_s3pull]
+    if peers:
+        for r in results.values():
+            if r.median is not None:
+                r.ratio_to_best_peer = r.median / max(peers)
+    return ScenarioResult(
+        scenario.name,
+        scenario.title,
+        scenario.profile,
+        scenario.dest,
+        "obj/s" if scenario.per_object else "MB/s",
+        total,
+        len(expected),
+        list(results.values()),
+    )

@@ -1,0 +1,237 @@
+"""TempFile: the atomic sink. Real files in tmp_path; faults injected with monkeypatch."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s3pull import DiskFullError, LocalError
+from s3pull.sinks import TEMP_MARKER, TEMP_SUFFIX, TempFile, local_error
+from s3pull.sinks._tempfile import temp_name
+
+
+def entries(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    saved = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(saved)
+
+
+def test_temp_name_is_next_to_the_destination_and_marked(tmp_path: Path) -> None:
+    destination = tmp_path / "out.bin"
+    name = temp_name(destination)
+    assert name.parent == tmp_path
+    assert re.fullmatch(
+        rf"\.out\.bin{re.escape(TEMP_MARKER)}[0-9a-f]{{12}}{re.escape(TEMP_SUFFIX)}", name.name
+    )
+    assert len({temp_name(destination) for _ in range(50)}) == 50  # random token
+
+
+@pytest.mark.parametrize("name", ["a" * 255, "€" * 85, "a" + "€" * 84, "😀" * 63])
+def test_temp_name_fits_in_255_bytes(tmp_path: Path, name: str) -> None:
+    destination = tmp_path / name
+    assert len(os.fsencode(destination.name)) <= 255
+    temp = temp_name(destination)
+    assert len(os.fsencode(temp.name)) <= 255
+    assert TEMP_MARKER in temp.name
+    temp.name.encode("utf-8")  # truncation never splits a character
+    with TempFile(destination, size=3) as sink:  # and the file system accepts it
+        sink.pwrite(b"abc", 0)
+        sink.commit()
+    assert destination.read_bytes() == b"abc"
+    assert entries(tmp_path) == [name]
+
+
+def test_commit_renames_atomically_and_removes_the_temp(tmp_path: Path) -> None:
+    destination = tmp_path / "obj.bin"
+    destination.write_bytes(b"old content")
+    with TempFile(destination, size=10) as sink:
+        assert sink.path.exists()
+        assert sink.path.parent == tmp_path
+        assert os.fstat(sink.fd).st_size == 10  # preallocated
+        assert destination.read_bytes() == b"old content"  # untouched until commit
+        sink.pwrite(b"89", 8)  # out of order, at offsets
+        sink.pwrite(memoryview(b"0123"), 0)
+        sink.pwrite(b"4567", 4)
+        sink.commit()
+        assert sink.fd == -1
+        assert not sink.path.exists()
+    assert destination.read_bytes() == b"0123456789"
+    assert entries(tmp_path) == ["obj.bin"]
+
+
+def test_commit_creates_missing_parent_directories(tmp_path: Path) -> None:
+    destination = tmp_path / "a" / "b" / "f"
+    with TempFile(destination, size=1) as sink:
+        sink.pwrite(b"x", 0)
+        sink.commit()
+    assert destination.read_bytes() == b"x"
+
+
+def test_empty_object(tmp_path: Path) -> None:
+    destination = tmp_path / "empty"
+    with TempFile(destination, size=0) as sink:
+        sink.commit()
+    assert destination.read_bytes() == b""
+    assert entries(tmp_path) == ["empty"]
+
+
+def test_leaving_without_commit_removes_the_temp_and_keeps_the_destination(
+    tmp_path: Path,
+) -> None:
+    destination = tmp_path / "obj.bin"
+    destination.write_bytes(b"previous")
+    with TempFile(destination, size=5) as sink:
+        sink.pwrite(b"new!!", 0)
+        temp = sink.path
+    assert not temp.exists()
+    assert destination.read_bytes() == b"previous"
+    assert entries(tmp_path) == ["obj.bin"]
+
+
+def test_exception_in_the_block_removes_the_temp(tmp_path: Path) -> None:
+    destination = tmp_path / "obj.bin"
+    with pytest.raises(RuntimeError), TempFile(destination, size=5) as sink:
+        sink.pwrite(b"half", 0)
+        raise RuntimeError("download failed")
+    assert entries(tmp_path) == []
+    assert sink.fd == -1
+
+
+def test_planted_symlink_at_the_temp_path_is_not_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    sink = TempFile(tmp_path / "obj.bin", size=8)
+    sink.path.symlink_to(victim)
+    with pytest.raises(LocalError, match="cannot create a file in"), sink:
+        sink.pwrite(b"attacker", 0)
+    assert victim.read_bytes() == b"precious"
+    assert sink.path.is_symlink()  # not ours: left alone
+    assert not (tmp_path / "obj.bin").exists()
+
+
+def test_planted_dangling_symlink_creates_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    sink = TempFile(tmp_path / "obj.bin", size=8)
+    sink.path.symlink_to(target)
+    with pytest.raises(LocalError), sink:
+        pass
+    assert not target.exists()
+
+
+def test_existing_file_at_the_temp_path_is_never_reused(tmp_path: Path) -> None:
+    sink = TempFile(tmp_path / "obj.bin", size=4)
+    sink.path.write_bytes(b"theirs")
+    with pytest.raises(LocalError), sink:
+        pass
+    assert sink.path.read_bytes() == b"theirs"
+
+
+@pytest.mark.usefixtures("umask")
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o027, 0o640)])
+def test_file_mode_respects_the_umask(tmp_path: Path, mask: int, mode: int) -> None:
+    os.umask(mask)
+    destination = tmp_path / "obj.bin"
+    with TempFile(destination, size=1) as sink:
+        assert stat.S_IMODE(os.stat(sink.path).st_mode) == mode
+        sink.pwrite(b"x", 0)
+        sink.commit()
+    assert stat.S_IMODE(destination.stat().st_mode) == 0o666 & ~mask == mode
+
+
+def test_unwritable_directory_is_a_local_error(tmp_path: Path) -> None:
+    parent = tmp_path / "file-not-dir"
+    parent.write_bytes(b"")
+    with pytest.raises(LocalError, match="cannot create a file in"), TempFile(parent / "x", 1):
+        pass
+
+
+def test_preallocation_on_a_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with (
+        pytest.raises(DiskFullError, match="not enough space for 1000 bytes"),
+        TempFile(tmp_path / "big", 1000),
+    ):
+        pass
+    assert entries(tmp_path) == []
+
+
+def test_preallocation_unsupported_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unsupported(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    with TempFile(tmp_path / "f", 3) as sink:
+        sink.pwrite(b"abc", 0)
+        sink.commit()
+    assert (tmp_path / "f").read_bytes() == b"abc"
+
+
+def test_short_writes_are_continued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_pwrite = os.pwrite
+
+    def short(fd: int, data: bytes | memoryview, offset: int) -> int:
+        return real_pwrite(fd, bytes(data[:3]), offset)
+
+    with TempFile(tmp_path / "f", 10) as sink:
+        monkeypatch.setattr(os, "pwrite", short)
+        sink.pwrite(b"abcdefghij", 0)
+        monkeypatch.undo()
+        sink.commit()
+    assert (tmp_path / "f").read_bytes() == b"abcdefghij"
+
+
+def test_write_on_a_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    with (
+        pytest.raises(DiskFullError, match="disk full while write"),
+        TempFile(tmp_path / "f", 10) as sink,
+    ):
+        monkeypatch.setattr(os, "pwrite", full)
+        sink.pwrite(b"abc", 0)
+    monkeypatch.undo()
+    assert entries(tmp_path) == []
+
+
+def test_failed_rename_is_a_local_error_and_cleans_up(tmp_path: Path) -> None:
+    destination = tmp_path / "dir"
+    destination.mkdir()
+    (destination / "inside").write_bytes(b"keep")
+    with pytest.raises(LocalError, match="cannot finish"), TempFile(destination, 1) as sink:
+        sink.pwrite(b"x", 0)
+        sink.commit()
+    assert entries(tmp_path) == ["dir"]
+    assert (destination / "inside").read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        (errno.ENOSPC, DiskFullError),
+        (errno.EDQUOT, DiskFullError),
+        (errno.EACCES, LocalError),
+        (errno.EIO, LocalError),
+    ],
+)
+def test_local_error_translation(code: int, cls: type[LocalError]) -> None:
+    error = local_error(OSError(code, os.strerror(code)), "write", "/data/f")
+    assert type(error) is cls
+    assert "/data/f" in str(error)
+    assert os.strerror(code) in str(error)
