@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from rich.table import Table
 
 from ._units import format_size, parse_size
 from .testing import FaultServer
+from .testing._rss import run_cli_measured
 
 MiB = 1024 * 1024
 
@@ -68,20 +67,16 @@ def _sha256(path: Path) -> str:
 
 
 def _run_cp(endpoint: str, source: str, destination: Path, *extra: str) -> tuple[int, float, int]:
-    """Run ``s3pull cp`` in a child; return (exit code, seconds, peak RSS bytes)."""
+    """Run ``s3pull cp`` in a child; return (exit code, seconds, its own peak RSS)."""
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": "demo",
         "AWS_SECRET_ACCESS_KEY": "demo",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    command = [sys.executable, "-m", "s3pull", "cp", source, str(destination)]
-    started = time.perf_counter()
-    process = subprocess.Popen([*command, "--endpoint-url", endpoint, *extra], env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, seconds, usage.ru_maxrss * 1024
+    args = ["cp", source, str(destination), "--endpoint-url", endpoint, *extra]
+    done, seconds, peak = run_cli_measured(args, env=env)
+    return done.returncode, seconds, peak
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(table)
         console.print(
             "wall time includes starting the interpreter; peak RSS is the whole "
-            "s3pull process (wait4), whose baseline with aiohttp and botocore "
-            "loaded is ~45 MB."
+            "s3pull process (its own VmHWM), whose baseline with aiohttp and "
+            "botocore loaded is ~45 MB."
         )
         return 0 if all(outcome.identical for outcome in outcomes) else 1
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from s3pull.testing._rss import run_cli_measured
 
 from .conftest import RangeFileServer
 
@@ -17,33 +17,11 @@ BUDGET = 32 * MiB
 SLACK = 8 * MiB
 
 
-# Runs the CLI and writes its own VmHWM (peak RSS of this exec's address space)
-# at exit. wait4's ru_maxrss would not do: on Linux a child inherits the
-# high-water mark of the process that forked it, here the test runner.
-_REPORT_PEAK = """
-import atexit, runpy, sys
-report = sys.argv.pop(1)
-def _write_peak():
-    with open("/proc/self/status") as status:
-        kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-    with open(report, "w") as out:
-        out.write(kib)
-atexit.register(_write_peak)
-sys.argv[0] = "s3pull"
-runpy.run_module("s3pull", run_name="__main__")
-"""
-
-
-def peak_rss(report: Path, *args: str) -> int:
+def peak_rss(*args: str) -> int:
     """Run ``s3pull`` and return its own peak RSS in bytes."""
-    done = subprocess.run(
-        [sys.executable, "-c", _REPORT_PEAK, str(report), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done, _, peak = run_cli_measured(args, capture=True)
     assert done.returncode == 0, done.stderr
-    return int(report.read_text()) * 1024
+    return peak
 
 
 @pytest.mark.slow
@@ -59,8 +37,8 @@ def test_download_of_12x_the_budget_stays_within_the_budget(
     options = ["--memory-limit", "32MiB", "-q"]
 
     tiny, huge = f"{file_server.url}/memory-tiny.bin", f"{file_server.url}/memory-big.bin"
-    baseline = peak_rss(tmp_path / "rss0", "cp", tiny, str(tmp_path / "t"), *options)
-    peak = peak_rss(tmp_path / "rss1", "cp", huge, str(tmp_path / "b"), *options)
+    baseline = peak_rss("cp", tiny, str(tmp_path / "t"), *options)
+    peak = peak_rss("cp", huge, str(tmp_path / "b"), *options)
 
     assert (tmp_path / "b").stat().st_size == size
     assert peak - baseline < BUDGET + SLACK, (

@@ -1,0 +1,57 @@
+"""Peak RSS of a real ``s3pull`` command, measured inside the child itself.
+
+``wait4``'s ``ru_maxrss`` is not the child's own peak on Linux: a child
+inherits the high-water mark of the process that forked it, so a test runner
+or a demo holding 100 MB would be blamed on s3pull. Instead the child runs
+the CLI through a tiny wrapper that writes its ``VmHWM`` (the peak RSS of its
+own address space since ``exec``) when it exits.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+_WRAPPER = """
+import atexit, runpy, sys
+report = sys.argv.pop(1)
+def _write_peak():
+    with open("/proc/self/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(report, "w") as out:
+        out.write(kib)
+atexit.register(_write_peak)
+sys.argv[0] = "s3pull"
+runpy.run_module("s3pull", run_name="__main__")
+"""
+
+
+def run_cli_measured(
+    args: Sequence[str], *, env: Mapping[str, str] | None = None, capture: bool = False
+) -> tuple[subprocess.CompletedProcess[str], float, int]:
+    """Run ``s3pull ARGS`` in a child process.
+
+    Returns:
+        (the completed process, wall seconds, the child's own peak RSS in bytes).
+
+    Example:
+        >>> done, seconds, peak = run_cli_measured(["stat", "s3://b/k"])  # doctest: +SKIP
+    """
+    with tempfile.TemporaryDirectory(prefix="s3pull-rss-") as scratch:
+        report = Path(scratch) / "peak"
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", _WRAPPER, str(report), *args],
+            env=dict(env) if env is not None else dict(os.environ),
+            capture_output=capture,
+            text=True,
+            check=False,
+        )
+        seconds = time.perf_counter() - started
+        peak = int(report.read_text()) * 1024 if report.exists() else 0
+    return done, seconds, peak
