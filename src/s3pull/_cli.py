@@ -159,6 +159,14 @@ class _RichProgress(Subscriber):
             self.progress.update(self._tasks[result.source], completed=result.bytes)
 
 
+class _PlainProgress(LoggingSubscriber):
+    """Throttled progress lines when stderr is not a terminal; the CLI prints
+    its own summary line, so the logger's "done" line would say it twice."""
+
+    def on_done(self, result: DownloadResult) -> None:
+        pass
+
+
 def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncClient:
     config = TransferConfig(
         part_size=getattr(args, "part_size", None),
@@ -213,7 +221,7 @@ async def _cp(args: argparse.Namespace) -> int:
     bars = _RichProgress() if show_bars else None
     subscribers: list[Subscriber] = [bars] if bars else []
     if not args.quiet and not bars:
-        subscribers.append(LoggingSubscriber())
+        subscribers.append(_PlainProgress())
     async with _client(args, subscribers) as client:
         if bars is not None:
             with bars:

@@ -21,6 +21,7 @@ def peak_rss(*args: str) -> int:
     """Run ``s3pull`` and return its own peak RSS in bytes."""
     done, _, peak = run_cli_measured(args, capture=True)
     assert done.returncode == 0, done.stderr
+    assert peak > 0, "the child did not report its peak RSS"
     return peak
 
 
