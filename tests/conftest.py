@@ -6,6 +6,12 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Timing is not what property tests check, and CI machines are shared and
+# noisy: a slow example must not fail a test.
+settings.register_profile("s3pull", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("s3pull")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -175,6 +175,15 @@ class TransferConfig:
         max_connections: connections in the client's pool (64).
         verify: check checksums (S3 full-object CRC/SHA, single-part MD5 ETag)
             besides sizes and Content-Range, which are always checked (True).
+        on_change: what to do when the object changes mid-download (a new
+            ETag or version): ``"fail"`` raises ``ObjectChangedError``;
+            ``"restart"`` starts over once, from zero, on the new object.
+        resume: keep a journal beside each multi-part download's temp file,
+            so that running the same download again after a crash fetches
+            only the missing parts (True).
+        stale_age: seconds after which an abandoned temp file or journal (from
+            a crashed run) in a destination directory is removed by the next
+            download there; None keeps them (24 hours).
         timeouts: see :class:`Timeouts`.
         retry: see :class:`RetryConfig`.
     """
@@ -185,6 +194,9 @@ class TransferConfig:
     read_buffer: int = 256 * KiB
     max_connections: int = 64
     verify: bool = True
+    on_change: str = "fail"
+    resume: bool = True
+    stale_age: float | None = 24 * 3600.0
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryConfig = field(default_factory=RetryConfig)
 
@@ -210,6 +222,9 @@ class TransferConfig:
             )
         if not isinstance(self.max_connections, int) or self.max_connections < 1:
             raise ConfigError(f"max_connections must be >= 1, got {self.max_connections!r}")
+        if self.on_change not in ("fail", "restart"):
+            raise ConfigError(f"on_change must be 'fail' or 'restart', got {self.on_change!r}")
+        _positive_number("stale_age", self.stale_age, allow_none=True)
 
     @property
     def stream_cost(self) -> int:

@@ -79,6 +79,7 @@ class DownloadResult:
         version_id: the S3 version downloaded, if any.
         verified: what was checked beyond size and Content-Range, e.g.
             ``"CRC64NVME"``, ``"MD5"``, or None.
+        resumed: bytes kept from an earlier run that crashed (not fetched again).
     """
 
     source: str
@@ -89,6 +90,7 @@ class DownloadResult:
     etag: str | None = None
     version_id: str | None = None
     verified: str | None = None
+    resumed: int = 0
 
     @property
     def throughput(self) -> float:

@@ -1,8 +1,9 @@
-"""Human sizes: ``64MiB``, ``8MB``, ``1.5GiB``, ``1048576``."""
+"""Human sizes (``64MiB``, ``8MB``, ``1.5GiB``, ``1048576``) and durations (``90s``, ``2h``)."""
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from ._errors import ConfigError
 
@@ -53,7 +54,8 @@ def parse_size(text: str | int) -> int:
     unit = match.group(2).upper() if match else None
     if match is None or unit not in _UNITS:
         raise ConfigError(f"not a size: {text!r} (examples: 64MiB, 8MB, 1048576)")
-    return int(float(match.group(1)) * _UNITS[unit])
+    # Decimal, not float: 1.005KB is 1005 bytes and 2**60 stays exact.
+    return int(Decimal(match.group(1)) * _UNITS[unit])
 
 
 def format_size(n: float) -> str:
@@ -63,3 +65,20 @@ def format_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """Parse a duration: seconds, or a number with ``s``, ``m``, ``h`` or ``d``.
+
+    Example:
+        >>> parse_duration("2h")
+        7200.0
+    """
+    match = _DURATION.match(text)
+    if match is None:
+        raise ConfigError(f"not a duration: {text!r} (examples: 90, 30m, 2h, 7d)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]

@@ -203,3 +203,20 @@ def test_retry_budget_zero_is_allowed() -> None:
 def test_config_errors_are_value_errors() -> None:
     with pytest.raises(ValueError):
         TransferConfig(concurrency=0)
+
+
+@pytest.mark.parametrize("on_change", ["retry", "", None, "RESTART"])
+def test_bad_on_change_is_refused(on_change: object) -> None:
+    with pytest.raises(ConfigError, match="on_change must be 'fail' or 'restart'"):
+        TransferConfig(on_change=on_change)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("age", [0, -1, math.nan, math.inf, "1d"])
+def test_bad_stale_age_is_refused(age: object) -> None:
+    with pytest.raises(ConfigError, match="stale_age"):
+        TransferConfig(stale_age=age)  # type: ignore[arg-type]
+
+
+def test_stale_cleaning_and_resume_can_be_turned_off() -> None:
+    config = TransferConfig(stale_age=None, resume=False, on_change="restart")
+    assert (config.stale_age, config.resume, config.on_change) == (None, False, "restart")

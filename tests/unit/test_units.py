@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from s3pull import ConfigError, format_size, parse_size
+from s3pull._units import parse_duration
 
 BINARY = {"K": 1024, "KiB": 1024, "M": 1024**2, "MiB": 1024**2, "G": 1024**3, "GiB": 1024**3}
 BINARY |= {"T": 1024**4, "TiB": 1024**4}
@@ -101,17 +102,23 @@ def test_format_size_examples(n: int, expected: str) -> None:
     assert format_size(n) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_size goes through float: integers above 2**53 lose precision",
-)
 def test_large_plain_int_string_is_exact() -> None:
     assert parse_size("9007199254740993") == 9007199254740993
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_size truncates float(1.005) * 1000 = 1004.999... to 1004",
-)
 def test_decimal_fraction_with_exact_byte_count() -> None:
     assert parse_size("1.005KB") == 1005
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90.0), ("90s", 90.0), ("30m", 1800.0), ("2h", 7200.0), ("1.5d", 129600.0)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "-1h", "2w", "h", "1 hour"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="not a duration"):
+        parse_duration(text)

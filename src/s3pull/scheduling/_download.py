@@ -26,13 +26,20 @@ The algorithm
 5. **Verify and publish.** Sizes are implied by the checked ranges; checksums
    are verified as ``_checksums`` describes; then the temp file is fsynced
    and renamed over the destination. Any exception or cancellation before
-   that removes the temp file and leaves the destination untouched.
+   that removes the temp file and leaves the destination untouched. A
+   checksum mismatch starts the download over once; so does a changed
+   object when ``on_change="restart"``.
+6. **Survive a crash.** Multi-part downloads keep a journal of the parts
+   that are durably in the temp file (``sinks._journal``). Running the same
+   download after a ``kill -9`` reopens that temp file and fetches only the
+   missing parts; a changed object starts from zero.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -60,7 +67,15 @@ from .._results import DownloadResult, ObjectInfo
 from .._source import S3Source, Source
 from ..planning._ranges import Part, choose_concurrency, choose_part_size, plan_parts
 from ..planning._retry import GiveUp, RetryBudget, decide
-from ..sinks import TempFile
+from ..sinks import (
+    Identity,
+    Journal,
+    TempFile,
+    find_resumable,
+    journal_path,
+    stale_files,
+    temp_prefix,
+)
 from ..transport import Response, Transport
 from ._budget import MemoryBudget
 
@@ -96,11 +111,18 @@ class _ObjectDownload:
         self.parts: list[Part] = []
         self.crcs: list[RunningCrc] | None = None
         self.hasher: OrderedHasher | None = None
+        self.journal: Journal | None = None
+        #: Bytes kept from a crashed run's temp file.
+        self.resumed = 0
         self._completed: set[int] = set()
         self._next = 0
 
-    def start(self, parts: list[Part]) -> None:
-        """(Re)start with ``parts``; anything learnt about earlier parts is dropped."""
+    def start(self, parts: list[Part]) -> list[Part]:
+        """(Re)start with ``parts``; return those still to fetch.
+
+        Parts the journal holds from a crashed run count as done (their CRCs
+        restored); anything else learnt about earlier parts is dropped.
+        """
         self.parts = parts
         self._completed.clear()
         self._next = 0
@@ -110,6 +132,19 @@ class _ObjectDownload:
             if self.hasher is not None:
                 self.hasher.close()
             self.hasher = OrderedHasher(self.check.algorithm, self.file.fd, self.size)
+        kept = self.journal.parts if self.journal is not None else {}
+        missing = []
+        for part in parts:
+            if part.index not in kept:
+                missing.append(part)
+                continue
+            if self.crcs is not None:
+                crc = self.crcs[part.index]
+                crc.value, crc.length = kept[part.index] or 0, part.length
+            self.resumed += part.length
+            self.part_finished(part)
+        self.done = self.reported = self.resumed
+        return missing
 
     def part_finished(self, part: Part) -> None:
         self._completed.add(part.index)
@@ -118,10 +153,23 @@ class _ObjectDownload:
         if self.hasher is not None:
             contiguous = self.parts[self._next].first if self._next < len(self.parts) else self.size
             self.hasher.advance(contiguous)
+        if self.journal is not None and part.index not in self.journal.parts:
+            crc = self.crcs[part.index].value if self.crcs is not None else None
+            self.journal.record(part.index, crc, self.file.fd)
 
-    def close(self) -> None:
+    def forget_journal(self) -> None:
+        """Stop journaling: the plan changed, the parts no longer mean anything."""
+        if self.journal is not None:
+            self.journal.remove()
+            self.journal = None
+
+    async def close(self, *, keep_journal: bool) -> None:
         if self.hasher is not None:
             self.hasher.close()
+        if self.journal is not None:
+            await self.journal.close()
+            if not keep_journal:
+                self.journal.remove()
 
 
 class Downloader:
@@ -155,6 +203,7 @@ class Downloader:
         self.events = events
         self.sleep = sleep
         self.clock = clock
+        self._cleaned: set[Path] = set()
 
     async def stat(self, source: Source) -> ObjectInfo:
         """HEAD (or probe) ``source``, retrying transient failures."""
@@ -190,12 +239,10 @@ class Downloader:
             S3PullError: the download failed; the destination is untouched.
         """
         started = self.clock()
+        await self._clean_stale(destination.parent)
         try:
             async with asyncio.timeout(self.config.timeouts.total):
-                attempts = 0
-                if info is None:
-                    info, attempts = await self._stat(source)
-                result = await self._download(source, info, destination, started, attempts)
+                result = await self._download_restarting(source, destination, info, started)
         except S3PullError as error:
             self.events.error(source.redacted, error)
             raise
@@ -209,24 +256,67 @@ class Downloader:
         self.events.done(result)
         return result
 
+    async def _download_restarting(
+        self, source: Source, destination: Path, info: ObjectInfo | None, started: float
+    ) -> DownloadResult:
+        """Download; start over from zero once after a checksum mismatch, or after
+        the object changed when ``on_change="restart"``.
+
+        S3 checksums cover the whole object (a ranged GET carries none), so a
+        mismatch cannot be pinned on one part: the retry is of every byte.
+        """
+        attempts = 0
+        restarted = False
+        while True:
+            try:
+                if info is None:
+                    info, stat_attempts = await self._stat(source)
+                    attempts += stat_attempts
+                return await self._download(source, info, destination, started, attempts)
+            except (IntegrityError, ObjectChangedError) as error:
+                changed = isinstance(error, ObjectChangedError)
+                if restarted or (changed and self.config.on_change != "restart"):
+                    raise
+                restarted = True
+                attempts = error.attempts or attempts
+                self.events.retry(source.redacted, error, attempts, 0.0)
+                if changed:
+                    info = None  # learn what the object is now
+
     async def _download(
         self, source: Source, info: ObjectInfo, destination: Path, started: float, attempts: int
     ) -> DownloadResult:
+        original = source
         if isinstance(source, S3Source) and info.version_id and not source.version_id:
             source = S3Source(source.bucket, source.key, info.version_id)
         check = choose_check(info) if self.config.verify else None
-        part_size = choose_part_size(info.size, self.config.part_size)
+        parts = plan_parts(info.size, choose_part_size(info.size, self.config.part_size))
         self.events.queued(source.redacted, info.size)
-        with TempFile(destination, info.size) as file:
+        identity = self._identity(original, info, parts, check)
+        resumable = None
+        if identity is not None:
+            prefix = temp_prefix(destination)
+            resumable = await asyncio.to_thread(
+                find_resumable, prefix, destination.parent, identity
+            )
+        with TempFile(
+            destination, info.size, resume=resumable.part_path if resumable else None
+        ) as file:
             state = _ObjectDownload(source, info, file, check)
             state.attempts = attempts
+            if identity is not None:
+                known = resumable.parts if resumable is not None and file.resumed else {}
+                state.journal = Journal(journal_path(file.path), identity, known)
             try:
-                state.start(plan_parts(info.size, part_size))
-                await self._fetch_all(state)
+                await self._fetch_all(state, state.start(parts))
                 verified = await self._verify(state)
-            finally:
-                state.close()
+            except BaseException:
+                await state.close(keep_journal=False)
+                raise
+            await state.close(keep_journal=True)
             file.commit()
+            if state.journal is not None:
+                state.journal.remove()
         return DownloadResult(
             source=state.redacted,
             path=destination,
@@ -236,20 +326,58 @@ class Downloader:
             etag=info.etag,
             version_id=info.version_id,
             verified=verified,
+            resumed=state.resumed,
         )
 
-    async def _fetch_all(self, state: _ObjectDownload) -> None:
-        if not state.parts:
+    def _identity(
+        self, source: Source, info: ObjectInfo, parts: list[Part], check: Check | None
+    ) -> Identity | None:
+        """What a resume journal must match; None when this download keeps none.
+
+        Only multi-part downloads of an object pinned by an ETag or a version
+        are journaled: nothing else could be safely resumed.
+        """
+        pinned = info.version_id or (info.etag and not info.etag.startswith("W/"))
+        if not self.config.resume or len(parts) < 2 or not pinned:
+            return None
+        return Identity(
+            source=source.redacted,
+            etag=info.etag,
+            version_id=info.version_id,
+            size=info.size,
+            part_size=parts[0].length,
+            checksum=check.algorithm if check is not None else None,
+        )
+
+    async def _clean_stale(self, directory: Path) -> None:
+        """Remove crashed runs' leftovers from a destination directory, once per
+        directory per client, if they are older than ``stale_age``."""
+        age = self.config.stale_age
+        if age is None or directory in self._cleaned:
+            return
+        self._cleaned.add(directory)
+        stale = await asyncio.to_thread(
+            stale_files, directory, age, recursive=False, now=time.time()
+        )
+        for path in stale:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    async def _fetch_all(self, state: _ObjectDownload, missing: list[Part]) -> None:
+        if state.resumed:
+            self.events.progress(state.redacted, state.done, state.size)
+        if not missing:
             return
         try:
-            await self._run_parts(state, deque(state.parts))
+            await self._run_parts(state, deque(missing))
         except _RangeIgnored:
             # Everything written so far is thrown away: the server sends the
             # whole object whatever we ask, so fetch it once, in one stream.
-            state.done = state.reported = 0
-            self.events.progress(state.redacted, 0, state.size)
+            state.forget_journal()
+            state.resumed = 0
             whole = Part(0, 0, state.size - 1)
             state.start([whole])
+            self.events.progress(state.redacted, 0, state.size)
             await self._fetch_part(state, whole, ranged=False)
 
     async def _run_parts(self, state: _ObjectDownload, queue: deque[Part]) -> None:

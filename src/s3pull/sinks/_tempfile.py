@@ -8,21 +8,27 @@ nothing) or the complete object. The temp file:
   ``rename`` is atomic) with a random name, ``O_EXCL`` (never reuse or follow
   someone else's file) and ``O_NOFOLLOW`` (never write through a planted
   symlink);
-- is preallocated to the object size, so a full disk is found before the
-  first byte is fetched rather than after 9 GB;
+- is refused up front when the file system has less free space than the
+  object needs, and preallocated to the object size, so a full disk is found
+  before the first byte is fetched rather than after 9 GB;
+- is locked (``flock``) while the download owns it, so no other run resumes
+  or cleans it (see ``_journal``);
 - receives bytes at their offsets with ``os.pwrite``, so parts can arrive in
   any order without buffering;
 - is fsynced, renamed over the destination with ``os.replace``, and the
   directory is fsynced so the rename itself survives a power cut.
 
-On any failure or cancellation the temp file is unlinked.
+On any failure or cancellation the temp file is unlinked. Only a crash
+leaves it behind, for the next run to resume (``_journal``) or clean.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from .._errors import DiskFullError, LocalError
@@ -44,10 +50,24 @@ def local_error(exc: OSError, action: str, path: Path | str) -> LocalError:
     return LocalError(f"cannot {action} {path}: {reason}")
 
 
+def temp_prefix(destination: Path) -> str:
+    """The start of every temp file name s3pull uses for ``destination``."""
+    stem = destination.name.encode()[:_MAX_STEM_BYTES].decode("utf-8", "ignore")
+    return f".{stem}{TEMP_MARKER}"
+
+
 def temp_name(destination: Path) -> Path:
     """A fresh, recognisable temp path next to ``destination``."""
-    stem = destination.name.encode()[:_MAX_STEM_BYTES].decode("utf-8", "ignore")
-    return destination.with_name(f".{stem}{TEMP_MARKER}{secrets.token_hex(6)}{TEMP_SUFFIX}")
+    return destination.with_name(f"{temp_prefix(destination)}{secrets.token_hex(6)}{TEMP_SUFFIX}")
+
+
+def try_lock(fd: int) -> bool:
+    """Take the exclusive lock that marks a temp file as owned by a live download."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 class TempFile:
@@ -62,27 +82,62 @@ class TempFile:
         ...     f.commit()
     """
 
-    def __init__(self, destination: Path, size: int) -> None:
+    def __init__(self, destination: Path, size: int, *, resume: Path | None = None) -> None:
         self.destination = destination
         self.size = size
         self.path = temp_name(destination)
+        self._resume = resume
         self.fd = -1
+        #: True when this is a crashed run's temp file, reopened to be completed.
+        self.resumed = False
         self._committed = False
 
     def __enter__(self) -> TempFile:
+        if self._resume is not None and self._reopen(self._resume):
+            return self
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             self.destination.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise local_error(exc, "create a file in", self.destination.parent) from exc
+        self._check_free_space()
+        try:
             # 0o666 filtered by the umask, like any file the user creates.
             self.fd = os.open(self.path, flags, 0o666)
         except OSError as exc:
             raise local_error(exc, "create a file in", self.destination.parent) from exc
         try:
+            try_lock(self.fd)  # a brand-new name: nobody else can hold it
             self._preallocate()
         except BaseException:
             self._discard()
             raise
         return self
+
+    def _reopen(self, path: Path) -> bool:
+        """Take over a crashed run's temp file, if it is still what it should be."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False
+        if not try_lock(fd) or not _is_file_of_size(fd, self.size):
+            os.close(fd)
+            return False
+        self.fd, self.path, self.resumed = fd, path, True
+        return True
+
+    def _check_free_space(self) -> None:
+        """Refuse a download the file system cannot hold, before fetching anything."""
+        try:
+            fs = os.statvfs(self.destination.parent)
+        except OSError:
+            return  # cannot tell; preallocation or the writes will
+        free = fs.f_bavail * fs.f_frsize
+        if self.size > free:
+            raise DiskFullError(
+                f"not enough space in {self.destination.parent}: the object needs "
+                f"{self.size} bytes, {free} are free"
+            )
 
     def __exit__(self, *exc_info: object) -> None:
         if not self._committed:
@@ -136,3 +191,8 @@ class TempFile:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+def _is_file_of_size(fd: int, size: int) -> bool:
+    status = os.fstat(fd)
+    return stat.S_ISREG(status.st_mode) and status.st_size == size
