@@ -31,8 +31,9 @@ from ._errors import (
 from ._events import LoggingSubscriber, Subscriber
 from ._results import DownloadResult, ObjectInfo
 from ._source import HttpSource, S3Source, parse_source
-from ._sync import Client
+from ._sync import Client, ObjectReader
 from ._units import format_size, parse_size
+from .scheduling._stream import ObjectStream
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,8 @@ __all__ = [
     "NotFoundError",
     "ObjectChangedError",
     "ObjectInfo",
+    "ObjectReader",
+    "ObjectStream",
     "ProtocolError",
     "RetryConfig",
     "S3PullError",

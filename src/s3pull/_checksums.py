@@ -51,6 +51,11 @@ _CRCS: dict[str, tuple[Update, Combine, int]] = {
 _HASHES = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256"}
 
 
+def new_hash(algorithm: str) -> hashlib._Hash:
+    """A hashlib object for an S3 algorithm name (``MD5``, ``SHA1``, ``SHA256``)."""
+    return hashlib.new(_HASHES[algorithm])
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
     """What to verify: ``algorithm`` and the ``expected`` value the store gave.
@@ -121,7 +126,7 @@ class OrderedHasher:
     """
 
     def __init__(self, algorithm: str, fd: int, size: int) -> None:
-        self._hash = hashlib.new(_HASHES[algorithm])
+        self._hash = new_hash(algorithm)
         self._fd = os.dup(fd)  # the temp file may be closed before our thread notices
         self._size = size
         self._hashed = 0

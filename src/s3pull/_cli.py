@@ -1,4 +1,4 @@
-"""The ``s3pull`` command line: ``cp``, ``stat`` and ``clean``.
+"""The ``s3pull`` command line: ``cp``, ``cat``, ``stat`` and ``clean``.
 
 Exit codes: 0 success, 1 a download or stat failed, 2 bad usage or a bad
 option value, 130 interrupted. Every failure is one line on stderr.
@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -63,6 +64,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_budget_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--concurrency", type=_positive_int, help="ranged GETs in flight (default: 16)"
+    )
+    group.add_argument(
+        "--memory-limit",
+        type=_size,
+        default=TransferConfig.memory_limit,
+        help="memory budget for all buffers (default: 64MiB)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     s3 = common.add_argument_group("store")
@@ -102,15 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("destination", metavar="DEST")
     tuning = cp.add_argument_group("transfer")
     tuning.add_argument("--part-size", type=_size, help="bytes per ranged GET, e.g. 16MiB")
-    tuning.add_argument(
-        "--concurrency", type=_positive_int, help="ranged GETs in flight (default: 16)"
-    )
-    tuning.add_argument(
-        "--memory-limit",
-        type=_size,
-        default=TransferConfig.memory_limit,
-        help="memory budget for all buffers (default: 64MiB)",
-    )
+    _add_budget_options(tuning)
     tuning.add_argument(
         "--no-verify", action="store_true", help="skip checksum verification (sizes still checked)"
     )
@@ -125,6 +130,21 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep no crash-resume journal (default: a rerun after a crash resumes)",
     )
+
+    cat = commands.add_parser(
+        "cat",
+        parents=[common],
+        help="write an object to stdout, in order, fetched in parallel",
+        description="Write SRC to stdout in order while it downloads: parallel ranged GETs "
+        "fill a bounded window ahead of the output, so memory stays flat whatever the size.",
+    )
+    cat.add_argument("source", metavar="SRC")
+    streaming = cat.add_argument_group("transfer")
+    streaming.add_argument(
+        "--window", type=_size, help="bytes held ahead of the output (default: 32MiB)"
+    )
+    streaming.add_argument("--part-size", type=_size, help="bytes per ranged GET (default: 4MiB)")
+    _add_budget_options(streaming)
 
     stat = commands.add_parser(
         "stat",
@@ -288,6 +308,26 @@ async def _cp(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cat(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    buffer = bytearray(CAT_BUFFER)
+    async with (
+        _client(args, []) as client,
+        client.open(
+            args.source,
+            version_id=args.version_id,
+            window=args.window,
+            part_size=args.part_size,
+        ) as stream,
+    ):
+        # The write happens in a thread, so a slow reader of the pipe never
+        # stops the event loop from fetching ahead.
+        while filled := await stream.readinto(buffer):
+            await asyncio.to_thread(out.write, memoryview(buffer)[:filled])
+        await asyncio.to_thread(out.flush)
+    return 0
+
+
 async def _stat(args: argparse.Namespace) -> int:
     async with _client(args, []) as client:
         info = await client.stat(args.source, version_id=args.version_id)
@@ -320,7 +360,9 @@ async def _clean(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"cp": _cp, "stat": _stat, "clean": _clean}
+_COMMANDS = {"cp": _cp, "cat": _cat, "stat": _stat, "clean": _clean}
+#: Bytes ``cat`` hands to stdout per write.
+CAT_BUFFER = 1 << 20
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -342,6 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except S3PullError as exc:
         print(f"s3pull: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (``s3pull cat ... | head``): nothing more to do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("s3pull: interrupted; nothing was left at the destination", file=sys.stderr)
         return EXIT_INTERRUPTED

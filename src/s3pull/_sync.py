@@ -14,9 +14,10 @@ each client a fresh connection pool on first use.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -25,6 +26,7 @@ from typing import Any, BinaryIO, TypeVar
 from ._client import AsyncClient, PathLike, remove_temp
 from ._results import DownloadResult, ObjectInfo
 from ._source import Source
+from .scheduling._stream import ObjectStream
 
 T = TypeVar("T")
 
@@ -81,6 +83,51 @@ def _forget_loop_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_loop_after_fork)
+
+
+class _RawStream(io.RawIOBase):
+    """A read-only, non-seekable raw stream over an :class:`ObjectStream`."""
+
+    def __init__(self, stream: ObjectStream, run: Callable[[Coroutine[Any, Any, Any]], Any]):
+        super().__init__()
+        self._stream = stream
+        self._run = run
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.closed:
+            raise ValueError("read from a closed stream")
+        result: int = self._run(self._stream.readinto(buffer))
+        return result
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._run(self._stream.aclose())
+            finally:
+                super().close()
+
+
+class ObjectReader(io.BufferedReader):
+    """A buffered, read-only file object over an object being downloaded.
+
+    Usable wherever a binary file is: ``gzip.open(reader)``, ``io.TextIOWrapper``,
+    ``csv``, ``pyarrow``'s stream readers. Not seekable.
+
+    Attributes:
+        info: what the object is (size, ETag, version...).
+    """
+
+    def __init__(self, stream: ObjectStream, run: Callable[[Coroutine[Any, Any, Any]], Any]):
+        # A large buffer: each refill is one hop to the loop thread.
+        super().__init__(_RawStream(stream, run), buffer_size=READER_BUFFER)
+        self.info: ObjectInfo = stream.info
+
+
+#: Bytes an :class:`ObjectReader` asks the stream for at a time.
+READER_BUFFER = 1 << 20
 
 
 class Client:
@@ -144,6 +191,25 @@ class Client:
             yield path
         finally:
             remove_temp(path)
+
+    def open(
+        self,
+        source: str | Source,
+        *,
+        version_id: str | None = None,
+        window: int | str | None = None,
+        part_size: int | str | None = None,
+    ) -> ObjectReader:
+        """Read an object in order while it downloads; see :meth:`AsyncClient.open`.
+
+        Example:
+            >>> import gzip, io  # doctest: +SKIP
+            >>> with client.open("s3://b/log.gz") as raw, gzip.open(raw, "rt") as text:
+            ...     for line in text:
+            ...         handle(line)
+        """
+        stream = self._run(self._client()._open_stream(source, version_id, window, part_size))
+        return ObjectReader(stream, self._run)
 
     def open_temp(
         self,

@@ -44,6 +44,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
 from .._checksums import (
     Check,
@@ -85,15 +86,36 @@ PROGRESS_STEP = 1 * MiB
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class Sink(Protocol):
+    """Where a download's bytes go: a temp file, or an ordered stream's window.
+
+    ``write`` receives every body chunk at its offset in the object. It may
+    wait (an ordered stream applies back-pressure that way) but must take all
+    of ``data``. Bytes are written again only after a failure, at the same
+    offsets and with the same content (every part is pinned to one version).
+    """
+
+    async def write(self, data: bytes, offset: int) -> None: ...
+
+
 class _RangeIgnored(Exception):
     """A ranged GET came back 200 with the whole object: the server ignores Range."""
 
 
-class _ObjectDownload:
-    """The mutable state of one object's download, shared by its part workers."""
+class ObjectDownload:
+    """The mutable state of one object's download, shared by its part workers.
+
+    ``file`` is the temp file when there is one: the ordered MD5/SHA hasher
+    and the resume journal read and sync it. An ordered stream has none.
+    """
 
     def __init__(
-        self, source: Source, info: ObjectInfo, file: TempFile, check: Check | None
+        self,
+        source: Source,
+        info: ObjectInfo,
+        sink: Sink,
+        check: Check | None,
+        file: TempFile | None = None,
     ) -> None:
         self.source = source
         self.redacted = source.redacted
@@ -103,6 +125,7 @@ class _ObjectDownload:
         etag = info.etag
         self.etag = etag if etag and not etag.startswith("W/") else None
         self.version_id = info.version_id
+        self.sink = sink
         self.file = file
         self.check = check
         self.attempts = 0
@@ -129,6 +152,7 @@ class _ObjectDownload:
         if self.check is not None and self.check.is_crc:
             self.crcs = [RunningCrc(self.check.algorithm) for _ in parts]
         elif self.check is not None:
+            assert self.file is not None, "an MD5/SHA check reads the temp file"
             if self.hasher is not None:
                 self.hasher.close()
             self.hasher = OrderedHasher(self.check.algorithm, self.file.fd, self.size)
@@ -154,6 +178,7 @@ class _ObjectDownload:
             contiguous = self.parts[self._next].first if self._next < len(self.parts) else self.size
             self.hasher.advance(contiguous)
         if self.journal is not None and part.index not in self.journal.parts:
+            assert self.file is not None
             crc = self.crcs[part.index].value if self.crcs is not None else None
             self.journal.record(part.index, crc, self.file.fd)
 
@@ -302,14 +327,14 @@ class Downloader:
         with TempFile(
             destination, info.size, resume=resumable.part_path if resumable else None
         ) as file:
-            state = _ObjectDownload(source, info, file, check)
+            state = ObjectDownload(source, info, file, check, file)
             state.attempts = attempts
             if identity is not None:
                 known = resumable.parts if resumable is not None and file.resumed else {}
                 state.journal = Journal(journal_path(file.path), identity, known)
             try:
-                await self._fetch_all(state, state.start(parts))
-                verified = await self._verify(state)
+                await self.fetch_all(state, state.start(parts))
+                verified = await self.verify(state)
             except BaseException:
                 await state.close(keep_journal=False)
                 raise
@@ -363,13 +388,24 @@ class Downloader:
             with contextlib.suppress(OSError):
                 path.unlink()
 
-    async def _fetch_all(self, state: _ObjectDownload, missing: list[Part]) -> None:
+    async def fetch_all(
+        self,
+        state: ObjectDownload,
+        missing: list[Part],
+        *,
+        before_part: Callable[[Part], Awaitable[None]] | None = None,
+    ) -> None:
+        """Fetch ``missing`` parts concurrently into ``state.sink``.
+
+        ``before_part`` is awaited before a part's GET is sent (an ordered
+        stream waits there for room in its window).
+        """
         if state.resumed:
             self.events.progress(state.redacted, state.done, state.size)
         if not missing:
             return
         try:
-            await self._run_parts(state, deque(missing))
+            await self._run_parts(state, deque(missing), before_part)
         except _RangeIgnored:
             # Everything written so far is thrown away: the server sends the
             # whole object whatever we ask, so fetch it once, in one stream.
@@ -380,12 +416,20 @@ class Downloader:
             self.events.progress(state.redacted, 0, state.size)
             await self._fetch_part(state, whole, ranged=False)
 
-    async def _run_parts(self, state: _ObjectDownload, queue: deque[Part]) -> None:
+    async def _run_parts(
+        self,
+        state: ObjectDownload,
+        queue: deque[Part],
+        before_part: Callable[[Part], Awaitable[None]] | None,
+    ) -> None:
         workers = choose_concurrency(len(queue), self.config.concurrency, self.config.max_streams)
 
         async def worker() -> None:
             while queue:
-                await self._fetch_part(state, queue.popleft(), ranged=True)
+                part = queue.popleft()
+                if before_part is not None:
+                    await before_part(part)
+                await self._fetch_part(state, part, ranged=True)
 
         if workers == 1:
             await worker()
@@ -397,7 +441,7 @@ class Downloader:
         except BaseExceptionGroup as failures:
             raise _first_cause(failures) from None
 
-    async def _fetch_part(self, state: _ObjectDownload, part: Part, *, ranged: bool) -> None:
+    async def _fetch_part(self, state: ObjectDownload, part: Part, *, ranged: bool) -> None:
         """Fetch ``part`` into the file, resuming after failures at the first missing byte."""
         position = part.first
         crc = state.crcs[part.index] if state.crcs is not None else None
@@ -437,7 +481,7 @@ class Downloader:
         state.part_finished(part)
 
     def _check_response(
-        self, state: _ObjectDownload, response: Response, first: int, last: int, ranged: bool
+        self, state: ObjectDownload, response: Response, first: int, last: int, ranged: bool
     ) -> None:
         if response.status == 206 and response.content_range is not None:
             got_first, got_last, total = response.content_range
@@ -464,7 +508,7 @@ class Downloader:
 
     async def _stream(
         self,
-        state: _ObjectDownload,
+        state: ObjectDownload,
         response: Response,
         position: int,
         last: int,
@@ -472,12 +516,12 @@ class Downloader:
     ) -> int:
         """Write the body at ``position``..``last``; return the next position.
 
-        The hot path: one ``readany`` and one ``pwrite`` per socket chunk.
+        The hot path: one ``readany`` and one sink write per socket chunk.
         Stalls are judged on the time spent waiting for the network only, so a
         busy event loop or a slow disk never looks like a slow server.
         """
         read = response.read
-        pwrite = state.file.pwrite
+        write = state.sink.write
         clock = self.clock
         timeouts = self.config.timeouts
         window, min_rate = timeouts.stall_window, timeouts.stall_min_rate
@@ -493,7 +537,7 @@ class Downloader:
                 size = len(data)
                 if position + size > last + 1:
                     raise ProtocolError(f"the server sent more than bytes {position}-{last}")
-                pwrite(data, position)
+                await write(data, position)
                 if crc is not None:
                     crc.update(data)
                 position += size
@@ -535,7 +579,8 @@ class Downloader:
         self.events.retry(redacted, error, attempts, decision.delay)
         await self.sleep(decision.delay)
 
-    async def _verify(self, state: _ObjectDownload) -> str | None:
+    async def verify(self, state: ObjectDownload) -> str | None:
+        """Check the object's checksum; return its algorithm, or None if unchecked."""
         check = state.check
         if check is None:
             return None

@@ -164,6 +164,14 @@ class TempFile:
         except OSError as exc:
             raise local_error(exc, "write", self.path) from exc
 
+    async def write(self, data: bytes, offset: int) -> None:
+        """The downloader's sink interface: ``pwrite``, which never waits.
+
+        A page-cache write is quicker than a hop to a thread would be; a
+        disk that cannot keep up shows in the kernel's writeback, not here.
+        """
+        self.pwrite(data, offset)
+
     def commit(self) -> None:
         """fsync, rename over the destination, fsync the directory."""
         try:

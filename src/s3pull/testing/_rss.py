@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 _WRAPPER = """
 import atexit, runpy, sys
@@ -32,9 +33,17 @@ runpy.run_module("s3pull", run_name="__main__")
 
 
 def run_cli_measured(
-    args: Sequence[str], *, env: Mapping[str, str] | None = None, capture: bool = False
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    capture: bool = False,
+    stdout: int | IO[bytes] | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], float, int]:
     """Run ``s3pull ARGS`` in a child process.
+
+    ``capture`` collects stdout and stderr as text; ``stdout`` sends stdout
+    elsewhere instead (a pipe to another process, a file), with stderr
+    still captured when ``capture`` is set.
 
     Returns:
         (the completed process, wall seconds, the child's own peak RSS in bytes).
@@ -48,7 +57,8 @@ def run_cli_measured(
         done = subprocess.run(
             [sys.executable, "-c", _WRAPPER, str(report), *args],
             env=dict(env) if env is not None else dict(os.environ),
-            capture_output=capture,
+            stdout=stdout if stdout is not None else (subprocess.PIPE if capture else None),
+            stderr=subprocess.PIPE if capture else None,
             text=True,
             check=False,
         )
