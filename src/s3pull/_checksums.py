@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import os
 import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from awscrt import checksums as crt
 
 from ._results import ObjectInfo
 
@@ -43,11 +42,22 @@ def _zlib_crc32(data: bytes | memoryview, previous: int) -> int:
     return zlib.crc32(data, previous)
 
 
-_CRCS: dict[str, tuple[Update, Combine, int]] = {
-    "CRC32": (_zlib_crc32, crt.combine_crc32, 4),  # zlib's is the faster CRC32 here
-    "CRC32C": (crt.crc32c, crt.combine_crc32c, 4),
-    "CRC64NVME": (crt.crc64nvme, crt.combine_crc64nvme, 8),
-}
+_CRC_NAMES = frozenset({"CRC32", "CRC32C", "CRC64NVME"})
+
+
+@functools.cache
+def _crcs() -> dict[str, tuple[Update, Combine, int]]:
+    # awscrt is imported on first use: its import costs ~0.1 s of start-up
+    # that a download with an MD5 or no checksum at all would pay for nothing.
+    from awscrt import checksums as crt
+
+    return {
+        "CRC32": (_zlib_crc32, crt.combine_crc32, 4),  # zlib's is the faster CRC32 here
+        "CRC32C": (crt.crc32c, crt.combine_crc32c, 4),
+        "CRC64NVME": (crt.crc64nvme, crt.combine_crc64nvme, 8),
+    }
+
+
 _HASHES = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256"}
 
 
@@ -68,7 +78,7 @@ class Check:
 
     @property
     def is_crc(self) -> bool:
-        return self.algorithm in _CRCS
+        return self.algorithm in _CRC_NAMES
 
 
 def choose_check(info: ObjectInfo) -> Check | None:
@@ -79,7 +89,7 @@ def choose_check(info: ObjectInfo) -> Check | None:
         Check(algorithm='CRC32C', expected='bu8DJg==')
     """
     full = info.full_object_checksum()
-    if full is not None and (full[0] in _CRCS or full[0] in _HASHES):
+    if full is not None and (full[0] in _CRC_NAMES or full[0] in _HASHES):
         return Check(*full)
     if info.md5 is not None:
         return Check("MD5", info.md5)
@@ -92,7 +102,7 @@ class RunningCrc:
     __slots__ = ("_update", "length", "value")
 
     def __init__(self, algorithm: str) -> None:
-        self._update = _CRCS[algorithm][0]
+        self._update = _crcs()[algorithm][0]
         self.value = 0
         self.length = 0
 
@@ -103,7 +113,7 @@ class RunningCrc:
 
 def combine_crcs(algorithm: str, parts: list[RunningCrc]) -> str:
     """The base64 CRC of the concatenation of ``parts`` (in order), as S3 writes it."""
-    _, combine, width = _CRCS[algorithm]
+    _, combine, width = _crcs()[algorithm]
     value = 0
     for part in parts:
         value = combine(value, part.value, part.length)

@@ -6,13 +6,14 @@ import errno
 import os
 import re
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from s3pull import DiskFullError, LocalError
-from s3pull.sinks import TEMP_MARKER, TEMP_SUFFIX, TempFile, local_error
+from s3pull.sinks import TEMP_MARKER, TEMP_SUFFIX, TempFile, _tempfile, local_error
 from s3pull.sinks._tempfile import temp_name
 
 
@@ -235,3 +236,36 @@ def test_local_error_translation(code: int, cls: type[LocalError]) -> None:
     assert type(error) is cls
     assert "/data/f" in str(error)
     assert os.strerror(code) in str(error)
+
+
+def test_no_preallocation_on_tmpfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # fallocate on tmpfs zeroes every page before the first byte is fetched.
+    def must_not_run(fd: int, offset: int, length: int) -> None:
+        raise AssertionError("preallocated on tmpfs")
+
+    monkeypatch.setattr(os, "posix_fallocate", must_not_run)
+    monkeypatch.setattr(_tempfile, "is_tmpfs", lambda fd: True)
+    with TempFile(tmp_path / "f", 3) as sink:
+        sink.pwrite(b"abc", 0)
+        sink.commit()
+    assert (tmp_path / "f").read_bytes() == b"abc"
+
+
+def _mounted_tmpfs() -> bool:
+    try:
+        return any(
+            line.split()[1:3] == ["/dev/shm", "tmpfs"]
+            for line in Path("/proc/mounts").read_text().splitlines()
+        )
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _mounted_tmpfs(), reason="no tmpfs at /dev/shm")
+def test_is_tmpfs() -> None:
+    fd, name = tempfile.mkstemp(dir="/dev/shm")
+    try:
+        assert _tempfile.is_tmpfs(fd)
+    finally:
+        os.close(fd)
+        os.unlink(name)

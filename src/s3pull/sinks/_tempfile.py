@@ -10,7 +10,10 @@ nothing) or the complete object. The temp file:
   symlink);
 - is refused up front when the file system has less free space than the
   object needs, and preallocated to the object size, so a full disk is found
-  before the first byte is fetched rather than after 9 GB;
+  before the first byte is fetched rather than after 9 GB. Not on tmpfs:
+  there ``fallocate`` zeroes every page of the object before the first GET
+  is sent (0.25 s per GiB on a small VM, on the critical path) and buys no
+  layout; the free-space check still refuses what cannot fit;
 - is locked (``flock``) while the download owns it, so no other run resumes
   or cleans it (see ``_journal``);
 - receives bytes at their offsets with ``os.pwrite``, so parts can arrive in
@@ -24,11 +27,14 @@ leaves it behind, for the next run to resume (``_journal``) or clean.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
+import functools
 import os
 import secrets
 import stat
+import sys
 from pathlib import Path
 
 from .._errors import DiskFullError, LocalError
@@ -40,6 +46,8 @@ TEMP_SUFFIX = ".part"
 # Room left for the marker and random token within NAME_MAX (255 bytes).
 _MAX_STEM_BYTES = 150
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+#: ``statfs.f_type`` of tmpfs (linux/magic.h).
+_TMPFS_MAGIC = 0x01021994
 
 
 def local_error(exc: OSError, action: str, path: Path | str) -> LocalError:
@@ -144,7 +152,7 @@ class TempFile:
             self._discard()
 
     def _preallocate(self) -> None:
-        if self.size == 0:
+        if self.size == 0 or is_tmpfs(self.fd):
             return
         try:
             os.posix_fallocate(self.fd, 0, self.size)
@@ -199,6 +207,27 @@ class TempFile:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def is_tmpfs(fd: int) -> bool:
+    """True if ``fd`` is on tmpfs (Linux only; False whenever it cannot tell)."""
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = _libc()
+        # struct statfs starts with f_type (a long) on every Linux ABI; 256
+        # bytes is more than the whole struct anywhere.
+        buffer = ctypes.create_string_buffer(256)
+        if libc.fstatfs(fd, buffer) != 0:
+            return False
+        return ctypes.c_long.from_buffer(buffer).value == _TMPFS_MAGIC
+    except (OSError, AttributeError):
+        return False
 
 
 def _is_file_of_size(fd: int, size: int) -> bool:

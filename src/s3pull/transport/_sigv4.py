@@ -1,0 +1,126 @@
+"""AWS Signature Version 4 for S3 GET/HEAD requests without a body.
+
+The same canonical request, string to sign and headers as botocore's
+``S3SigV4Auth`` (the tests compare the two byte for byte), without importing
+botocore: its import costs ~0.4 s of every run's start-up, which is a tenth
+of a 1 GiB download on a fast link.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+#: SHA-256 of an empty body: what botocore signs for a GET or a HEAD.
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Headers botocore never signs (hop-by-hop and tracing headers).
+_UNSIGNED = frozenset(
+    {
+        "baggage",
+        "connection",
+        "expect",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "traceparent",
+        "tracestate",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "x-amzn-trace-id",
+    }
+)
+
+
+class Credentials(NamedTuple):
+    access_key: str
+    secret_key: str
+    token: str | None = None
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != _DEFAULT_PORTS.get(parts.scheme):
+        host = f"{host}:{parts.port}"
+    return host
+
+
+def _canonical_query(query: str) -> str:
+    """The URL's query (already percent-encoded) sorted by key, then value."""
+    if not query:
+        return ""
+    pairs = sorted(pair.partition("=")[::2] for pair in query.split("&"))
+    return "&".join(f"{key}={value}" for key, value in pairs)
+
+
+def _hmac(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode(), hashlib.sha256).digest()
+
+
+def sign(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    credentials: Credentials,
+    region: str,
+    *,
+    service: str = "s3",
+    now: datetime.datetime | None = None,
+) -> dict[str, str]:
+    """``headers`` plus ``X-Amz-Date``, ``X-Amz-Content-SHA256``, the security
+    token if any and ``Authorization`` for a body-less request to ``url``."""
+    moment = now or datetime.datetime.now(datetime.UTC)
+    timestamp = moment.strftime("%Y%m%dT%H%M%SZ")
+    date = timestamp[:8]
+    signed = {
+        name: value
+        for name, value in headers.items()
+        if name.lower()
+        not in ("authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token")
+    }
+    signed["X-Amz-Date"] = timestamp
+    if credentials.token:
+        signed["X-Amz-Security-Token"] = credentials.token
+    signed["X-Amz-Content-SHA256"] = EMPTY_SHA256
+    canonical: dict[str, list[str]] = {}
+    for name, value in signed.items():
+        lowered = name.lower()
+        if lowered not in _UNSIGNED:
+            canonical.setdefault(lowered, []).append(" ".join(value.split()))
+    if "host" not in canonical:
+        canonical["host"] = [_host(url)]
+    names = sorted(canonical)
+    signed_names = ";".join(names)
+    parts = urlsplit(url)
+    request = "\n".join(
+        [
+            method.upper(),
+            parts.path or "/",
+            _canonical_query(parts.query),
+            "".join(f"{name}:{','.join(canonical[name])}\n" for name in names),
+            signed_names,
+            EMPTY_SHA256,
+        ]
+    )
+    scope = f"{date}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", timestamp, scope, hashlib.sha256(request.encode()).hexdigest()]
+    )
+    key = _hmac(f"AWS4{credentials.secret_key}".encode(), date)
+    for part in (region, service, "aws4_request"):
+        key = _hmac(key, part)
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    signed["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
+        f"SignedHeaders={signed_names}, Signature={signature}"
+    )
+    return signed
