@@ -2,13 +2,16 @@
 
 Every object is fresh random bytes (no repeated blocks), so a client that
 writes a part at the wrong offset cannot produce the right MD5 by accident.
-The manifest records size, MD5 and modification time of every object; the
-server serves the MD5 as the ETag and builds listings from it, and every
-download is verified against it.
+The manifest records size, MD5, CRC64NVME and modification time of every
+object; the server serves the MD5 as the ETag and builds listings from it, and
+every download is verified against it. Like S3, which stores a full-object
+CRC64NVME for every object uploaded without a checksum of its own (since
+December 2024), the server answers ``x-amz-checksum-mode: ENABLED`` with it.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -23,7 +26,7 @@ GiB = 1024 * MiB
 # Random data is produced and written in blocks of this size, which keeps the
 # generator's own memory small whatever the object size.
 _BLOCK = 8 * MiB
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class Entry:
     size: int
     md5: str
     last_modified: str  # ISO 8601, as S3 lists it
+    crc64nvme: str  # base64, as S3 sends it
 
 
 @dataclass(frozen=True)
@@ -88,41 +92,54 @@ class DataSet:
         return self.root / BUCKET / key
 
 
-def _write_random(path: Path, size: int) -> str:
-    digest = hashlib.md5()
+def _write_random(path: Path, size: int) -> None:
     with open(path, "wb") as f:
         left = size
         while left:
             block = os.urandom(min(_BLOCK, left))
-            digest.update(block)
             f.write(block)
             left -= len(block)
-    return digest.hexdigest()
+
+
+def _digests(path: Path) -> tuple[str, str]:
+    """(MD5 hex, CRC64NVME base64) of a file."""
+    from awscrt import checksums
+
+    md5, crc = hashlib.md5(), 0
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            md5.update(block)
+            crc = checksums.crc64nvme(block, crc)
+    return md5.hexdigest(), base64.b64encode(crc.to_bytes(8, "big")).decode()
 
 
 def ensure(work: Path, layout: Layout, log=print) -> DataSet:
     """Generate the data set for ``layout`` unless a complete one is cached."""
     root = (work / f"data-{layout.tag}").resolve()
     done = root / "manifest.json"
+    reuse = False
     if done.exists():
         meta = json.loads(done.read_text())
         if meta.get("version") == _FORMAT_VERSION:
             entries = {e["key"]: Entry(**e) for e in meta["entries"]}
             return DataSet(root, entries)
-    log(f"generating data set {layout.tag} in {root} (once) ...")
+        reuse = True  # an older manifest: the bytes are fine, the digests are redone
+    log(f"{'indexing' if reuse else 'generating'} data set {layout.tag} in {root} (once) ...")
     started = time.monotonic()
     entries: dict[str, Entry] = {}
     for key, size in layout.objects():
         path = root / BUCKET / key
         path.parent.mkdir(parents=True, exist_ok=True)
-        md5 = _write_random(path, size)
+        if not (reuse and path.is_file() and path.stat().st_size == size):
+            _write_random(path, size)
+        md5, crc = _digests(path)
         mtime = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(path.stat().st_mtime))
-        entries[key] = Entry(key, size, md5, mtime)
+        entries[key] = Entry(key, size, md5, mtime, crc)
     dataset = DataSet(root, entries)
     # The TSV is what the server's Lua reads at start-up (no JSON parser there).
     with open(dataset.manifest_tsv, "w") as f:
         for e in entries.values():
-            f.write(f"{e.key}\t{e.size}\t{e.md5}\t{e.last_modified}\n")
+            f.write(f"{e.key}\t{e.size}\t{e.md5}\t{e.last_modified}\t{e.crc64nvme}\n")
     # manifest.json is written last: its presence marks a complete data set.
     done.write_text(
         json.dumps({"version": _FORMAT_VERSION, "entries": [e.__dict__ for e in entries.values()]})

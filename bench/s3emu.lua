@@ -2,7 +2,10 @@
 -- file handler (which does the heavy lifting: sendfile, Range, HEAD).
 --
 --   GET/HEAD /{bucket}/{key}   object, ETag = quoted MD5 from the manifest,
---                              If-Match checked here (412 on mismatch)
+--                              If-Match checked here (412 on mismatch); with
+--                              x-amz-checksum-mode: ENABLED, HEAD and whole-object
+--                              GETs carry the full-object CRC64NVME, as S3 does
+--                              for objects it gave its default checksum
 --   GET /{bucket}?list-type=2  ListObjectsV2 (prefix, delimiter, max-keys,
 --                              continuation-token, start-after, encoding-type)
 --
@@ -11,16 +14,16 @@
 -- the workers, so a request costs a table lookup.
 local _M = {}
 
-local objects = {}  -- key -> {size, md5, mtime}
+local objects = {}  -- key -> {size, md5, mtime, crc}
 local keys = {}     -- keys in S3 (UTF-8 byte) order, as the manifest lists them
 local bucket_name = "bench"
 
 function _M.load(manifest, bucket)
     bucket_name = bucket
     for line in io.lines(manifest) do
-        local key, size, md5, mtime = line:match("^(.-)\t(%d+)\t(%x+)\t(%S+)$")
+        local key, size, md5, mtime, crc = line:match("^(.-)\t(%d+)\t(%x+)\t(%S+)\t(%S+)$")
         if key then
-            objects[key] = { size = tonumber(size), md5 = md5, mtime = mtime }
+            objects[key] = { size = tonumber(size), md5 = md5, mtime = mtime, crc = crc }
             keys[#keys + 1] = key
         end
     end
@@ -142,6 +145,10 @@ function _M.access(first_byte_delay)
         ngx.req.clear_header("If-Match")
     end
     ngx.ctx.md5 = o.md5
+    -- S3 sends the full-object checksum only when asked, and never with a part.
+    if ngx.var.http_x_amz_checksum_mode == "ENABLED" and not ngx.var.http_range then
+        ngx.ctx.crc = o.crc
+    end
 end
 
 -- header filter: the S3-style ETag on object responses (200, 206, HEAD).
@@ -149,6 +156,10 @@ function _M.header_filter()
     local md5 = ngx.ctx.md5
     if md5 and ngx.status < 300 then
         ngx.header["ETag"] = '"' .. md5 .. '"'
+        if ngx.ctx.crc then
+            ngx.header["x-amz-checksum-crc64nvme"] = ngx.ctx.crc
+            ngx.header["x-amz-checksum-type"] = "FULL_OBJECT"
+        end
     end
 end
 
