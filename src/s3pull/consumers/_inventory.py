@@ -59,7 +59,7 @@ from .._source import S3Source, parse_source
 from .._units import parse_size
 from ._parquet import close_batches, parquet_batches, parquet_module
 from ._pipeline import PIPELINE_COST, CountingLines, batched, parse_in_thread
-from ._text import CsvFormat
+from ._text import CsvFormat, compression_for
 
 #: Default data files read at once.
 DEFAULT_WORKERS = 4
@@ -356,7 +356,8 @@ class Inventory:
         prefix: str | None,
     ) -> AsyncGenerator[list[InventoryRecord], None]:
         make = _record_maker(manifest.file_schema, manifest.source_bucket, url_encoded=True)
-        fmt = CsvFormat(compression="auto")
+        source = S3Source(manifest.destination_bucket, data_file.key)
+        fmt = CsvFormat(compression=compression_for(source, "auto"))  # AWS writes .csv.gz
         expected = data_file.md5 if self.verify_md5 else None
 
         def parse(reader: Any) -> Iterator[list[InventoryRecord]]:
@@ -373,7 +374,6 @@ class Inventory:
                     pass
             _check_md5(url, expected, hashing.md5.hexdigest())
 
-        source = S3Source(manifest.destination_bucket, data_file.key)
         async with aclosing(parse_in_thread(self.client, source, parse, window=self.window)) as it:
             async for batch in it:
                 yield batch
