@@ -23,9 +23,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-## make test: lint, then the whole suite (unit, functional, integration) with coverage
+## make test: lint, then the whole suite (unit, functional, integration, docstring examples) with coverage
 test: lint
-	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) tests
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) --doctest-modules src/s3pull tests
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

@@ -103,7 +103,7 @@ class AsyncClient:
 
         Example:
             >>> info = await client.stat("s3://bucket/report.pdf")  # doctest: +SKIP
-            >>> info.size
+            >>> info.size  # doctest: +SKIP
             612368384
         """
         return await self._downloader.stat(parse_source(source, version_id=version_id))

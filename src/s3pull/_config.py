@@ -19,6 +19,11 @@ SOCKET_READ_SIZE = 256 * KiB
 MAX_PARTS = 10_000
 
 
+def _whole(value: object) -> bool:
+    """An int that is not a bool (``True`` is an int to Python, not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _positive_number(name: str, value: float | None, *, allow_none: bool = True) -> None:
     if value is None and allow_none:
         return
@@ -132,7 +137,7 @@ class RetryConfig:
     progress_reset: int = 1 * MiB
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+        if not _whole(self.max_attempts) or self.max_attempts < 1:
             raise ConfigError(f"max_attempts must be >= 1, got {self.max_attempts!r}")
         _positive_number("backoff_base", self.backoff_base, allow_none=False)
         _positive_number("backoff_cap", self.backoff_cap, allow_none=False)
@@ -141,7 +146,7 @@ class RetryConfig:
                 f"backoff_cap ({self.backoff_cap}) must not be below backoff_base "
                 f"({self.backoff_base})"
             )
-        if not isinstance(self.retry_budget, int) or self.retry_budget < 0:
+        if not _whole(self.retry_budget) or self.retry_budget < 0:
             raise ConfigError(f"retry_budget must be >= 0, got {self.retry_budget!r}")
 
 
@@ -205,11 +210,7 @@ class TransferConfig:
             object.__setattr__(self, "part_size", parse_size(self.part_size))
             if self.part_size < 1:
                 raise ConfigError("part_size must be at least 1 byte")
-        if self.concurrency is not None and (
-            not isinstance(self.concurrency, int)
-            or isinstance(self.concurrency, bool)
-            or self.concurrency < 1
-        ):
+        if self.concurrency is not None and (not _whole(self.concurrency) or self.concurrency < 1):
             raise ConfigError(f"concurrency must be >= 1, got {self.concurrency!r}")
         object.__setattr__(self, "memory_limit", parse_size(self.memory_limit))
         object.__setattr__(self, "read_buffer", parse_size(self.read_buffer))
@@ -220,7 +221,7 @@ class TransferConfig:
                 f"memory_limit {self.memory_limit} bytes is below the cost of one stream "
                 f"({self.stream_cost} bytes = 2 x read_buffer + 256 KiB)"
             )
-        if not isinstance(self.max_connections, int) or self.max_connections < 1:
+        if not _whole(self.max_connections) or self.max_connections < 1:
             raise ConfigError(f"max_connections must be >= 1, got {self.max_connections!r}")
         if self.on_change not in ("fail", "restart"):
             raise ConfigError(f"on_change must be 'fail' or 'restart', got {self.on_change!r}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from ._errors import InvalidSourceError
 
@@ -61,17 +61,12 @@ class HttpSource:
     @property
     def redacted(self) -> str:
         parts = urlsplit(self.url)
-        netloc = parts.hostname or ""
+        # user:password@ is dropped; an IPv6 address keeps its brackets.
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
         if parts.port:
             netloc = f"{netloc}:{parts.port}"
-        query = urlencode(
-            [
-                (name, value if name in _PUBLIC_PARAMS else "REDACTED")
-                for name, value in parse_qsl(parts.query, keep_blank_values=True)
-            ],
-            safe="",
-        )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+        return urlunsplit((parts.scheme, netloc, parts.path, redact_query(parts.query), ""))
 
     @property
     def name(self) -> str:
@@ -88,6 +83,26 @@ class HttpSource:
 Source = S3Source | HttpSource
 
 
+def redact_query(query: str) -> str:
+    """``query`` with every value hidden but a few harmless ones; a bare
+    token (``?abc123``, no ``=``) is a value too.
+
+    Example:
+        >>> redact_query("X-Amz-Expires=60&X-Amz-Signature=abc&token")
+        'X-Amz-Expires=60&X-Amz-Signature=REDACTED&REDACTED'
+    """
+    shown = []
+    for piece in query.split("&") if query else []:
+        name, equals, _ = piece.partition("=")
+        if not equals:
+            shown.append("REDACTED")
+        elif unquote_plus(name) in _PUBLIC_PARAMS:
+            shown.append(piece)
+        else:
+            shown.append(f"{name}=REDACTED")
+    return "&".join(shown)
+
+
 def parse_source(text: str | Source, *, version_id: str | None = None) -> Source:
     """Parse ``s3://bucket/key`` or ``http(s)://...`` into a source.
 
@@ -102,7 +117,7 @@ def parse_source(text: str | Source, *, version_id: str | None = None) -> Source
         InvalidSourceError: the URL is malformed or of another scheme.
 
     Example:
-        >>> parse_source("s3://b/k.txt").key
+        >>> parse_source("s3://bucket/k.txt").key
         'k.txt'
     """
     if isinstance(text, S3Source | HttpSource):
@@ -126,7 +141,11 @@ def parse_source(text: str | Source, *, version_id: str | None = None) -> Source
             raise InvalidSourceError("URL has no host")
         source = HttpSource(text)
     else:
-        shown = text if len(text) < 80 else text[:77] + "..."
+        # It may still be a presigned URL with a typo: never echo its query.
+        base, question, query = text.partition("?")
+        shown = base if len(base) < 80 else base[:77] + "..."
+        if question:
+            shown += "?" + redact_query(query)
         raise InvalidSourceError(
             f"unsupported source {shown!r}: expected s3://bucket/key or an http(s):// URL"
         )

@@ -229,9 +229,9 @@ class Client:
         """Read an object in order while it downloads; see :meth:`AsyncClient.open`.
 
         Example:
-            >>> import gzip, io  # doctest: +SKIP
-            >>> with client.open("s3://b/log.gz") as raw, gzip.open(raw, "rt") as text:
-            ...     for line in text:
+            >>> import gzip
+            >>> with client.open("s3://b/a.gz") as raw, gzip.open(raw, "rt") as t:  # doctest: +SKIP
+            ...     for line in t:
             ...         handle(line)
         """
         stream = self._run(self._client()._open_stream(source, version_id, window, part_size))

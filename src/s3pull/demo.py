@@ -4,8 +4,11 @@ Starts :class:`s3pull.testing.FaultServer` on a free loopback port (no AWS
 account, no network), stores a few generated objects in it — one of several
 hundred MB — and downloads each with the real ``s3pull cp`` command in a
 child process, so the progress bars are the CLI's own and the peak RSS
-measured (``wait4``) is that of a real download process. Every file is
-checked against the SHA-256 of what was stored.
+measured (the child's own VmHWM) is that of a real download process. Then
+the big object again: under a 16 MiB budget, through injected faults
+(connection resets, a truncated body, 503 SlowDown), and after a ``kill -9``
+halfway through, where the second run fetches only what is missing. Every
+file is checked against the SHA-256 of what was stored.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ._units import format_size, parse_size
-from .testing import FaultServer
+from .testing import Fault, FaultServer, kill_when_journaled
 from .testing._rss import run_cli_measured
 
 MiB = 1024 * 1024
@@ -66,17 +69,50 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_ENV = {
+    "AWS_ACCESS_KEY_ID": "demo",
+    "AWS_SECRET_ACCESS_KEY": "demo",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def _cp_args(endpoint: str, source: str, destination: Path, *extra: str) -> list[str]:
+    return ["cp", source, str(destination), "--endpoint-url", endpoint, *extra]
+
+
 def _run_cp(endpoint: str, source: str, destination: Path, *extra: str) -> tuple[int, float, int]:
     """Run ``s3pull cp`` in a child; return (exit code, seconds, its own peak RSS)."""
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "demo",
-        "AWS_SECRET_ACCESS_KEY": "demo",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    args = ["cp", source, str(destination), "--endpoint-url", endpoint, *extra]
-    done, seconds, peak = run_cli_measured(args, env=env)
+    args = _cp_args(endpoint, source, destination, *extra)
+    done, seconds, peak = run_cli_measured(args, env={**os.environ, **_ENV})
     return done.returncode, seconds, peak
+
+
+def _add_faults(s3: FaultServer, key: str) -> None:
+    """A bad day at the store: resets, a truncated body, throttling."""
+    s3.add_fault(
+        "demo", key, Fault.reset(at_fraction=0.6, times=2), method="GET", min_range_start=1
+    )
+    s3.add_fault("demo", key, Fault.truncate(at_fraction=0.5, times=1, skip=3), method="GET")
+    s3.add_fault("demo", key, Fault.status(503, times=2, skip=5), method="GET")
+
+
+def _crash_halfway(s3: FaultServer, key: str, size: int, destination: Path) -> int:
+    """Start ``s3pull cp``, ``kill -9`` it once half the object is journaled;
+    return the bytes the journal kept. The second half hangs at the server
+    meanwhile, so the kill always lands mid-download."""
+    s3.add_fault("demo", key, Fault.hang(), method="GET", min_range_start=size // 2)
+    command = [
+        sys.executable,
+        "-m",
+        "s3pull",
+        *_cp_args(s3.endpoint_url, f"s3://demo/{key}", destination, "-q"),
+    ]
+    try:
+        kept = kill_when_journaled(command, destination.parent, parts=2, env={**os.environ, **_ENV})
+    finally:
+        s3.clear_faults()
+    part_size = 16 * MiB if size >= 256 * MiB else 8 * MiB
+    return len(kept) * part_size
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,16 +144,25 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"  stored s3://demo/{item.key} ({format_size(item.size)})")
 
         outcomes: list[Outcome] = []
+        big = objects[0]
         runs: list[tuple[DemoObject, str, tuple[str, ...]]] = [(o, o.key, ()) for o in objects]
-        runs.append(
-            (objects[0], f"{objects[0].key} --memory-limit 16MiB", ("--memory-limit", "16MiB"))
-        )
+        runs.append((big, "  again, --memory-limit 16MiB", ("--memory-limit", "16MiB")))
+        runs.append((big, "  again, through resets, truncation, 503s", ()))
+        runs.append((big, "  again, after kill -9", ()))
         for item, label, extra in runs:
-            console.rule(f"s3pull cp s3://demo/{label}")
-            destination = work / "out" / f"{len(outcomes)}-{item.key.rsplit('/', 1)[-1]}"
+            console.rule(f"s3pull cp s3://demo/{item.key}{label if label != item.key else ''}")
+            destination = work / "out" / str(len(outcomes)) / item.key.rsplit("/", 1)[-1]
+            destination.parent.mkdir(parents=True)
+            if label.endswith("503s"):
+                _add_faults(s3, item.key)
+            if label.endswith("kill -9"):
+                kept = _crash_halfway(s3, item.key, item.size, destination)
+                label += f" (kept {format_size(kept)})"
+                console.print(f"killed mid-download; the journal kept {format_size(kept)}")
             code, seconds, rss = _run_cp(
                 s3.endpoint_url, f"s3://demo/{item.key}", destination, *extra
             )
+            s3.clear_faults()
             identical = code == 0 and _sha256(destination) == expected[item.key]
             outcomes.append(Outcome(label, item.size, seconds, rss, identical, code))
             if destination.exists():
@@ -125,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
 
         table = Table(title="s3pull demo: every download verified against the stored SHA-256")
         for column in ("object", "size", "wall s", "throughput", "peak RSS", "identical"):
-            table.add_column(column, justify="left" if column == "object" else "right")
+            if column == "object":
+                table.add_column(column, justify="left", no_wrap=True)
+            else:
+                table.add_column(column, justify="right")
         for outcome in outcomes:
             table.add_row(
                 outcome.label,

@@ -794,6 +794,8 @@ def test_public_api() -> None:
         "RequestRecord",
         "StoredObject",
         "generate_bytes",
+        "journaled_parts",
+        "kill_when_journaled",
         "parse_script",
     ]
 

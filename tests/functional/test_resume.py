@@ -5,7 +5,6 @@ fault-injecting server."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,8 +17,7 @@ import pytest
 import s3pull
 from s3pull import Client, RetryConfig, Subscriber, TransferConfig
 from s3pull.sinks import journal_path
-from s3pull.sinks._journal import read_journal
-from s3pull.testing import Fault, FaultServer
+from s3pull.testing import Fault, FaultServer, kill_when_journaled
 
 from ..support import leftovers, pattern
 
@@ -52,18 +50,6 @@ def _cp(s3: FaultServer, destination: Path, *extra: str) -> list[str]:
     ]
 
 
-def _journaled_parts(directory: Path, at_least: int, timeout: float = 30.0) -> dict[int, Any]:
-    """Wait until a journal in ``directory`` records ``at_least`` parts."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for path in directory.glob(".*.journal"):
-            recorded = read_journal(path)
-            if recorded is not None and len(recorded[1]) >= at_least:
-                return recorded[1]
-        time.sleep(0.05)
-    raise AssertionError(f"no journal with {at_least} parts in {timeout} s: {leftovers(directory)}")
-
-
 def _get_bytes(s3: FaultServer) -> int:
     return sum(r.body_bytes_sent for r in s3.requests if r.method == "GET")
 
@@ -74,19 +60,13 @@ def _kill_mid_download(s3: FaultServer, tmp_path: Path, size: int) -> dict[int, 
     The second half hangs at the server, so the first half is all it can get.
     """
     s3.add_fault("bucket", "big.bin", Fault.hang(), method="GET", min_range_start=size // 2)
-    child = subprocess.Popen(_cp(s3, tmp_path / "big.bin", "-q"))
-    try:
-        _journaled_parts(tmp_path, at_least=(size // 2) // MiB)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=10)
-    journal = next(tmp_path.glob(".*.journal"))
-    recorded = read_journal(journal)
-    assert recorded is not None
-    assert journal.with_name(journal.name.replace(".journal", ".part")).exists()
+    kept = kill_when_journaled(
+        _cp(s3, tmp_path / "big.bin", "-q"), tmp_path, parts=(size // 2) // MiB
+    )
+    assert len(list(tmp_path.glob(".big.bin.s3pull-*.part"))) == 1
     s3.clear_faults()
     s3.reset_log()
-    return recorded[1]
+    return kept
 
 
 def test_a_killed_download_resumes_with_only_the_missing_bytes(

@@ -219,3 +219,10 @@ def test_wait_for_timeout_on_a_full_budget_does_not_leak() -> None:
         await asyncio.wait_for(budget.acquire(10), timeout=1)
 
     asyncio.run(main())
+
+
+async def test_a_negative_reservation_is_refused() -> None:
+    budget = MemoryBudget(100)
+    with pytest.raises(ValueError, match="negative"):
+        await budget.acquire(-1)
+    assert budget.used == 0

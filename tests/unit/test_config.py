@@ -220,3 +220,17 @@ def test_bad_stale_age_is_refused(age: object) -> None:
 def test_stale_cleaning_and_resume_can_be_turned_off() -> None:
     config = TransferConfig(stale_age=None, resume=False, on_change="restart")
     assert (config.stale_age, config.resume, config.on_change) == (None, False, "restart")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("max_attempts", True), ("max_attempts", 2.0), ("retry_budget", False), ("retry_budget", -1)],
+)
+def test_retry_counts_must_be_whole_numbers(name: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=name):
+        RetryConfig(**{name: value})  # type: ignore[arg-type]
+
+
+def test_max_connections_true_is_not_one() -> None:
+    with pytest.raises(ConfigError, match="max_connections"):
+        TransferConfig(max_connections=True)

@@ -48,6 +48,8 @@ class MemoryBudget:
 
     async def acquire(self, size: int) -> None:
         """Wait until ``size`` bytes are free, then take them."""
+        if size < 0:
+            raise ValueError(f"cannot reserve a negative number of bytes ({size})")
         if size > self.limit:
             raise ConfigError(f"cannot reserve {size} bytes from a budget of {self.limit}")
         if not self._waiters and self._used + size <= self.limit:

@@ -18,6 +18,7 @@ As a subprocess: ``python -m s3pull.testing --root DIR [--script faults.json]
 
 from __future__ import annotations
 
+from ._crash import journaled_parts, kill_when_journaled
 from ._faults import Fault, FaultKind, FaultRule, parse_script
 from ._record import RequestRecord
 from ._server import FaultServer
@@ -31,5 +32,7 @@ __all__ = [
     "RequestRecord",
     "StoredObject",
     "generate_bytes",
+    "journaled_parts",
+    "kill_when_journaled",
     "parse_script",
 ]
