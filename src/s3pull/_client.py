@@ -247,7 +247,8 @@ class AsyncClient:
         """An S3 Inventory reader; see :class:`s3pull.Inventory`.
 
         Example:
-            >>> inventory = client.inventory("s3://inv/src/cfg/2024-01-01T01-00Z/manifest.json")
+            >>> url = "s3://inv/src/cfg/2024-01-01T01-00Z/manifest.json"
+            >>> inventory = client.inventory(url)  # doctest: +SKIP
             >>> async for record in inventory.records():  # doctest: +SKIP
             ...     print(record.key, record.size)
         """

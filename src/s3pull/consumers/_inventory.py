@@ -249,7 +249,8 @@ class Inventory:
         verify_md5: check each data file against the manifest's MD5.
 
     Example:
-        >>> inventory = Inventory(client, "s3://inv/src/config/2024-01-01T01-00Z/manifest.json")
+        >>> url = "s3://inv/src/config/2024-01-01T01-00Z/manifest.json"
+        >>> inventory = Inventory(client, url)  # doctest: +SKIP
         >>> async for record in inventory.records(prefix="logs/"):  # doctest: +SKIP
         ...     total += record.size or 0
     """
