@@ -33,6 +33,13 @@ from ._results import DownloadResult, ObjectInfo
 from ._source import HttpSource, S3Source, parse_source
 from ._sync import Client, ObjectReader
 from ._units import format_size, parse_size
+from .consumers import (
+    Inventory,
+    InventoryRecord,
+    iter_csv,
+    iter_lines,
+    iter_parquet_batches,
+)
 from .scheduling._stream import ObjectStream
 
 __version__ = "0.1.0"
@@ -48,6 +55,8 @@ __all__ = [
     "HttpSource",
     "IntegrityError",
     "InvalidSourceError",
+    "Inventory",
+    "InventoryRecord",
     "LocalError",
     "LoggingSubscriber",
     "NetworkError",
@@ -71,6 +80,9 @@ __all__ = [
     "UnsafePathError",
     "__version__",
     "format_size",
+    "iter_csv",
+    "iter_lines",
+    "iter_parquet_batches",
     "parse_size",
     "parse_source",
 ]

@@ -1,4 +1,4 @@
-"""The ``s3pull`` command line: ``cp``, ``cat``, ``stat`` and ``clean``.
+"""The ``s3pull`` command line: ``cp``, ``cat``, ``inventory``, ``stat`` and ``clean``.
 
 Exit codes: 0 success, 1 a download or stat failed, 2 bad usage or a bad
 option value, 130 interrupted. Every failure is one line on stderr.
@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import aclosing
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
@@ -145,6 +146,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     streaming.add_argument("--part-size", type=_size, help="bytes per ranged GET (default: 4MiB)")
     _add_budget_options(streaming)
+
+    inventory = commands.add_parser(
+        "inventory",
+        parents=[common],
+        help="read an S3 Inventory report: count, sum sizes, or list as JSON lines",
+        description="Read every data file (CSV.gz or Parquet) of the S3 Inventory whose "
+        "manifest.json is MANIFEST, several at once, in bounded memory; each file's MD5 is "
+        "checked against the manifest. Prints the count and/or total size asked for, one "
+        "number per line (count first), or a JSON object with --json.",
+    )
+    inventory.add_argument("manifest", metavar="MANIFEST", help="s3://bucket/.../manifest.json")
+    inventory.add_argument("--count", action="store_true", help="print the number of objects")
+    inventory.add_argument("--sum-size", action="store_true", help="print their total bytes")
+    inventory.add_argument(
+        "--to-jsonl", metavar="FILE", help="write one JSON object per record to FILE (- = stdout)"
+    )
+    inventory.add_argument(
+        "--filter-prefix", metavar="P", help="only keys that start with P (decoded keys)"
+    )
+    reading = inventory.add_argument_group("transfer")
+    reading.add_argument(
+        "--workers", type=_positive_int, default=4, help="data files read at once (default: 4)"
+    )
+    reading.add_argument(
+        "--window", type=_size, default=8 << 20, help="bytes held ahead per data file (8MiB)"
+    )
+    _add_budget_options(reading)
 
     stat = commands.add_parser(
         "stat",
@@ -328,6 +356,38 @@ async def _cat(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _inventory(args: argparse.Namespace) -> int:
+    count = total = 0
+    out = None
+    if args.to_jsonl == "-":
+        out = sys.stdout
+    elif args.to_jsonl:
+        out = open(args.to_jsonl, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 - closed below
+    try:
+        async with _client(args, []) as client:
+            reader = client.inventory(args.manifest, workers=args.workers, window=args.window)
+            async with aclosing(reader.batches(args.filter_prefix)) as batches:
+                async for batch in batches:
+                    count += len(batch)
+                    total += sum(record.size or 0 for record in batch)
+                    if out is not None:
+                        lines = "".join(json.dumps(r.to_json()) + "\n" for r in batch)
+                        await asyncio.to_thread(out.write, lines)
+    finally:
+        if out is not None and out is not sys.stdout:
+            out.close()
+    if args.json:
+        print(json.dumps({"count": count, "size": total}))
+    else:
+        if args.count:
+            print(count)
+        if args.sum_size:
+            print(total)
+        if not (args.count or args.sum_size or args.to_jsonl or args.quiet):
+            print(f"{count} objects, {total} bytes ({format_size(total)})")
+    return 0
+
+
 async def _stat(args: argparse.Namespace) -> int:
     async with _client(args, []) as client:
         info = await client.stat(args.source, version_id=args.version_id)
@@ -360,7 +420,13 @@ async def _clean(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"cp": _cp, "cat": _cat, "stat": _stat, "clean": _clean}
+_COMMANDS = {
+    "cp": _cp,
+    "cat": _cat,
+    "inventory": _inventory,
+    "stat": _stat,
+    "clean": _clean,
+}
 #: Bytes ``cat`` hands to stdout per write.
 CAT_BUFFER = 1 << 20
 

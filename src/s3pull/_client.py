@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ._config import MiB, TransferConfig
 from ._errors import ConfigError
@@ -23,6 +23,9 @@ from .scheduling._budget import MemoryBudget
 from .scheduling._download import Downloader
 from .scheduling._stream import ObjectStream, stream_part_size
 from .transport import S3Endpoint, Transport
+
+if TYPE_CHECKING:
+    from .consumers import Inventory
 
 PathLike = str | os.PathLike[str]
 
@@ -216,6 +219,42 @@ class AsyncClient:
                 f"({config.memory_limit} bytes) for its own GETs ({config.stream_cost} each)"
             )
         return window_bytes, part_bytes
+
+    def iter_lines(self, source: str | Source, **options: Any) -> AsyncIterator[str]:
+        """Lines of an object, parsed while it downloads; see :func:`s3pull.iter_lines`.
+
+        Example:
+            >>> async for line in client.iter_lines("s3://b/app.log.gz"):  # doctest: +SKIP
+            ...     handle(line)
+        """
+        from .consumers import iter_lines
+
+        return iter_lines(self, source, **options)
+
+    def iter_csv(self, source: str | Source, **options: Any) -> AsyncIterator[Any]:
+        """CSV rows of an object, parsed while it downloads; see :func:`s3pull.iter_csv`."""
+        from .consumers import iter_csv
+
+        return iter_csv(self, source, **options)
+
+    def iter_parquet_batches(self, source: str | Source, **options: Any) -> AsyncIterator[Any]:
+        """Parquet record batches via a temp file; see :func:`s3pull.iter_parquet_batches`."""
+        from .consumers import iter_parquet_batches
+
+        return iter_parquet_batches(self, source, **options)
+
+    def inventory(self, manifest: str, **options: Any) -> Inventory:
+        """An S3 Inventory reader; see :class:`s3pull.Inventory`.
+
+        Example:
+            >>> url = "s3://inv/src/cfg/2024-01-01T01-00Z/manifest.json"
+            >>> inventory = client.inventory(url)  # doctest: +SKIP
+            >>> async for record in inventory.records():  # doctest: +SKIP
+            ...     print(record.key, record.size)
+        """
+        from .consumers import Inventory
+
+        return Inventory(self, manifest, **options)
 
     @asynccontextmanager
     async def download_to_temp(

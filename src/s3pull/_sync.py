@@ -17,21 +17,28 @@ import asyncio
 import io
 import os
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from ._client import AsyncClient, PathLike, remove_temp
 from ._results import DownloadResult, ObjectInfo
 from ._source import Source
 from .scheduling._stream import ObjectStream
 
+if TYPE_CHECKING:
+    from .consumers import InventoryRecord
+
 T = TypeVar("T")
 
 #: How long an interrupted call may take to clean up before we stop waiting.
 _CLEANUP_SECONDS = 30.0
+
+
+async def _next_or_none(iterator: AsyncGenerator[T, None]) -> T | None:
+    return await anext(iterator, None)
 
 
 class _LoopThread:
@@ -88,10 +95,17 @@ os.register_at_fork(after_in_child=_forget_loop_after_fork)
 class _RawStream(io.RawIOBase):
     """A read-only, non-seekable raw stream over an :class:`ObjectStream`."""
 
-    def __init__(self, stream: ObjectStream, run: Callable[[Coroutine[Any, Any, Any]], Any]):
+    def __init__(
+        self,
+        stream: ObjectStream,
+        run: Callable[[Coroutine[Any, Any, Any]], Any],
+        *,
+        closes_stream: bool = True,
+    ):
         super().__init__()
         self._stream = stream
         self._run = run
+        self._closes_stream = closes_stream
 
     def readable(self) -> bool:
         return True
@@ -105,7 +119,8 @@ class _RawStream(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             try:
-                self._run(self._stream.aclose())
+                if self._closes_stream:
+                    self._run(self._stream.aclose())
             finally:
                 super().close()
 
@@ -120,9 +135,20 @@ class ObjectReader(io.BufferedReader):
         info: what the object is (size, ETag, version...).
     """
 
-    def __init__(self, stream: ObjectStream, run: Callable[[Coroutine[Any, Any, Any]], Any]):
-        # A large buffer: each refill is one hop to the loop thread.
-        super().__init__(_RawStream(stream, run), buffer_size=READER_BUFFER)
+    def __init__(
+        self,
+        stream: ObjectStream,
+        run: Callable[[Coroutine[Any, Any, Any]], Any],
+        *,
+        buffer_size: int | None = None,
+        closes_stream: bool = True,
+    ):
+        # A large buffer: each refill is one hop to the loop thread. A reader
+        # that does not own its stream (a parsing thread's, whose stream the
+        # event loop closes) must never hop to the loop from close(): the
+        # garbage collector may run it on the loop thread itself.
+        raw = _RawStream(stream, run, closes_stream=closes_stream)
+        super().__init__(raw, buffer_size=buffer_size or READER_BUFFER)
         self.info: ObjectInfo = stream.info
 
 
@@ -220,6 +246,49 @@ class Client:
     ) -> BinaryIO:
         """See :meth:`AsyncClient.open_temp`."""
         return self._run(self._client().open_temp(source, version_id=version_id, dir=dir))
+
+    def iter_lines(self, source: str | Source, **options: Any) -> Iterator[str]:
+        """Lines of an object, parsed while it downloads; see :func:`s3pull.iter_lines`.
+
+        Example:
+            >>> for line in client.iter_lines("s3://b/app.log.gz"):  # doctest: +SKIP
+            ...     handle(line)
+        """
+        from .consumers import iter_lines
+
+        return iter_lines(self, source, **options)
+
+    def iter_csv(self, source: str | Source, **options: Any) -> Iterator[Any]:
+        """CSV rows of an object, parsed while it downloads; see :func:`s3pull.iter_csv`."""
+        from .consumers import iter_csv
+
+        return iter_csv(self, source, **options)
+
+    def iter_parquet_batches(self, source: str | Source, **options: Any) -> Iterator[Any]:
+        """Parquet record batches via a temp file; see :func:`s3pull.iter_parquet_batches`."""
+        from .consumers import iter_parquet_batches
+
+        return iter_parquet_batches(self, source, **options)
+
+    def iter_inventory(
+        self, manifest: str, *, prefix: str | None = None, **options: Any
+    ) -> Iterator[InventoryRecord]:
+        """Every record of an S3 Inventory; see :class:`s3pull.Inventory`.
+
+        The data files are read in parallel on the loop thread; records come
+        over in batches, so the hop between threads costs little per record.
+
+        Example:
+            >>> total = sum(r.size or 0 for r in client.iter_inventory(url))  # doctest: +SKIP
+        """
+        from .consumers import Inventory
+
+        batches = Inventory(self._client(), manifest, **options).batches(prefix)
+        try:
+            while (batch := self._run(_next_or_none(batches))) is not None:
+                yield from batch
+        finally:
+            self._run(batches.aclose())
 
     def close(self) -> None:
         """Close the connection pool."""

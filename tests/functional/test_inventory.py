@@ -1,0 +1,290 @@
+"""S3 Inventory reports served by the fault server: exact counts and sums
+through the API and the CLI, URL-decoded keys, prefix filters, MD5 checks,
+invisible faults, Parquet reports, and early exits that free the budget."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import gzip
+import hashlib
+import io
+import json
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote_plus
+
+import pytest
+
+import s3pull
+from s3pull import AsyncClient, Client, RetryConfig, TransferConfig
+from s3pull.consumers import parse_manifest
+from s3pull.testing import Fault, FaultServer
+
+CONFIG = TransferConfig(concurrency=4, retry=RetryConfig(backoff_base=0.001, backoff_cap=0.01))
+MANIFEST = "s3://inventory/source/config/2024-05-01T01-00Z/manifest.json"
+SCHEMA = ["Bucket", "Key", "Size", "LastModifiedDate", "ETag", "StorageClass", "IsLatest"]
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    size: int
+    modified: str
+    etag: str
+    storage_class: str
+
+
+@dataclass(frozen=True)
+class Report:
+    rows: list[Row]
+    data_keys: list[str]
+
+    @property
+    def total(self) -> int:
+        return sum(row.size for row in self.rows)
+
+
+def _rows(files: int, per_file: int, seed: int = 1) -> list[list[Row]]:
+    rng = random.Random(seed)
+    odd = ["dir with space/", "plus+sign/", "ü/", "percent%25/", ""]
+    return [
+        [
+            Row(
+                key=f"{rng.choice(odd)}logs/{f:02d}/{i:06d}.json",
+                size=rng.randrange(0, 10**9),
+                modified=f"2024-04-{1 + i % 28:02d}T10:{i % 60:02d}:00.000Z",
+                etag=hashlib.md5(f"{f}-{i}".encode()).hexdigest(),
+                storage_class=rng.choice(["STANDARD", "GLACIER", "STANDARD_IA"]),
+            )
+            for i in range(per_file)
+        ]
+        for f in range(files)
+    ]
+
+
+def _csv_gz(rows: list[Row]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL)
+    for r in rows:
+        key = quote_plus(r.key, safe="/")  # inventory CSV keys are URL-encoded
+        writer.writerow(["source", key, r.size, r.modified, r.etag, r.storage_class, "true"])
+    return gzip.compress(out.getvalue().encode(), 1)
+
+
+def _parquet(rows: list[Row]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "bucket": ["source"] * len(rows),
+            "key": [r.key for r in rows],  # not URL-encoded in Parquet reports
+            "size": [r.size for r in rows],
+            "last_modified_date": [datetime.fromisoformat(r.modified) for r in rows],
+            "e_tag": [r.etag for r in rows],
+            "storage_class": [r.storage_class for r in rows],
+        }
+    )
+    out = io.BytesIO()
+    pq.write_table(table, out, row_group_size=1000)
+    return out.getvalue()
+
+
+def put_inventory(
+    s3: FaultServer, files: int = 5, per_file: int = 3000, fmt: str = "CSV", bad_md5: int = -1
+) -> Report:
+    """A manifest and its data files, as AWS writes them, in bucket ``inventory``."""
+    groups = _rows(files, per_file)
+    entries = []
+    data_keys = []
+    for f, rows in enumerate(groups):
+        body = _csv_gz(rows) if fmt == "CSV" else _parquet(rows)
+        suffix = "csv.gz" if fmt == "CSV" else "parquet"
+        key = f"source/config/data/{f:04d}-{hashlib.md5(bytes([f])).hexdigest()}.{suffix}"
+        s3.put_object("inventory", key, body)
+        md5 = hashlib.md5(body).hexdigest() if f != bad_md5 else "0" * 32
+        entries.append({"key": key, "size": len(body), "MD5checksum": md5})
+        data_keys.append(key)
+    manifest = {
+        "sourceBucket": "source",
+        "destinationBucket": "arn:aws:s3:::inventory",
+        "version": "2016-11-30",
+        "creationTimestamp": "1714525200000",
+        "fileFormat": fmt,
+        "fileSchema": ", ".join(SCHEMA) if fmt == "CSV" else "message s3.inventory { ... }",
+        "files": entries,
+    }
+    s3.put_object(
+        "inventory", MANIFEST.removeprefix("s3://inventory/"), json.dumps(manifest).encode()
+    )
+    return Report([row for rows in groups for row in rows], data_keys)
+
+
+@pytest.fixture
+def s3() -> Iterator[FaultServer]:
+    with FaultServer() as server:
+        yield server
+        assert server.errors == []
+
+
+def _client(s3: FaultServer, config: TransferConfig = CONFIG) -> AsyncClient:
+    return AsyncClient(endpoint_url=s3.endpoint_url, config=config, subscribers=[])
+
+
+@pytest.mark.parametrize("fmt", ["CSV", "Parquet"])
+async def test_every_record_once_with_decoded_keys(s3: FaultServer, fmt: str) -> None:
+    report = put_inventory(s3, fmt=fmt)
+    async with _client(s3) as client:
+        inventory = client.inventory(MANIFEST, workers=3)
+        records = [r async for r in inventory.records()]
+        assert client.budget.used == 0
+    assert len(records) == len(report.rows) == 15_000
+    assert sum(r.size or 0 for r in records) == report.total
+    by_key = {r.key: r for r in records}
+    assert set(by_key) == {row.key for row in report.rows}  # URL-decoded, spaces and + kept
+    row = report.rows[1234]
+    got = by_key[row.key]
+    assert (got.bucket, got.size, got.etag, got.storage_class) == (
+        "source",
+        row.size,
+        row.etag,
+        row.storage_class,
+    )
+    assert got.last_modified == datetime.fromisoformat(row.modified)
+    if fmt == "CSV":
+        assert got.extra == {"IsLatest": "true"}
+
+
+async def test_a_prefix_filter_keeps_only_matching_keys(s3: FaultServer) -> None:
+    report = put_inventory(s3, files=3, per_file=2000)
+    prefix = "dir with space/"
+    async with _client(s3) as client:
+        keys = [r.key async for r in client.inventory(MANIFEST).records(prefix=prefix)]
+    expected = sorted(row.key for row in report.rows if row.key.startswith(prefix))
+    assert sorted(keys) == expected and len(expected) > 100
+
+
+async def test_a_data_file_md5_mismatch_is_an_error(s3: FaultServer) -> None:
+    put_inventory(s3, files=4, per_file=1000, bad_md5=2)
+    async with _client(s3) as client:
+        with pytest.raises(s3pull.IntegrityError, match="MD5 mismatch") as caught:
+            async for _ in client.inventory(MANIFEST).records():
+                pass
+        assert client.budget.used == 0
+    assert "0002-" in str(caught.value)
+
+
+async def test_faults_mid_file_are_invisible(s3: FaultServer) -> None:
+    report = put_inventory(s3, files=3, per_file=20_000)
+    for key in report.data_keys:
+        s3.add_fault("inventory", key, Fault.reset(at_fraction=0.5, times=2), method="GET")
+    config = TransferConfig(concurrency=4, retry=RetryConfig(backoff_base=0.001, backoff_cap=0.01))
+    async with _client(s3, config) as client:
+        inventory = client.inventory(MANIFEST, window="2MiB")
+        count = total = 0
+        async for batch in inventory.batches():
+            count += len(batch)
+            total += sum(r.size or 0 for r in batch)
+    assert (count, total) == (len(report.rows), report.total)
+    assert [r.outcome for r in s3.requests].count("reset") == 6
+
+
+async def test_stopping_early_frees_the_budget_and_stops_fetching(s3: FaultServer) -> None:
+    report = put_inventory(s3, files=6, per_file=20_000)
+    async with _client(s3) as client:
+        async with aclosing(client.inventory(MANIFEST, window="2MiB").records()) as records:
+            async for _ in records:
+                break
+        assert client.budget.used == 0
+        requests = len(s3.requests)
+        await asyncio.sleep(0.3)
+        assert len(s3.requests) == requests
+    fetched = {r.key for r in s3.requests} & set(report.data_keys)
+    assert len(fetched) <= 4  # the workers' first files; the other two were never asked for
+
+
+def test_the_workers_and_window_fit_the_budget(s3: FaultServer) -> None:
+    small = AsyncClient(config=TransferConfig(memory_limit="16MiB"), subscribers=[])
+    inventory = small.inventory(MANIFEST, workers=8, window="8MiB")
+    per_worker = inventory.window + 2 * 1024 * 1024 + 2 * small.config.stream_cost
+    assert inventory.workers * per_worker <= small.config.memory_limit
+    assert inventory.workers >= 2 and inventory.window >= 1024 * 1024
+
+
+def test_the_sync_client_reads_an_inventory(s3: FaultServer) -> None:
+    report = put_inventory(s3, files=2, per_file=1500)
+    with Client(endpoint_url=s3.endpoint_url, config=CONFIG, subscribers=[]) as client:
+        sizes = [r.size for r in client.iter_inventory(MANIFEST, workers=2)]
+    assert sum(s or 0 for s in sizes) == report.total and len(sizes) == 3000
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fileFormat": "ORC"}, "ORC inventories are not supported"),
+        ({"fileFormat": "XML"}, "unknown inventory fileFormat"),
+        ({"files": None}, "not an S3 Inventory manifest"),
+        ({"fileSchema": "Bucket, Size"}, "no Key column"),
+    ],
+)
+def test_bad_manifests_are_refused_clearly(change: dict[str, object], message: str) -> None:
+    manifest = {
+        "sourceBucket": "b",
+        "destinationBucket": "arn:aws:s3:::inv",
+        "fileFormat": "CSV",
+        "fileSchema": "Bucket, Key, Size",
+        "files": [],
+    }
+    with pytest.raises(s3pull.ConfigError, match=message):
+        parse_manifest(json.dumps({**manifest, **change}))
+
+
+def _cli(s3: FaultServer, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "s3pull", "inventory", MANIFEST]
+    return subprocess.run(
+        [*command, "--endpoint-url", s3.endpoint_url, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_counts_sums_and_filters(s3: FaultServer, tmp_path: Path) -> None:
+    report = put_inventory(s3, files=4, per_file=2500)
+    done = _cli(s3, "--count", "--sum-size", "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(len(report.rows)), str(report.total)]
+
+    prefix = "plus+sign/"
+    out = tmp_path / "records.jsonl"
+    done = _cli(s3, "--filter-prefix", prefix, "--to-jsonl", str(out), "--count")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = [row for row in report.rows if row.key.startswith(prefix)]
+    assert done.stdout.split() == [str(len(expected))]
+    assert sorted(line["key"] for line in lines) == sorted(row.key for row in expected)
+    assert {line["bucket"] for line in lines} == {"source"}
+
+
+def test_cli_reports_an_md5_mismatch_as_a_failure(s3: FaultServer) -> None:
+    put_inventory(s3, files=2, per_file=500, bad_md5=1)
+    done = _cli(s3, "--count")
+    assert done.returncode == 1
+    assert "MD5 mismatch" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_cli_refuses_an_orc_inventory_as_a_usage_error(s3: FaultServer) -> None:
+    manifest = {"sourceBucket": "s", "destinationBucket": "inv", "fileFormat": "ORC", "files": []}
+    s3.put_object(
+        "inventory", MANIFEST.removeprefix("s3://inventory/"), json.dumps(manifest).encode()
+    )
+    done = _cli(s3, "--count")
+    assert done.returncode == 2
+    assert "ORC inventories are not supported" in done.stderr
