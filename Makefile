@@ -36,3 +36,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+
+## make reliability: s3pull, boto3 and s5cmd under injected faults -> bench/results/reliability.md
+.PHONY: reliability
+reliability: $(STAMP)
+	$(BIN)/python -m bench.reliability
