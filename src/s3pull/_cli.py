@@ -1,7 +1,8 @@
 """The ``s3pull`` command line: ``cp``, ``cat``, ``inventory``, ``stat`` and ``clean``.
 
 Exit codes: 0 success, 1 a download or stat failed, 2 bad usage or a bad
-option value, 130 interrupted. Every failure is one line on stderr.
+option value, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Every
+failure is one line on stderr.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from contextlib import aclosing
 from dataclasses import asdict
 from pathlib import Path
@@ -32,6 +34,7 @@ from .transport import ADDRESSING_STYLES
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def _size(text: str) -> int:
@@ -443,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("botocore").setLevel(logging.WARNING)
     command = _COMMANDS[args.command]
     try:
-        return asyncio.run(command(args))
+        return asyncio.run(_terminable(command(args)))
     except (ConfigError, InvalidSourceError, UnsafePathError) as exc:
         print(f"s3pull: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -457,6 +460,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("s3pull: interrupted; nothing was left at the destination", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except _Terminated:
+        print("s3pull: terminated; nothing was left at the destination", file=sys.stderr)
+        return EXIT_TERMINATED
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: the command was cancelled and has cleaned up."""
+
+
+async def _terminable(command: Coroutine[Any, Any, int]) -> int:
+    """Run ``command``; on SIGTERM (``kill``, a container stopping) cancel it
+    like Ctrl-C, so temp files are removed before the process exits."""
+    task = asyncio.ensure_future(command)
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,12 @@ class Timeouts:
 
     ``Timeouts(30, connect=5)`` sets every phase to 30 s except connecting.
     A stall is a body that delivers less than ``stall_min_rate`` bytes/s over
-    ``stall_window`` seconds: a server dripping one byte every few seconds
-    never trips a plain read timeout, but it trips this.
+    any ``stall_window`` seconds (a sliding window, so fast bytes at the start
+    do not excuse a drip after them): a server dripping one byte every few
+    seconds never trips a plain read timeout, but it trips this. A body that
+    stops outright is a stall too, so with a floor set no read waits longer
+    than ``stall_window``. Only time spent waiting for the network counts: a
+    busy event loop or disk never makes a fast server look stalled.
 
     Attributes:
         default: used for every phase not set explicitly (30 s).
@@ -107,6 +111,14 @@ class Timeouts:
     @property
     def read_s(self) -> float:
         return self.read if self.read is not None else self.default
+
+    @property
+    def silence_s(self) -> float:
+        """The longest wait for the next body bytes: the read timeout, or the
+        stall window when a stall floor is set and it is shorter."""
+        if self.stall_min_rate > 0:
+            return min(self.read_s, self.stall_window)
+        return self.read_s
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,6 +5,7 @@ fault-injecting server."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -307,3 +308,22 @@ def test_clean_respects_age_and_refuses_a_missing_directory(tmp_path: Path) -> N
 def test_the_journal_sits_beside_the_temp_file(tmp_path: Path) -> None:
     part = tmp_path / ".a.bin.s3pull-0123456789ab.part"
     assert journal_path(part) == tmp_path / ".a.bin.s3pull-0123456789ab.journal"
+
+
+def test_sigterm_cleans_up_like_ctrl_c(s3: FaultServer, tmp_path: Path) -> None:
+    s3.put_object("bucket", "big.bin", pattern(4 * MiB))
+    s3.add_fault("bucket", "big.bin", Fault.hang(), method="GET", min_range_start=2 * MiB)
+    destination = tmp_path / "big.bin"
+    destination.write_bytes(b"old")
+    with subprocess.Popen(_cp(s3, destination, "-q"), stderr=subprocess.PIPE, text=True) as child:
+        # wait until the first parts are written, so there is a temp file to clean
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob(".big.bin.s3pull-*.part")):
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.02)
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 143
+    assert stderr == "s3pull: terminated; nothing was left at the destination\n"
+    assert destination.read_bytes() == b"old"
+    assert leftovers(tmp_path) == ["big.bin"]

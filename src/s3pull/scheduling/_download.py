@@ -54,7 +54,7 @@ from .._checksums import (
     combine_crcs,
     digest_matches,
 )
-from .._config import MiB, TransferConfig
+from .._config import MiB, Timeouts, TransferConfig
 from .._errors import (
     IntegrityError,
     NetworkError,
@@ -182,9 +182,13 @@ class ObjectDownload:
             crc = self.crcs[part.index].value if self.crcs is not None else None
             self.journal.record(part.index, crc, self.file.fd)
 
-    def forget_journal(self) -> None:
-        """Stop journaling: the plan changed, the parts no longer mean anything."""
+    async def forget_journal(self) -> None:
+        """Stop journaling: the plan changed, the parts no longer mean anything.
+
+        A write already under way is waited for, or it would bring the journal back.
+        """
         if self.journal is not None:
+            await self.journal.close()
             self.journal.remove()
             self.journal = None
 
@@ -409,7 +413,7 @@ class Downloader:
         except _RangeIgnored:
             # Everything written so far is thrown away: the server sends the
             # whole object whatever we ask, so fetch it once, in one stream.
-            state.forget_journal()
+            await state.forget_journal()
             state.resumed = 0
             whole = Part(0, 0, state.size - 1)
             state.start([whole])
@@ -518,19 +522,24 @@ class Downloader:
 
         The hot path: one ``readany`` and one sink write per socket chunk.
         Stalls are judged on the time spent waiting for the network only, so a
-        busy event loop or a slow disk never looks like a slow server.
+        busy event loop or a slow disk never looks like a slow server; a body
+        that stops outright is caught by the read timeout, which a stall
+        floor shortens to ``stall_window`` (``Timeouts.silence_s``).
         """
         read = response.read
         write = state.sink.write
         clock = self.clock
-        timeouts = self.config.timeouts
-        window, min_rate = timeouts.stall_window, timeouts.stall_min_rate
-        waited = window_start = 0.0
-        window_bytes = 0
+        stall = _StallMeter(self.config.timeouts)
+        waited = 0.0
         try:
             while True:
                 before = clock()
-                data = await read()
+                try:
+                    data = await read()
+                except S3PullError:
+                    if position > last:
+                        break  # every byte asked for is here: what broke after is not ours
+                    raise
                 waited += clock() - before
                 if not data:
                     break
@@ -545,14 +554,7 @@ class Downloader:
                 if state.done - state.reported >= PROGRESS_STEP or state.done == state.size:
                     state.reported = state.done
                     self.events.progress(state.redacted, state.done, state.size)
-                window_bytes += size
-                if waited - window_start >= window:
-                    if window_bytes < min_rate * (waited - window_start):
-                        raise TimeoutError(
-                            f"stalled: {window_bytes} bytes in {waited - window_start:.0f} s "
-                            f"(floor {min_rate:.0f} bytes/s)"
-                        )
-                    window_start, window_bytes = waited, 0
+                stall.add(waited, size)
             if position <= last:
                 raise NetworkError(f"the body ended at byte {position}, expected {last + 1}")
         except S3PullError as error:
@@ -600,6 +602,46 @@ class Downloader:
                 attempts=state.attempts,
             )
         return check.algorithm
+
+
+class _StallMeter:
+    """Body throughput over a sliding ``stall_window``, in network-wait time.
+
+    The window is kept as ``BUCKETS`` buckets, so a window that began with
+    fast bytes cannot excuse a drip after them for long: a stall is seen at
+    most one bucket (1/8 window) after it fills a whole window.
+    """
+
+    BUCKETS = 8
+    __slots__ = ("_bucket", "_counts", "_current", "_floor", "_span", "_window")
+
+    def __init__(self, timeouts: Timeouts) -> None:
+        self._window = timeouts.stall_window
+        self._span = timeouts.stall_window / self.BUCKETS
+        self._floor = timeouts.stall_min_rate * timeouts.stall_window
+        self._counts = [0] * self.BUCKETS
+        self._bucket = 0  # index (in time) of the bucket being filled
+        self._current = 0  # bytes in it so far
+
+    def add(self, waited: float, size: int) -> None:
+        """Count ``size`` bytes that arrived after ``waited`` s of network wait."""
+        bucket = int(waited / self._span)
+        if bucket != self._bucket:
+            self._rotate(bucket)
+        self._current += size
+
+    def _rotate(self, bucket: int) -> None:
+        counts = self._counts
+        counts[self._bucket % self.BUCKETS] = self._current
+        for skipped in range(self._bucket + 1, min(bucket, self._bucket + self.BUCKETS + 1)):
+            counts[skipped % self.BUCKETS] = 0  # buckets no byte arrived in
+        self._bucket, self._current = bucket, 0
+        # The whole buckets just before this one are exactly one window.
+        if self._floor > 0 and bucket >= self.BUCKETS and sum(counts) < self._floor:
+            raise TimeoutError(
+                f"stalled: {sum(counts)} bytes in the last {self._window:g} s "
+                f"(floor {self._floor / self._window:.0f} bytes/s)"
+            )
 
 
 class _StreamFailed(Exception):

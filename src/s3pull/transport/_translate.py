@@ -121,9 +121,12 @@ def error_from_exception(
     if isinstance(exc, aiohttp.ClientConnectorError):
         return NetworkError(f"cannot connect: {_first_line(exc)}", **where)
     if isinstance(exc, aiohttp.ClientResponseError):
-        return ProtocolError(
-            f"malformed response: {exc.message}", status=exc.status, source=source, range=range
-        )
+        # Garbage where an HTTP answer should be: a broken connection or proxy,
+        # or junk left on a kept-alive connection. Worth another connection.
+        # The message may quote raw body bytes: one short line of it at most.
+        message = str(exc.message).splitlines()[0][:120].rstrip(": ") if exc.message else ""
+        message = message or "unparsable"
+        return NetworkError(f"malformed response: {message}", **where)
     if isinstance(exc, aiohttp.ClientError | ConnectionError | OSError):
         return NetworkError(f"connection failed: {_first_line(exc)}", **where)
     return TransferError(

@@ -140,11 +140,15 @@ class Transport:
                 auto_decompress=False,
                 read_bufsize=self.config.read_buffer,
                 timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=timeouts.connect_s, sock_read=timeouts.read_s
+                    total=None, sock_connect=timeouts.connect_s, sock_read=timeouts.silence_s
                 ),
                 skip_auto_headers=("Accept-Encoding",),
                 trust_env=True,  # HTTPS_PROXY / NO_PROXY, as boto3 users expect
             )
+            # aiohttp silently sends an idempotent request again when its
+            # connection closes unanswered; s3pull's own retry policy does that,
+            # counted, backed off and charged to the retry budget.
+            self._session._retry_connection = False
         return self._session
 
     async def close(self) -> None:
