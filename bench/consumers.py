@@ -76,28 +76,42 @@ def ensure_data(csv_mb: int, log=print) -> tuple[data.DataSet, dict]:
     meta_path = root / "meta.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        entries = {k: data.Entry(**e) for k, e in meta["entries"].items()}
-        return data.DataSet(root, entries), meta
+        if all("crc64nvme" in e for e in meta["entries"].values()):
+            entries = {k: data.Entry(**e) for k, e in meta["entries"].items()}
+            return data.DataSet(root, entries), meta
+        log("adding CRC64NVME to the consumer data set's manifest (once) ...")
+        entries = {}
+        for key, e in meta["entries"].items():
+            md5, crc = data._digests(root / data.BUCKET / key)
+            entries[key] = data.Entry(key, e["size"], md5, e["last_modified"], crc)
+        return _write_manifest(root, entries, meta["rows"], meta["sum"])
     log(f"generating the consumer data set in {root} (once) ...")
     started = time.monotonic()
     large = root / data.BUCKET / LARGE_KEY
     table = root / data.BUCKET / CSV_KEY
     large.parent.mkdir(parents=True, exist_ok=True)
     table.parent.mkdir(parents=True, exist_ok=True)
-    md5 = data._write_random(large, data.GiB)
+    data._write_random(large, data.GiB)
     rows, total = _write_csv(table, csv_mb * 10**6)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-    entries = {
-        LARGE_KEY: data.Entry(LARGE_KEY, data.GiB, md5, stamp),
-        CSV_KEY: data.Entry(CSV_KEY, table.stat().st_size, data.md5_of(table), stamp),
-    }
+    entries = {}
+    for key, path in ((LARGE_KEY, large), (CSV_KEY, table)):
+        md5, crc = data._digests(path)
+        entries[key] = data.Entry(key, path.stat().st_size, md5, stamp, crc)
+    log(f"  done in {time.monotonic() - started:.0f} s; CSV.gz {table.stat().st_size / 1e6:.0f} MB")
+    return _write_manifest(root, entries, rows, total)
+
+
+def _write_manifest(
+    root: Path, entries: dict[str, data.Entry], rows: int, total: int
+) -> tuple[data.DataSet, dict]:
+    """The TSV the server reads and meta.json (written last: it marks the set complete)."""
     dataset = data.DataSet(root, entries)
     with open(dataset.manifest_tsv, "w") as f:
         for e in entries.values():
-            f.write(f"{e.key}\t{e.size}\t{e.md5}\t{e.last_modified}\n")
+            f.write(f"{e.key}\t{e.size}\t{e.md5}\t{e.last_modified}\t{e.crc64nvme}\n")
     meta = {"entries": {k: e.__dict__ for k, e in entries.items()}, "rows": rows, "sum": total}
-    meta_path.write_text(json.dumps(meta))
-    log(f"  done in {time.monotonic() - started:.0f} s; CSV.gz {table.stat().st_size / 1e6:.0f} MB")
+    (root / "meta.json").write_text(json.dumps(meta))
     return dataset, meta
 
 
