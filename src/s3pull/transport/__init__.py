@@ -1,11 +1,14 @@
-"""Transport: HEAD / ranged GET, SigV4 signing, error translation."""
+"""Transport: HEAD / ranged GET / ListObjectsV2, SigV4 signing, error translation."""
 
+from ._listing import ListedObject, ListPage
 from ._s3 import ADDRESSING_STYLES, S3Endpoint
 from ._transport import CHECKSUM_ALGORITHMS, Response, Transport, object_info
 
 __all__ = [
     "ADDRESSING_STYLES",
     "CHECKSUM_ALGORITHMS",
+    "ListPage",
+    "ListedObject",
     "Response",
     "S3Endpoint",
     "Transport",

@@ -20,6 +20,7 @@ from .._config import TransferConfig
 from .._errors import CredentialsError, ProtocolError, S3PullError
 from .._results import ObjectInfo
 from .._source import HttpSource, S3Source, Source
+from ._listing import ListPage, list_query, parse_list_page
 from ._s3 import S3Endpoint
 from ._translate import error_from_exception, error_from_response
 
@@ -27,6 +28,8 @@ CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 #: How much of an error body we read to find the S3 <Code>; S3 errors are tiny.
 _ERROR_BODY_LIMIT = 64 * 1024
+#: A page of 1000 keys of 1024 bytes, escaped, is well under this.
+_LIST_BODY_LIMIT = 16 * 1024 * 1024
 _REFRESHABLE_CODES = frozenset({"ExpiredToken", "TokenRefreshRequired", "InvalidToken"})
 
 
@@ -217,6 +220,18 @@ class Transport:
         async with self._request("GET", source, headers, span=span) as raw:
             yield Response(raw, source.redacted, span)
 
+    async def list_page(self, bucket: str, prefix: str, token: str | None) -> ListPage:
+        """One ListObjectsV2 page of the keys under ``prefix`` (``token``: the page after)."""
+        source = S3Source(bucket, "")
+        query = list_query(prefix, token)
+        body = bytearray()
+        async with self._request("GET", source, {}, query=query) as raw:
+            while chunk := await raw.content.readany():
+                body += chunk
+                if len(body) > _LIST_BODY_LIMIT:
+                    raise ProtocolError("a listing page larger than 16 MiB", source=source.redacted)
+        return parse_list_page(bytes(body), source=f"s3://{bucket}/{prefix}")
+
     @asynccontextmanager
     async def _request(
         self,
@@ -225,12 +240,13 @@ class Transport:
         headers: dict[str, str],
         *,
         span: tuple[int, int] | None = None,
+        query: dict[str, str] | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send one request, following an S3 region redirect and refreshing an
         expired token once; yield a 2xx response or raise the translated error."""
         redirected = refreshed = False
         while True:
-            raw = await self._send(method, source, headers, span)
+            raw = await self._send(method, source, headers, span, query)
             if raw.status < 300:
                 break
             error = await self._error(raw, source, span)
@@ -267,11 +283,13 @@ class Transport:
         source: Source,
         headers: dict[str, str],
         span: tuple[int, int] | None,
+        query: dict[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         session = self._get_session()
         if isinstance(source, S3Source):
             await self.s3.resolve()
-            query = {"versionId": source.version_id} if source.version_id else None
+            if source.version_id:
+                query = {**(query or {}), "versionId": source.version_id}
             url = self.s3.url(source.bucket, source.key, query)
             headers = self.s3.signed_headers(method, url, headers, source.bucket)
             allow_redirects = False
