@@ -163,6 +163,44 @@ class RetryConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BreakerConfig:
+    """Circuit breakers: stop hammering what keeps failing.
+
+    Per object: after ``failures`` consecutive failed downloads of one object
+    (each one already retried by :class:`RetryConfig`), its breaker opens and
+    the object is skipped, reported as ``CircuitOpenError``, for ``cooldown``
+    seconds; then one attempt (half-open) decides: success closes it, failure
+    opens it again. Per endpoint (an S3 bucket, or an HTTP host): after
+    ``endpoint_failures`` consecutive transient failures (5xx, throttling,
+    network, timeouts) across its objects, new downloads there pause for
+    ``endpoint_cooldown`` seconds, then one probe download decides for all.
+
+    Attributes:
+        failures: consecutive failures that open an object's breaker (3).
+        cooldown: seconds an object's breaker stays open (300).
+        endpoint_failures: consecutive transient failures that pause an endpoint (10).
+        endpoint_cooldown: seconds an endpoint pauses before a probe (30).
+        max_tracked: objects whose failures are remembered (about 450 bytes
+            each); the least recently failed are forgotten beyond this, so
+            memory stays bounded (10,000).
+    """
+
+    failures: int = 3
+    cooldown: float = 300.0
+    endpoint_failures: int = 10
+    endpoint_cooldown: float = 30.0
+    max_tracked: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("failures", "endpoint_failures", "max_tracked"):
+            value = getattr(self, name)
+            if not _whole(value) or value < 1:
+                raise ConfigError(f"breaker {name} must be >= 1, got {value!r}")
+        _positive_number("breaker cooldown", self.cooldown, allow_none=False)
+        _positive_number("breaker endpoint_cooldown", self.endpoint_cooldown, allow_none=False)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TransferConfig:
     """How one client downloads: part size, concurrency and the memory budget.
 
@@ -201,8 +239,16 @@ class TransferConfig:
         stale_age: seconds after which an abandoned temp file or journal (from
             a crashed run) in a destination directory is removed by the next
             download there; None keeps them (24 hours).
+        batch_concurrency: objects downloaded at once by ``download_many`` /
+            ``download_prefix`` (64); each still needs budget for its streams.
+        large_object_threshold: objects above this size (known from a listing
+            or inventory) go to a separate lane, so a few huge objects cannot
+            starve many small ones, nor the reverse (64 MiB).
+        large_objects: objects of the large lane downloaded at once, each with
+            up to ``concurrency`` ranged GETs (2).
         timeouts: see :class:`Timeouts`.
         retry: see :class:`RetryConfig`.
+        breakers: see :class:`BreakerConfig`.
     """
 
     part_size: int | None = None
@@ -214,8 +260,12 @@ class TransferConfig:
     on_change: str = "fail"
     resume: bool = True
     stale_age: float | None = 24 * 3600.0
+    batch_concurrency: int = 64
+    large_object_threshold: int = 64 * MiB
+    large_objects: int = 2
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryConfig = field(default_factory=RetryConfig)
+    breakers: BreakerConfig = field(default_factory=BreakerConfig)
 
     def __post_init__(self) -> None:
         if self.part_size is not None:
@@ -238,6 +288,11 @@ class TransferConfig:
         if self.on_change not in ("fail", "restart"):
             raise ConfigError(f"on_change must be 'fail' or 'restart', got {self.on_change!r}")
         _positive_number("stale_age", self.stale_age, allow_none=True)
+        for name in ("batch_concurrency", "large_objects"):
+            value = getattr(self, name)
+            if not _whole(value) or value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value!r}")
+        object.__setattr__(self, "large_object_threshold", parse_size(self.large_object_threshold))
 
     @property
     def stream_cost(self) -> int:

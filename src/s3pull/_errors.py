@@ -17,6 +17,7 @@ translated from aiohttp / botocore / OS exceptions in exactly one place
         ├── AccessDeniedError (PermissionError) 403 AccessDenied, expired presigned URL
         ├── CredentialsError                    no credentials, expired or invalid token
         ├── ObjectChangedError                  the object changed during the download (412)
+        ├── CircuitOpenError                    skipped: the object or its endpoint keeps failing
         ├── IntegrityError                      size or checksum mismatch
         ├── ProtocolError                       the server broke HTTP/S3 rules (bad Content-Range)
         └── TransientError                      worth retrying; raised once retries are exhausted
@@ -124,6 +125,11 @@ class CredentialsError(TransferError):
 
 class ObjectChangedError(TransferError):
     """The object was overwritten or deleted while it was being downloaded."""
+
+
+class CircuitOpenError(TransferError):
+    """Not attempted: the object's (or its endpoint's) circuit breaker is open
+    after repeated failures; see :class:`s3pull.BreakerConfig`."""
 
 
 class IntegrityError(TransferError):

@@ -1,0 +1,428 @@
+"""Circuit breakers: one per failing object, one per endpoint.
+
+Retries (``RetryConfig``) deal with a failure that goes away within seconds.
+Two kinds of failure do not, and retrying them only adds load:
+
+* **A broken object.** A key that always answers 500, a truncated upload
+  that never passes its checksum, an expired presigned URL: every batch that
+  lists it downloads it again, retries it again and fails again. After
+  ``failures`` consecutive failed downloads (each already retried) the
+  object's breaker *opens*: :meth:`Breakers.admit` says no, and the caller
+  reports the object as skipped (``CircuitOpenError``) without a request.
+  After ``cooldown`` seconds the breaker lets exactly one attempt through
+  (*half-open*); its outcome decides: success forgets the object, failure
+  opens the breaker for another cooldown. Only objects that have failed are
+  remembered, least recently failed first out beyond ``max_tracked``, so a
+  batch of millions of healthy objects costs nothing and a batch of millions
+  of broken ones costs a bounded amount: about 450 bytes per remembered
+  object with a 60-character key and a typical S3 error message (key,
+  message, entry, LRU link), so ~45 MB at the default 100,000, outside the
+  transfer memory budget.
+
+* **An endpoint that is down.** When a bucket or an HTTP host fails, every
+  object on it fails the same way, and 64 workers each retrying against it
+  is a self-inflicted storm right when the store is trying to recover. After
+  ``endpoint_failures`` consecutive transient failures (5xx, throttling,
+  network, timeouts) across its objects, the endpoint opens: new downloads
+  there wait in :meth:`Breakers.endpoint`. After ``endpoint_cooldown`` one
+  of them goes ahead as the *probe* while the others keep waiting for its
+  outcome: success releases them all, a transient failure opens the endpoint
+  for another cooldown. Errors that say nothing about the endpoint's health
+  (404, 403, a checksum mismatch, a full disk) neither count nor reset the
+  count; if the probe ends with one, the next waiter probes at once.
+
+Only one waiter per open endpoint sleeps out the cooldown (with the injected
+``sleep``, so tests never sleep for real); the others wait for a state
+change. A probe that is cancelled, or ends with an exception that is not an
+:class:`S3PullError`, hands its role to the next waiter instead of leaving the
+endpoint half-open forever.
+
+Both breakers count only failures that are the object's or the store's
+fault. A full disk, an unsafe local path, bad credentials, a bad option or a
+download skipped by a breaker say nothing about the object or the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .._config import BreakerConfig
+from .._errors import (
+    CircuitOpenError,
+    ConfigError,
+    CredentialsError,
+    LocalError,
+    S3PullError,
+    TransientError,
+    UnsafePathError,
+)
+
+State = Literal["closed", "open", "half-open"]
+
+CLOSED: State = "closed"
+OPEN: State = "open"
+HALF_OPEN: State = "half-open"
+
+#: Errors that are neither the object's fault nor the store's: they never
+#: count against an object's breaker.
+_NOT_THE_OBJECTS_FAULT = (
+    LocalError,
+    UnsafePathError,
+    CircuitOpenError,
+    CredentialsError,
+    ConfigError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    """What a breaker knows about one object (or endpoint).
+
+    Attributes:
+        state: ``"closed"`` (attempts go ahead), ``"open"`` (attempts are
+            refused until ``retry_at``) or ``"half-open"`` (one probe attempt
+            is in flight and decides).
+        failures: consecutive counted failures.
+        last_failure: ``str(error)`` of the last counted failure, on one line,
+            or None.
+        opened_at: clock time the breaker last opened, or None.
+        retry_at: clock time from which one probe may go ahead (open only).
+
+    Example:
+        >>> BreakerState("closed", 0, None, None, None).state
+        'closed'
+    """
+
+    state: State
+    failures: int
+    last_failure: str | None
+    opened_at: float | None
+    retry_at: float | None
+
+
+_CLOSED_STATE = BreakerState(CLOSED, 0, None, None, None)
+
+
+@dataclass(slots=True)
+class _Entry:
+    state: State = CLOSED
+    failures: int = 0
+    last_failure: str | None = None
+    opened_at: float | None = None
+    retry_at: float | None = None
+    # Half-open objects only: when the probe is presumed lost (see admit()).
+    probe_deadline: float = 0.0
+
+    def snapshot(self) -> BreakerState:
+        retry_at = self.retry_at if self.state == OPEN else None
+        return BreakerState(self.state, self.failures, self.last_failure, self.opened_at, retry_at)
+
+    def fail(self, error: S3PullError) -> None:
+        self.failures += 1
+        self.last_failure = " ".join(str(error).splitlines())
+
+    def open(self, now: float, cooldown: float) -> None:
+        self.state = OPEN
+        self.opened_at = now
+        self.retry_at = now + cooldown
+
+
+@dataclass(slots=True)
+class _Endpoint(_Entry):
+    # Set, then replaced, on every state change: waiters wait on the event
+    # they saw, so one set() wakes exactly the waiters of that state.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Whether a waiter is sleeping out the cooldown (the others wait on
+    # ``changed`` rather than all sleeping and racing for the probe).
+    timing: bool = False
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class Breakers:
+    """Per-object and per-endpoint circuit breakers for one client.
+
+    Object keys are the objects' redacted source URLs; endpoints are an S3
+    bucket (``"s3://bucket"``) or an HTTP origin (``"https://host:443"``).
+
+    Args:
+        config: thresholds and cooldowns.
+        clock: seconds on a monotonic clock; injected by tests.
+        sleep: waits the given seconds; injected by tests.
+
+    Example:
+        >>> from s3pull._config import BreakerConfig
+        >>> from s3pull._errors import ServerError
+        >>> now = 0.0
+        >>> breakers = Breakers(BreakerConfig(failures=2, cooldown=60), clock=lambda: now)
+        >>> key = "s3://bucket/broken.bin"
+        >>> for _ in range(2):
+        ...     breakers.failed(key, ServerError("500 InternalError", source=key))
+        >>> breakers.admit(key), breakers.state(key).retry_at
+        (False, 60.0)
+        >>> now = 60.0
+        >>> breakers.admit(key), breakers.admit(key)  # one probe after the cooldown
+        (True, False)
+        >>> breakers.succeeded(key)
+        >>> breakers.state(key).state
+        'closed'
+    """
+
+    def __init__(
+        self,
+        config: BreakerConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._sleep = sleep
+        # Least recently failed first. Only keys with a counted failure are
+        # here: a success deletes the key, so healthy objects cost nothing.
+        self._objects: OrderedDict[str, _Entry] = OrderedDict()
+        # Only endpoints with a failure or open are here, for the same reason.
+        self._endpoints: dict[str, _Endpoint] = {}
+
+    def __repr__(self) -> str:
+        return f"<Breakers objects={len(self._objects)} endpoints={len(self._endpoints)}>"
+
+    # -- per object ---------------------------------------------------------
+
+    def admit(self, key: str) -> bool:
+        """Whether an attempt to download ``key`` may go ahead now.
+
+        True while the object's breaker is closed. While it is open, False
+        until the cooldown is over; then True exactly once: that caller is the
+        probe, and the breaker is half-open (False for everyone else) until it
+        reports. Every True must be followed by exactly one of
+        :meth:`succeeded`, :meth:`failed` or :meth:`abandoned`. A probe that
+        never reports (its caller was cancelled and did not call
+        :meth:`abandoned`) is presumed lost after another ``cooldown``, and
+        the next caller probes instead.
+
+        Example:
+            >>> Breakers(BreakerConfig()).admit("s3://bucket/key")
+            True
+        """
+        entry = self._objects.get(key)
+        if entry is None or entry.state == CLOSED:
+            return True
+        now = self._clock()
+        if entry.state == OPEN:
+            assert entry.retry_at is not None
+            if now < entry.retry_at:
+                return False
+        elif now < entry.probe_deadline:  # half-open, probe in flight
+            return False
+        entry.state = HALF_OPEN
+        entry.probe_deadline = now + self.config.cooldown
+        return True
+
+    def succeeded(self, key: str) -> None:
+        """Record that ``key`` downloaded: its breaker closes and forgets it."""
+        self._objects.pop(key, None)
+
+    def failed(self, key: str, error: S3PullError) -> None:
+        """Record that downloading ``key`` failed with ``error``.
+
+        A local failure (:class:`LocalError`, :class:`UnsafePathError`), bad
+        credentials or options, or a skip (:class:`CircuitOpenError`) is not
+        the object's fault and is not counted; if it ended a probe, the next
+        :meth:`admit` probes again at once. Otherwise the failure counts: the
+        ``failures``-th consecutive one opens the breaker, and a failed probe
+        opens it again for another ``cooldown``.
+
+        Example:
+            >>> from s3pull._errors import DiskFullError
+            >>> breakers = Breakers(BreakerConfig(failures=1))
+            >>> breakers.failed("s3://b/k", DiskFullError("no space left"))
+            >>> breakers.state("s3://b/k").failures
+            0
+        """
+        entry = self._objects.get(key)
+        if isinstance(error, _NOT_THE_OBJECTS_FAULT):
+            if entry is not None and entry.state == HALF_OPEN:
+                self._hand_over(entry)
+            return
+        if entry is None:
+            entry = self._objects[key] = _Entry()
+            # Evict only when adding: the cap bounds memory whatever fails.
+            if len(self._objects) > self.config.max_tracked:
+                self._objects.popitem(last=False)
+        else:
+            self._objects.move_to_end(key)
+        entry.fail(error)
+        if entry.state == HALF_OPEN or (
+            entry.state == CLOSED and entry.failures >= self.config.failures
+        ):
+            entry.open(self._clock(), self.config.cooldown)
+        # Already open: a late failure of an attempt admitted before it
+        # opened. It counts, but does not push the next probe back.
+
+    def abandoned(self, key: str) -> None:
+        """Record that an admitted attempt ended without a verdict (cancelled).
+
+        If it was the probe, the next :meth:`admit` probes at once; otherwise
+        nothing changes.
+        """
+        entry = self._objects.get(key)
+        if entry is not None and entry.state == HALF_OPEN:
+            self._hand_over(entry)
+
+    def state(self, key: str) -> BreakerState:
+        """What the breaker knows about ``key`` (closed with 0 failures if nothing).
+
+        Example:
+            >>> Breakers(BreakerConfig()).state("s3://bucket/key")  # doctest: +NORMALIZE_WHITESPACE
+            BreakerState(state='closed', failures=0,
+                         last_failure=None, opened_at=None, retry_at=None)
+        """
+        entry = self._objects.get(key)
+        return _CLOSED_STATE if entry is None else entry.snapshot()
+
+    def reset(self, key: str | None = None) -> None:
+        """Forget ``key`` (an object or an endpoint), or everything.
+
+        Downloads waiting on a reset endpoint go ahead at once.
+        """
+        if key is None:
+            self._objects.clear()
+            endpoints = list(self._endpoints.values())
+            self._endpoints.clear()
+        else:
+            self._objects.pop(key, None)
+            endpoint = self._endpoints.pop(key, None)
+            endpoints = [] if endpoint is None else [endpoint]
+        for endpoint in endpoints:
+            endpoint.notify()
+
+    def _hand_over(self, entry: _Entry) -> None:
+        # The probe gave no verdict: open with the cooldown already served,
+        # so the next caller probes without waiting again.
+        entry.state = OPEN
+        entry.retry_at = self._clock()
+
+    # -- per endpoint -------------------------------------------------------
+
+    @asynccontextmanager
+    async def endpoint(self, endpoint: str) -> AsyncIterator[None]:
+        """Wrap one download from ``endpoint``: wait while it is open, record the outcome.
+
+        Enters at once while the endpoint is closed. While it is open, waits
+        out the cooldown, then lets exactly one caller in as the probe while
+        the others wait for its outcome. On exit: a normal exit is a success
+        (resets the count; a probe closes the endpoint and releases every
+        waiter); a :class:`TransientError` counts (a probe opens the endpoint
+        again); any other :class:`S3PullError` neither counts nor resets. A
+        probe that ends without a verdict (another :class:`S3PullError`,
+        another exception, cancellation) lets the next waiter probe at once.
+        Exceptions always propagate.
+
+        Example:
+            >>> breakers = Breakers(BreakerConfig())
+            >>> async def download():
+            ...     async with breakers.endpoint("s3://bucket"):
+            ...         pass  # the GETs of one object
+            >>> asyncio.run(download())
+            >>> breakers.endpoint_state("s3://bucket").state
+            'closed'
+        """
+        probe = await self._enter(endpoint)
+        try:
+            yield
+        except S3PullError as error:
+            self._record(endpoint, error, probe)
+            raise
+        except BaseException:
+            current = self._endpoints.get(endpoint)
+            if probe is not None and current is probe:
+                self._hand_over(probe)
+                probe.notify()
+            raise
+        else:
+            self._record(endpoint, None, probe)
+
+    def endpoint_state(self, endpoint: str) -> BreakerState:
+        """What the breaker knows about ``endpoint`` (closed with 0 failures if nothing).
+
+        ``failures`` counts consecutive transient failures across the
+        endpoint's objects.
+        """
+        entry = self._endpoints.get(endpoint)
+        return _CLOSED_STATE if entry is None else entry.snapshot()
+
+    async def _enter(self, name: str) -> _Endpoint | None:
+        """Wait until ``name`` may be used; return its entry if we are the probe."""
+        while True:
+            entry = self._endpoints.get(name)
+            if entry is None or entry.state == CLOSED:
+                return None
+            if entry.state == OPEN and not entry.timing:
+                assert entry.retry_at is not None
+                delay = entry.retry_at - self._clock()
+                if delay <= 0:
+                    entry.state = HALF_OPEN
+                    return entry
+                entry.timing = True
+                try:
+                    await self._sleep_unless(entry.changed, delay)
+                except BaseException:
+                    # Cancelled while timing: wake the others so that one of
+                    # them takes the timing over.
+                    entry.timing = False
+                    entry.notify()
+                    raise
+                entry.timing = False
+            else:
+                # Half-open, or someone else is timing the cooldown.
+                await entry.changed.wait()
+
+    async def _sleep_unless(self, changed: asyncio.Event, delay: float) -> None:
+        """Sleep ``delay`` seconds, or less if the endpoint changes (a reset)."""
+        sleeping = asyncio.ensure_future(self._sleep(delay))
+        waiting = asyncio.ensure_future(changed.wait())
+        try:
+            await asyncio.wait((sleeping, waiting), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            waiting.cancel()
+            await asyncio.gather(sleeping, waiting, return_exceptions=True)
+
+    def _record(self, name: str, error: S3PullError | None, probe: _Endpoint | None) -> None:
+        entry = self._endpoints.get(name)
+        if probe is not None and entry is probe:
+            if error is None:
+                del self._endpoints[name]  # closed, count reset
+            elif isinstance(error, TransientError):
+                entry.fail(error)
+                entry.open(self._clock(), self.config.endpoint_cooldown)
+            else:
+                self._hand_over(entry)
+            entry.notify()
+            return
+        # Not the probe (or the endpoint was reset while it ran).
+        if error is None:
+            if entry is not None and entry.state == CLOSED:
+                del self._endpoints[name]  # any success resets the count
+            # Open or half-open: a download that started before the endpoint
+            # opened proves little; only the probe decides.
+            return
+        if not isinstance(error, TransientError):
+            return  # 404, 403, checksum...: says nothing about the endpoint
+        if entry is None:
+            entry = self._endpoints[name] = _Endpoint()
+        # While open, a failure of a download that started before it opened
+        # still shows in the count but does not push the probe back.
+        entry.fail(error)
+        if entry.state == CLOSED and entry.failures >= self.config.endpoint_failures:
+            entry.open(self._clock(), self.config.endpoint_cooldown)
+            entry.notify()
