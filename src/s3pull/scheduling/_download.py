@@ -29,7 +29,13 @@ The algorithm
    that removes the temp file and leaves the destination untouched. A
    checksum mismatch starts the download over once; so does a changed
    object when ``on_change="restart"``.
-6. **Survive a crash.** Multi-part downloads keep a journal of the parts
+6. **Small listed objects take one GET.** When a listing or an inventory
+   already told the size and ETag and the object fits in one part, there is
+   no HEAD: one plain GET (pinned to the listed ETag, checksums asked for)
+   brings the body and, in its headers, everything the check needs. If that
+   GET fails for a reason worth retrying, or the object changed since it was
+   listed, the download continues down the normal path above.
+7. **Survive a crash.** Multi-part downloads keep a journal of the parts
    that are durably in the temp file (``sinks._journal``). Running the same
    download after a ``kill -9`` reopens that temp file and fetches only the
    missing parts; a changed object starts from zero.
@@ -77,7 +83,7 @@ from ..sinks import (
     stale_files,
     temp_prefix,
 )
-from ..transport import Response, Transport
+from ..transport import ListedObject, Response, Transport
 from ._budget import MemoryBudget
 
 #: Progress events are sent at most once per this many bytes per object.
@@ -246,20 +252,27 @@ class Downloader:
             try:
                 info = await self.transport.head(source)
             except S3PullError as error:
-                await self._after_failure(source.redacted, error, attempts, attempts, None)
+                await self.after_failure(source.redacted, error, attempts, attempts, None)
                 continue
             self.retry_budget.refund()
             return info, attempts
 
     async def download(
-        self, source: Source, destination: Path, *, info: ObjectInfo | None = None
+        self,
+        source: Source,
+        destination: Path,
+        *,
+        info: ObjectInfo | None = None,
+        listed: ListedObject | None = None,
     ) -> DownloadResult:
         """Download ``source`` to ``destination`` atomically; see the module docstring.
 
         Args:
             source: what to download.
             destination: the final file path (its directory is created).
-            info: what a listing already told us, to skip the HEAD.
+            info: a previous stat of the object, to skip the HEAD.
+            listed: what a listing said about it: a small object is then
+                fetched with one GET and no HEAD.
 
         Returns:
             The :class:`DownloadResult`.
@@ -271,7 +284,7 @@ class Downloader:
         await self._clean_stale(destination.parent)
         try:
             async with asyncio.timeout(self.config.timeouts.total):
-                result = await self._download_restarting(source, destination, info, started)
+                result = await self._download_restarting(source, destination, info, listed, started)
         except S3PullError as error:
             self.events.error(source.redacted, error)
             raise
@@ -286,7 +299,12 @@ class Downloader:
         return result
 
     async def _download_restarting(
-        self, source: Source, destination: Path, info: ObjectInfo | None, started: float
+        self,
+        source: Source,
+        destination: Path,
+        info: ObjectInfo | None,
+        listed: ListedObject | None,
+        started: float,
     ) -> DownloadResult:
         """Download; start over from zero once after a checksum mismatch, or after
         the object changed when ``on_change="restart"``.
@@ -296,6 +314,12 @@ class Downloader:
         """
         attempts = 0
         restarted = False
+        if info is None and listed is not None and self._fits_one_part(listed.size):
+            try:
+                return await self._download_whole(source, listed, destination, started)
+            except _FastPathFailed as failed:
+                attempts = failed.attempts  # on to the HEAD and ranged GETs
+                restarted = failed.mismatched  # a checksum mismatch is retried once, not twice
         while True:
             try:
                 if info is None:
@@ -343,9 +367,15 @@ class Downloader:
                 await state.close(keep_journal=False)
                 raise
             await state.close(keep_journal=True)
-            file.commit()
+            file.commit(mtime=_timestamp(info))
             if state.journal is not None:
                 state.journal.remove()
+        return self._result(state, destination, started, verified)
+
+    def _result(
+        self, state: ObjectDownload, destination: Path, started: float, verified: str | None
+    ) -> DownloadResult:
+        info = state.info
         return DownloadResult(
             source=state.redacted,
             path=destination,
@@ -357,6 +387,64 @@ class Downloader:
             verified=verified,
             resumed=state.resumed,
         )
+
+    def _fits_one_part(self, size: int) -> bool:
+        return size <= choose_part_size(size, self.config.part_size)
+
+    async def _download_whole(
+        self, source: Source, listed: ListedObject, destination: Path, started: float
+    ) -> DownloadResult:
+        """One plain GET for a small listed object; see step 6 of the module docstring.
+
+        Raises:
+            _FastPathFailed: go on with a HEAD and ranged GETs (after the
+                retry policy's backoff, when the failure was transient).
+            S3PullError: a failure no retry can fix (404, 403...).
+        """
+        etag = listed.etag if listed.etag and not listed.etag.startswith("W/") else None
+        redacted = source.redacted
+        with TempFile(destination, listed.size) as file:
+            state: ObjectDownload | None = None
+            try:
+                async with (
+                    self.budget.reserve(self.config.stream_cost),
+                    self.transport.get(source, if_match=etag, checksum_mode=True) as response,
+                ):
+                    info = self.transport.info_from_response(source, response)
+                    if info.size != listed.size:
+                        raise ObjectChangedError(
+                            f"listed with {listed.size} bytes, now {info.size}", source=redacted
+                        )
+                    check = choose_check(info) if self.config.verify else None
+                    state = ObjectDownload(source, info, file, check, file)
+                    state.attempts = 1
+                    parts = plan_parts(info.size, max(info.size, 1))
+                    state.start(parts)
+                    self.events.queued(redacted, info.size)
+                    self._check_response(state, response, 0, info.size - 1, ranged=False)
+                    crc = state.crcs[0] if state.crcs else None
+                    await self._stream(state, response, 0, info.size - 1, crc)
+                self.retry_budget.refund()
+                for part in parts:
+                    state.part_finished(part)
+                verified = await self.verify(state)
+            except (S3PullError, _StreamFailed) as exc:
+                if state is not None:
+                    await state.close(keep_journal=False)
+                error = exc.error if isinstance(exc, _StreamFailed) else exc
+                if not isinstance(error, ObjectChangedError | IntegrityError):
+                    # Raises what no retry can fix; otherwise backs off.
+                    await self.after_failure(redacted, error, 1, 1, None)
+                raise _FastPathFailed(
+                    attempts=1, mismatched=isinstance(error, IntegrityError)
+                ) from error
+            except BaseException:
+                if state is not None:
+                    await state.close(keep_journal=False)
+                raise
+            await state.close(keep_journal=False)
+            file.commit(mtime=_timestamp(info))
+        return self._result(state, destination, started, verified)
 
     def _identity(
         self, source: Source, info: ObjectInfo, parts: list[Part], check: Check | None
@@ -443,7 +531,7 @@ class Downloader:
                 for _ in range(workers):
                     group.create_task(worker())
         except BaseExceptionGroup as failures:
-            raise _first_cause(failures) from None
+            raise first_cause(failures) from None
 
     async def _fetch_part(self, state: ObjectDownload, part: Part, *, ranged: bool) -> None:
         """Fetch ``part`` into the file, resuming after failures at the first missing byte."""
@@ -478,7 +566,7 @@ class Downloader:
             elif position - attempt_start >= self.config.retry.progress_reset:
                 failures = 0  # it was making progress: keep going as long as that lasts
             failures += 1
-            await self._after_failure(
+            await self.after_failure(
                 state.redacted, error, failures, state.attempts, (part.first, part.last)
             )
         self.retry_budget.refund()
@@ -561,7 +649,7 @@ class Downloader:
             raise _StreamFailed(error, position) from error
         return position
 
-    async def _after_failure(
+    async def after_failure(
         self,
         redacted: str,
         error: S3PullError,
@@ -644,6 +732,21 @@ class _StallMeter:
             )
 
 
+def _timestamp(info: ObjectInfo) -> float | None:
+    """The file's modification time: the object's, as ``aws s3 cp`` and s5cmd do,
+    so that a later ``skip_existing`` can tell the file is up to date."""
+    return info.last_modified.timestamp() if info.last_modified is not None else None
+
+
+class _FastPathFailed(Exception):
+    """The one-GET path for a small listed object failed in a way the normal path may fix."""
+
+    def __init__(self, *, attempts: int, mismatched: bool) -> None:
+        super().__init__("fast path failed")
+        self.attempts = attempts
+        self.mismatched = mismatched
+
+
 class _StreamFailed(Exception):
     """Carries how far a failed body got, so the retry resumes from there."""
 
@@ -653,11 +756,11 @@ class _StreamFailed(Exception):
         self.position = position
 
 
-def _first_cause(group: BaseExceptionGroup) -> BaseException:
+def first_cause(group: BaseExceptionGroup) -> BaseException:
     """The error to report from failed part workers: the first real one."""
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
-            return _first_cause(exc)
+            return first_cause(exc)
         if not isinstance(exc, asyncio.CancelledError):
             return exc
     return group.exceptions[0]

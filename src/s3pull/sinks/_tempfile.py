@@ -180,9 +180,12 @@ class TempFile:
         """
         self.pwrite(data, offset)
 
-    def commit(self) -> None:
-        """fsync, rename over the destination, fsync the directory."""
+    def commit(self, *, mtime: float | None = None) -> None:
+        """Set the modification time (if given), fsync, rename over the
+        destination, fsync the directory."""
         try:
+            if mtime is not None:
+                os.utime(self.fd, (mtime, mtime))
             os.fsync(self.fd)
             os.close(self.fd)
             self.fd = -1

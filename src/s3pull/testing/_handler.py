@@ -224,6 +224,8 @@ class Exchange:
             headers["Content-Encoding"] = obj.content_encoding
         if obj.version_id:
             headers["x-amz-version-id"] = obj.version_id
+        if obj.encryption:
+            headers["x-amz-server-side-encryption"] = obj.encryption
         for name, value in obj.metadata.items():
             headers[f"x-amz-meta-{name}"] = value
         if isinstance(window, tuple):

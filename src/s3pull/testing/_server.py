@@ -234,6 +234,7 @@ class FaultServer:
         metadata: Mapping[str, str] | None = None,
         version_id: str | None = None,
         last_modified: float | None = None,
+        encryption: str | None = None,
     ) -> StoredObject:
         """Store an object (a new version in a versioned bucket); creates the bucket if needed.
 
@@ -253,6 +254,8 @@ class FaultServer:
             metadata: served as ``x-amz-meta-<name>`` headers.
             version_id: version id to use in a versioned bucket (default: generated).
             last_modified: seconds since the epoch (default: now).
+            encryption: served as ``x-amz-server-side-encryption`` (e.g.
+                ``"aws:kms"``, whose ETag is not the MD5 of the body: pass ``etag``).
 
         Returns:
             The stored version (its ``etag`` and ``version_id`` are what responses carry).
@@ -280,6 +283,7 @@ class FaultServer:
             metadata=dict(metadata or {}),
             version_id=version_id,
             last_modified=last_modified,
+            encryption=encryption,
         )
 
     def put_generated(

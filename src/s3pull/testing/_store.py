@@ -235,6 +235,8 @@ class StoredObject:
         checksum_algorithm, checksum_type: the checksum the object carries, if any.
         checksum: the base64 checksum value (computed on first access), or None.
         metadata: user metadata served as ``x-amz-meta-*`` headers.
+        encryption: served as ``x-amz-server-side-encryption`` (``"aws:kms"``...);
+            give an ``etag`` too, as S3's ETag of an SSE-KMS object is not its MD5.
         delete_marker: True for a delete marker in a versioned bucket.
 
     Example:
@@ -253,6 +255,7 @@ class StoredObject:
         "content_encoding",
         "content_type",
         "delete_marker",
+        "encryption",
         "key",
         "last_modified",
         "metadata",
@@ -277,6 +280,7 @@ class StoredObject:
         checksum_value: str | None = None,
         part_size: int | None = None,
         metadata: dict[str, str] | None = None,
+        encryption: str | None = None,
         delete_marker: bool = False,
     ) -> None:
         if checksum_algorithm is not None and checksum_algorithm not in CHECKSUM_ALGORITHMS:
@@ -301,6 +305,7 @@ class StoredObject:
         self._checksum = checksum_value
         self.part_size = part_size
         self.metadata = dict(metadata or {})
+        self.encryption = encryption
         self.delete_marker = delete_marker
 
     @property
