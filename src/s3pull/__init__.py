@@ -7,9 +7,10 @@ Example:
 """
 
 from ._client import AsyncClient
-from ._config import RetryConfig, Timeouts, TransferConfig
+from ._config import BreakerConfig, RetryConfig, Timeouts, TransferConfig
 from ._errors import (
     AccessDeniedError,
+    CircuitOpenError,
     ConfigError,
     CredentialsError,
     DiskFullError,
@@ -29,7 +30,7 @@ from ._errors import (
     UnsafePathError,
 )
 from ._events import LoggingSubscriber, Subscriber
-from ._results import DownloadResult, ObjectInfo
+from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
 from ._source import HttpSource, S3Source, parse_source
 from ._sync import Client, ObjectReader
 from ._units import format_size, parse_size
@@ -47,6 +48,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AccessDeniedError",
     "AsyncClient",
+    "BatchResult",
+    "BreakerConfig",
+    "CircuitOpenError",
     "Client",
     "ConfigError",
     "CredentialsError",
@@ -63,6 +67,7 @@ __all__ = [
     "NotFoundError",
     "ObjectChangedError",
     "ObjectInfo",
+    "ObjectOutcome",
     "ObjectReader",
     "ObjectStream",
     "ProtocolError",

@@ -2,32 +2,51 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, Union
 
 from ._config import MiB, TransferConfig
-from ._errors import ConfigError
+from ._errors import ConfigError, S3PullError
 from ._events import Events, LoggingSubscriber, Subscriber
-from ._results import DownloadResult, ObjectInfo
-from ._source import Source, parse_source
+from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
+from ._source import HttpSource, S3Source, Source, parse_prefix, parse_source
 from ._units import parse_size
-from .planning._paths import destination_file, safe_name
+from .planning._filters import KeyFilter
+from .planning._paths import (
+    LocalTarget,
+    PathClaims,
+    destination_file,
+    key_base,
+    key_to_target,
+    safe_name,
+)
 from .planning._retry import RetryBudget
+from .scheduling._batch import Batch, BatchItem, list_objects
+from .scheduling._breaker import Breakers
 from .scheduling._budget import MemoryBudget
 from .scheduling._download import Downloader
 from .scheduling._stream import ObjectStream, stream_part_size
-from .transport import S3Endpoint, Transport
+from .transport import ListedObject, S3Endpoint, Transport
 
 if TYPE_CHECKING:
-    from .consumers import Inventory
+    from .consumers import Inventory, InventoryRecord
 
 PathLike = str | os.PathLike[str]
+#: What ``download_many`` takes: a source (it lands under ``destination`` at
+#: its key's path), a ``(source, destination file)`` pair, or a record of a
+#: listing or inventory (``InventoryRecord``: ``bucket``, ``key``, ``size``...).
+ManyItem = Union[str, Source, tuple[str | Source, PathLike], "InventoryRecord"]
+
+T = TypeVar("T")
 
 #: The default ordered-stream window (or half the memory budget, if less).
 DEFAULT_STREAM_WINDOW = 32 * MiB
@@ -77,6 +96,7 @@ class AsyncClient:
         self.budget = MemoryBudget(self.config.memory_limit)
         self.retry_budget = RetryBudget(self.config.retry.retry_budget)
         self.events = Events([LoggingSubscriber()] if subscribers is None else subscribers)
+        self.breakers = Breakers(self.config.breakers)
         self._transport = Transport(self.config, self.endpoint)
         self._downloader = Downloader(
             self.config, self._transport, self.budget, self.retry_budget, self.events
@@ -140,6 +160,201 @@ class AsyncClient:
         is_dir = os.fspath(destination).endswith(os.sep) or path.is_dir()  # noqa: ASYNC240
         target = destination_file(parsed.name, path, is_dir=is_dir, source=parsed.redacted)
         return await self._downloader.download(parsed, target, info=info)
+
+    async def download_prefix(
+        self,
+        source: str,
+        destination: PathLike,
+        *,
+        filters: Sequence[tuple[str, str]] = (),
+        skip_existing: bool = False,
+        fail_fast: bool = False,
+    ) -> BatchResult:
+        """Download every object under an S3 prefix into a directory.
+
+        The listing is streamed: downloads start with its first page and
+        memory does not grow with the number of keys. A key lands at its path
+        relative to the prefix's last ``/`` (``s3://b/logs/2024`` puts
+        ``logs/2024-01.gz`` at ``DEST/2024-01.gz``). Keys that would escape
+        the directory (``../x``, ``/abs``, control characters...) or clash
+        with another key's path are refused and reported, never written.
+        One failing object never stops the others; see :class:`BatchResult`.
+
+        Args:
+            source: ``s3://bucket/prefix`` (``s3://bucket`` for the whole bucket).
+            destination: the directory to fill (created if needed).
+            filters: ``("include" | "exclude", glob)`` rules, the last match
+                wins; see :class:`s3pull.planning._filters.KeyFilter`.
+            skip_existing: keep files already there with the same size and a
+                modification time no older than the object's.
+            fail_fast: stop at the first failure.
+
+        Example:
+            >>> batch = await client.download_prefix("s3://b/logs/", "logs/")  # doctest: +SKIP
+            >>> print(batch.summary())  # doctest: +SKIP
+            2000 downloaded; 125.0 MiB in 3.10 s (40.3 MiB/s)
+        """
+        outcomes = self.iter_download_prefix(
+            source,
+            destination,
+            filters=filters,
+            skip_existing=skip_existing,
+            fail_fast=fail_fast,
+        )
+        return await _collect(outcomes, fail_fast=fail_fast)
+
+    async def iter_download_prefix(
+        self,
+        source: str,
+        destination: PathLike,
+        *,
+        filters: Sequence[tuple[str, str]] = (),
+        skip_existing: bool = False,
+        fail_fast: bool = False,
+    ) -> AsyncGenerator[ObjectOutcome, None]:
+        """Like :meth:`download_prefix`, yielding each :class:`ObjectOutcome` as it finishes."""
+        prefix = parse_prefix(source)
+        wanted = KeyFilter(filters)
+        base = key_base(prefix.key)
+        listed = list_objects(self._transport, self._downloader, prefix.bucket, prefix.key)
+
+        async def keys() -> AsyncIterator[tuple[Source, ListedObject | None]]:
+            async for item in listed:
+                if wanted.wants(item.key[len(base) :]):
+                    yield S3Source(prefix.bucket, item.key), item
+
+        items = self._keyed_items(keys(), Path(destination), base)
+        async for outcome in self._run_batch(items, skip_existing, fail_fast):
+            yield outcome
+
+    async def download_many(
+        self,
+        items: Iterable[ManyItem] | AsyncIterable[ManyItem],
+        destination: PathLike | None = None,
+        *,
+        skip_existing: bool = False,
+        fail_fast: bool = False,
+    ) -> BatchResult:
+        """Download many objects, concurrently, each atomically.
+
+        Args:
+            items: sources (``s3://`` or ``http(s)://``), which land under
+                ``destination`` at their key's path (an HTTP URL under its
+                last path segment); ``(source, destination)`` pairs (a
+                destination ending in ``/`` or an existing directory gets
+                the object's own name); or records of an inventory
+                (:class:`InventoryRecord`), whose size and ETag stand for a
+                listing's: a small object then takes one GET and no HEAD. A
+                sync or async iterable, consumed as the batch goes: it may be
+                a generator of millions.
+            destination: the directory for items given without one.
+            skip_existing: see :meth:`download_prefix`.
+            fail_fast: stop at the first failure.
+
+        Example:
+            >>> keys = ["s3://b/a/1.pdf", "s3://b/a/2.pdf"]
+            >>> batch = await client.download_many(keys, "/data/")  # doctest: +SKIP
+            >>> batch.ok, [f.error for f in batch.failures]  # doctest: +SKIP
+            (True, [])
+        """
+        outcomes = self.iter_download_many(
+            items, destination, skip_existing=skip_existing, fail_fast=fail_fast
+        )
+        return await _collect(outcomes, fail_fast=fail_fast)
+
+    async def iter_download_many(
+        self,
+        items: Iterable[ManyItem] | AsyncIterable[ManyItem],
+        destination: PathLike | None = None,
+        *,
+        skip_existing: bool = False,
+        fail_fast: bool = False,
+    ) -> AsyncGenerator[ObjectOutcome, None]:
+        """Like :meth:`download_many`, yielding each :class:`ObjectOutcome` as it finishes."""
+        root = Path(destination) if destination is not None else None
+        async for outcome in self._run_batch(
+            self._many_items(items, root), skip_existing, fail_fast
+        ):
+            yield outcome
+
+    async def _run_batch(
+        self, items: AsyncIterable[BatchItem], skip_existing: bool, fail_fast: bool
+    ) -> AsyncGenerator[ObjectOutcome, None]:
+        batch = Batch(
+            self.config,
+            self._downloader,
+            self.breakers,
+            skip_existing=skip_existing,
+            fail_fast=fail_fast,
+        )
+        outcomes = batch.run(items)
+        try:
+            async for outcome in outcomes:
+                yield outcome
+        finally:
+            await outcomes.aclose()
+
+    async def _many_items(
+        self, items: Iterable[ManyItem] | AsyncIterable[ManyItem], root: Path | None
+    ) -> AsyncGenerator[BatchItem, None]:
+        claims = PathClaims()
+        async for item in _aiter(items):
+            if isinstance(item, tuple):
+                source = parse_source(item[0])
+                path = Path(item[1])
+                # One stat of a local directory entry per pair: not worth a thread hop.
+                is_dir = os.fspath(item[1]).endswith(os.sep) or path.is_dir()  # noqa: ASYNC240
+                try:
+                    target = destination_file(
+                        source.name, path, is_dir=is_dir, source=source.redacted
+                    )
+                    claims.claim(
+                        # abspath only joins with the working directory: no I/O.
+                        LocalTarget(os.path.abspath(target).lstrip(os.sep), False),  # noqa: ASYNC240
+                        source=source.redacted,
+                    )
+                except S3PullError as error:
+                    yield BatchItem(source, None, refused=error)
+                    continue
+                yield BatchItem(source, target)
+                continue
+            listed = None
+            if isinstance(item, str | S3Source | HttpSource):
+                source = parse_source(item)
+            else:  # a record of a listing or an inventory: bucket, key, size, etag...
+                source = S3Source(item.bucket, item.key)
+                listed = _listed(item)
+            if root is None:
+                raise ConfigError(
+                    f"{source.redacted} has no destination: give download_many a destination "
+                    "directory, or (source, destination) pairs"
+                )
+            async for batch_item in self._keyed_items(_single(source, listed), root, "", claims):
+                yield batch_item
+
+    async def _keyed_items(
+        self,
+        sources: AsyncIterable[tuple[Source, ListedObject | None]],
+        root: Path,
+        base: str,
+        claims: PathClaims | None = None,
+    ) -> AsyncGenerator[BatchItem, None]:
+        """Batch items for sources that land under ``root`` at their key's path
+        relative to ``base``; unsafe and clashing keys come out refused."""
+        claims = claims if claims is not None else PathClaims()
+        async for source, listed in sources:
+            key = source.key if isinstance(source, S3Source) else source.name
+            try:
+                target = key_to_target(key, base, source=source.redacted)
+                if target is None:
+                    continue  # the marker of the destination directory itself
+                claims.claim(target, source=source.redacted)
+            except S3PullError as error:
+                yield BatchItem(source, None, refused=error)
+                continue
+            yield BatchItem(
+                source, root / target.relative, listed=listed, directory=target.is_directory
+            )
 
     @asynccontextmanager
     async def open(
@@ -314,6 +529,52 @@ class AsyncClient:
             shutil.rmtree(directory, ignore_errors=True)
             raise
         return result.path
+
+
+async def _collect(outcomes: AsyncIterator[ObjectOutcome], *, fail_fast: bool) -> BatchResult:
+    """Run a batch to its end and count its outcomes."""
+    result = BatchResult()
+    started = time.monotonic()
+    async for outcome in outcomes:
+        result.add(outcome)
+    result.seconds = time.monotonic() - started
+    # A fail-fast batch ends at its first failure.
+    result.stopped = fail_fast and result.failed > 0
+    return result
+
+
+#: Items of a sync iterable read per thread hop.
+_CHUNK = 1000
+
+
+async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    """Iterate sync or async items. A sync iterable (a generator over a
+    database cursor, a file) is read in a worker thread, a chunk at a time,
+    so that it never blocks the event loop."""
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+        return
+    iterator = iter(items)
+    while chunk := await asyncio.to_thread(lambda: list(itertools.islice(iterator, _CHUNK))):
+        for item in chunk:
+            yield item
+
+
+async def _single(
+    source: Source, listed: ListedObject | None
+) -> AsyncIterator[tuple[Source, ListedObject | None]]:
+    yield source, listed
+
+
+def _listed(record: Any) -> ListedObject | None:
+    """What a record (an ``InventoryRecord``...) says about its object, as a listing would."""
+    if record.size is None:
+        return None  # a delete marker, or no size column: ask the store
+    etag = getattr(record, "etag", None)
+    if etag and not etag.startswith(('"', "W/")):
+        etag = f'"{etag}"'
+    return ListedObject(record.key, record.size, etag, getattr(record, "last_modified", None))
 
 
 def remove_temp(path: Path) -> None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from ._units import format_size
+
 _MD5_ETAG = re.compile(r'^"?[0-9a-fA-F]{32}"?$')
 
 
@@ -96,3 +98,119 @@ class DownloadResult:
     def throughput(self) -> float:
         """Bytes per second."""
         return self.bytes / self.seconds if self.seconds > 0 else 0.0
+
+
+#: ``ObjectOutcome.status`` values.
+DOWNLOADED = "downloaded"
+EXISTING = "existing"
+DIRECTORY = "directory"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectOutcome:
+    """What happened to one object of a batch.
+
+    Attributes:
+        source: the redacted source URL.
+        path: the local file (or directory, for a directory-marker key); None
+            when the key was refused before a path was chosen.
+        status: ``"downloaded"``, ``"existing"`` (``skip_existing`` found it
+            already there), ``"directory"`` (a directory marker, created) or
+            ``"failed"``.
+        result: the :class:`DownloadResult` when downloaded.
+        error: the error when failed: a transfer error, an ``UnsafePathError``
+            (the key was refused), or a ``CircuitOpenError`` (not attempted).
+    """
+
+    source: str
+    path: Path | None
+    status: str
+    result: DownloadResult | None = None
+    error: Exception | None = None
+
+    @property
+    def bytes(self) -> int:
+        return self.result.bytes if self.result is not None else 0
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """The summary of a batch (``download_many`` / ``download_prefix``).
+
+    Counts are exact however large the batch; ``failures`` keeps the first
+    ``MAX_FAILURES_KEPT`` failed outcomes (10,000) so that memory stays
+    bounded when a whole prefix fails.
+
+    Attributes:
+        downloaded: objects downloaded and verified.
+        existing: objects skipped because they were already there.
+        directories: directory markers created.
+        failed: objects that failed, were refused or were not attempted.
+        bytes: bytes downloaded.
+        seconds: wall time of the batch.
+        errors: failures by error type name, e.g. ``{"NotFoundError": 2}``.
+        failures: the failed outcomes (the first 10,000).
+        stopped: True when ``fail_fast`` stopped the batch at its first failure.
+    """
+
+    MAX_FAILURES_KEPT = 10_000
+
+    downloaded: int = 0
+    existing: int = 0
+    directories: int = 0
+    failed: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+    failures: list[ObjectOutcome] = field(default_factory=list)
+    stopped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return self.failed == 0 and not self.stopped
+
+    @property
+    def objects(self) -> int:
+        return self.downloaded + self.existing + self.directories + self.failed
+
+    def add(self, outcome: ObjectOutcome) -> None:
+        """Count one outcome."""
+        if outcome.status == DOWNLOADED:
+            self.downloaded += 1
+            self.bytes += outcome.bytes
+        elif outcome.status == EXISTING:
+            self.existing += 1
+        elif outcome.status == DIRECTORY:
+            self.directories += 1
+        else:
+            self.failed += 1
+            name = type(outcome.error).__name__
+            self.errors[name] = self.errors.get(name, 0) + 1
+            if len(self.failures) < self.MAX_FAILURES_KEPT:
+                self.failures.append(outcome)
+
+    def summary(self) -> str:
+        """One line, e.g. ``1998 downloaded, 2 failed (NotFoundError: 2); 125.0 MiB in 3.1 s``.
+
+        Example:
+            >>> BatchResult(downloaded=3, bytes=3 << 20, seconds=1.5).summary()
+            '3 downloaded; 3.0 MiB in 1.50 s (2.0 MiB/s)'
+        """
+        parts = [f"{self.downloaded} downloaded"]
+        if self.existing:
+            parts.append(f"{self.existing} already there")
+        if self.directories:
+            parts.append(f"{self.directories} directories")
+        if self.failed:
+            kinds = ", ".join(f"{name}: {count}" for name, count in sorted(self.errors.items()))
+            parts.append(f"{self.failed} failed ({kinds})")
+        rate = self.bytes / self.seconds if self.seconds > 0 else 0.0
+        line = (
+            f"{', '.join(parts)}; {format_size(self.bytes)} in {self.seconds:.2f} s "
+            f"({format_size(rate)}/s)"
+        )
+        if self.stopped:
+            line += "; stopped at the first failure (--fail-fast)"
+        return line

@@ -39,9 +39,14 @@ class S3Source:
 
     @property
     def redacted(self) -> str:
+        """The URL as errors and logs show it: control characters a key may
+        hold are escaped, so that printing a hostile key cannot drive a terminal."""
+        url = self.url
+        if not url.isprintable():
+            url = "".join(c if c.isprintable() else repr(c)[1:-1] for c in url)
         if self.version_id:
-            return f"{self.url} (version {self.version_id})"
-        return self.url
+            return f"{url} (version {self.version_id})"
+        return url
 
     @property
     def name(self) -> str:
@@ -128,6 +133,11 @@ def parse_source(text: str | Source, *, version_id: str | None = None) -> Source
         bucket, _, key = text[len("s3://") :].partition("/")
         if not _BUCKET.match(bucket):
             raise InvalidSourceError(f"invalid bucket name in {text!r}")
+        if not key:
+            raise InvalidSourceError(
+                f"{text!r} names a bucket, not an object "
+                "(to download everything under a prefix: cp --recursive)"
+            )
         if "\x00" in key:
             raise InvalidSourceError("an S3 key must not contain NUL")
         source = S3Source(bucket, key)
@@ -154,3 +164,25 @@ def parse_source(text: str | Source, *, version_id: str | None = None) -> Source
             raise InvalidSourceError("version_id applies to s3:// sources only")
         source = S3Source(source.bucket, source.key, version_id)
     return source
+
+
+def parse_prefix(text: str) -> S3Source:
+    """Parse ``s3://bucket/prefix`` (or ``s3://bucket``): every key under the prefix.
+
+    The returned source's ``key`` is the prefix, possibly empty.
+
+    Raises:
+        InvalidSourceError: not an ``s3://`` URL, or a malformed bucket name.
+
+    Example:
+        >>> parse_prefix("s3://logs/2024/").key, parse_prefix("s3://logs").key
+        ('2024/', '')
+    """
+    if not isinstance(text, str) or not text.startswith("s3://"):
+        raise InvalidSourceError(f"expected s3://bucket/prefix, got {text!r}")
+    bucket, _, prefix = text[len("s3://") :].partition("/")
+    if not _BUCKET.match(bucket):
+        raise InvalidSourceError(f"invalid bucket name in {text!r}")
+    if "\x00" in prefix:
+        raise InvalidSourceError("an S3 prefix must not contain NUL")
+    return S3Source(bucket, prefix)

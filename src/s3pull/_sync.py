@@ -17,14 +17,14 @@ import asyncio
 import io
 import os
 import threading
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from ._client import AsyncClient, PathLike, remove_temp
-from ._results import DownloadResult, ObjectInfo
+from ._client import AsyncClient, ManyItem, PathLike, remove_temp
+from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
 from ._source import Source
 from .scheduling._stream import ObjectStream
 
@@ -202,6 +202,47 @@ class Client:
         return self._run(
             self._client().download_file(source, destination, version_id=version_id, info=info)
         )
+
+    def download_prefix(self, source: str, destination: PathLike, **options: Any) -> BatchResult:
+        """Download every object under an S3 prefix; see :meth:`AsyncClient.download_prefix`.
+
+        Example:
+            >>> batch = client.download_prefix("s3://b/logs/", "logs/")  # doctest: +SKIP
+            >>> batch.ok  # doctest: +SKIP
+            True
+        """
+        return self._run(self._client().download_prefix(source, destination, **options))
+
+    def download_many(
+        self, items: Iterable[ManyItem], destination: PathLike | None = None, **options: Any
+    ) -> BatchResult:
+        """Download many objects; see :meth:`AsyncClient.download_many`.
+
+        ``items`` is read in a worker thread, a chunk at a time, so it may be
+        a generator over a database cursor of millions of keys.
+        """
+        return self._run(self._client().download_many(items, destination, **options))
+
+    def iter_download_prefix(
+        self, source: str, destination: PathLike, **options: Any
+    ) -> Iterator[ObjectOutcome]:
+        """Each :class:`ObjectOutcome` of :meth:`download_prefix` as it finishes."""
+        yield from self._iterate(
+            self._client().iter_download_prefix(source, destination, **options)
+        )
+
+    def iter_download_many(
+        self, items: Iterable[ManyItem], destination: PathLike | None = None, **options: Any
+    ) -> Iterator[ObjectOutcome]:
+        """Each :class:`ObjectOutcome` of :meth:`download_many` as it finishes."""
+        yield from self._iterate(self._client().iter_download_many(items, destination, **options))
+
+    def _iterate(self, outcomes: AsyncGenerator[ObjectOutcome, None]) -> Iterator[ObjectOutcome]:
+        try:
+            while (outcome := self._run(_next_or_none(outcomes))) is not None:
+                yield outcome
+        finally:
+            self._run(outcomes.aclose())
 
     @contextmanager
     def download_to_temp(

@@ -10,6 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from s3pull import HttpSource, InvalidSourceError, S3Source, parse_source
+from s3pull._source import parse_prefix
 
 # S3 ------------------------------------------------------------------------
 
@@ -62,14 +63,25 @@ def test_nul_in_key_is_refused() -> None:
         parse_source("s3://bucket/a\x00b")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_source accepts s3://bucket and s3://bucket/ as an object with an empty key",
-)
 @pytest.mark.parametrize("url", ["s3://bucket", "s3://bucket/"])
 def test_s3_url_without_a_key_is_refused(url: str) -> None:
-    with pytest.raises(InvalidSourceError):
+    with pytest.raises(InvalidSourceError, match="names a bucket, not an object"):
         parse_source(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "bucket", "prefix"),
+    [("s3://bkt", "bkt", ""), ("s3://bkt/", "bkt", ""), ("s3://bkt/logs/2024", "bkt", "logs/2024")],
+)
+def test_prefix_urls(url: str, bucket: str, prefix: str) -> None:
+    parsed = parse_prefix(url)
+    assert (parsed.bucket, parsed.key) == (bucket, prefix)
+
+
+@pytest.mark.parametrize("url", ["https://h/x", "s3://-bad/x", "s3://bkt/a\x00", "bucket/x"])
+def test_bad_prefix_urls_are_refused(url: str) -> None:
+    with pytest.raises(InvalidSourceError):
+        parse_prefix(url)
 
 
 @pytest.mark.parametrize(

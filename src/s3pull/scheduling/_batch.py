@@ -1,0 +1,278 @@
+"""Many objects: one scheduler for prefixes, manifests and lists of pairs.
+
+The algorithm
+-------------
+1. **A producer** walks the items (a streamed listing, an inventory, the
+   caller's iterable) and routes each one by its size, when a listing told
+   it: objects above ``large_object_threshold`` go to the large lane, all
+   others (and those of unknown size) to the small lane. Each lane is a
+   bounded queue, so a million-key listing is never held in memory: the
+   producer waits while the lanes are full, and downloading starts with the
+   first page.
+2. **Two pools of workers** take from the lanes: ``batch_concurrency`` for
+   small objects, ``large_objects`` for large ones, each large object with
+   its own ranged GETs. Every GET of both lanes draws on the client's one
+   memory budget and connection pool. A few huge files therefore cannot
+   occupy every worker, and many small files cannot starve a huge one.
+3. **Each object** passes its circuit breakers (skipped as
+   ``CircuitOpenError`` if its own is open; waits if its endpoint's is),
+   is skipped if ``skip_existing`` finds the same size and a modification
+   time not older than the object's, and is otherwise downloaded by the
+   single-object ``Downloader`` (a small listed object with one GET, no
+   HEAD). Its failure is recorded, never raised: the batch goes on, unless
+   ``fail_fast`` asks to stop at the first failure.
+4. **Outcomes** are yielded as they finish, through a bounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._config import TransferConfig
+from .._errors import CircuitOpenError, ProtocolError, S3PullError
+from .._results import DIRECTORY, DOWNLOADED, EXISTING, FAILED, ObjectOutcome
+from .._source import HttpSource, Source
+from ..sinks import local_error
+from ..transport import ListedObject, Transport
+from ._breaker import Breakers
+from ._download import Downloader, first_cause
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One object of a batch, or one key refused before it got a path.
+
+    Attributes:
+        source: what to download.
+        destination: the file to write (the directory, for a marker).
+        listed: size and ETag from a listing or inventory, if known.
+        directory: a directory-marker key: create ``destination`` as a directory.
+        refused: the reason a key was refused (an ``UnsafePathError``): not downloaded.
+    """
+
+    source: Source
+    destination: Path | None
+    listed: ListedObject | None = None
+    directory: bool = False
+    refused: S3PullError | None = None
+
+
+class _Stop(Exception):
+    """``fail_fast``: the first failure ends the batch."""
+
+
+async def list_objects(
+    transport: Transport, downloader: Downloader, bucket: str, prefix: str
+) -> AsyncIterator[ListedObject]:
+    """Every object under ``prefix``, page by page, retrying failed pages.
+
+    S3 lists keys in ascending order; a page that goes back (a repeated or
+    stale continuation token) would list keys again forever, so it is a
+    ``ProtocolError`` instead.
+    """
+    where = f"s3://{bucket}/{prefix}"
+    token: str | None = None
+    last_key: str | None = None
+    failures = 0
+    while True:
+        try:
+            page = await transport.list_page(bucket, prefix, token)
+        except S3PullError as error:
+            failures += 1
+            await downloader.after_failure(where, error, failures, failures, None)
+            continue
+        failures = 0
+        downloader.retry_budget.refund()
+        for listed in page.objects:
+            if last_key is not None and listed.key <= last_key:
+                raise ProtocolError(
+                    f"the listing went back from {last_key!r} to {listed.key!r} "
+                    "(a repeated continuation token?)",
+                    source=where,
+                )
+            last_key = listed.key
+            yield listed
+        if page.next_token is None:
+            return
+        if page.next_token == token:
+            raise ProtocolError("the listing repeated its continuation token", source=where)
+        token = page.next_token
+
+
+def endpoint_of(source: Source) -> str:
+    """What an endpoint breaker guards: an S3 bucket, or an HTTP origin.
+
+    Example:
+        >>> from s3pull import parse_source
+        >>> endpoint_of(parse_source("s3://logs/2024/a.gz"))
+        's3://logs'
+    """
+    if isinstance(source, HttpSource):
+        scheme, _, rest = source.redacted.partition("://")
+        return f"{scheme}://{rest.split('/', 1)[0]}"
+    return f"s3://{source.bucket}"
+
+
+def is_up_to_date(path: Path, size: int, last_modified: float | None) -> bool:
+    """True when ``path`` is a file of ``size`` bytes, modified no earlier than
+    ``last_modified`` (whole seconds: file systems and listings round)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return False
+    if status.st_size != size or not os.path.isfile(path):
+        return False
+    return last_modified is None or int(status.st_mtime) >= int(last_modified)
+
+
+class Batch:
+    """Runs one batch for a client; see the module docstring.
+
+    Args:
+        config: lanes and thresholds.
+        downloader: the client's single-object downloader.
+        breakers: the client's circuit breakers.
+        skip_existing: do not download objects already there (same size,
+            modified no earlier than the object).
+        fail_fast: stop at the first failure; downloads in flight are
+            cancelled and leave nothing behind.
+    """
+
+    def __init__(
+        self,
+        config: TransferConfig,
+        downloader: Downloader,
+        breakers: Breakers,
+        *,
+        skip_existing: bool = False,
+        fail_fast: bool = False,
+    ) -> None:
+        self.config = config
+        self.downloader = downloader
+        self.breakers = breakers
+        self.skip_existing = skip_existing
+        self.fail_fast = fail_fast
+
+    async def run(self, items: AsyncIterable[BatchItem]) -> AsyncGenerator[ObjectOutcome, None]:
+        """Download ``items``; yield each outcome as it finishes."""
+        config = self.config
+        small: asyncio.Queue[BatchItem | None] = asyncio.Queue(2 * config.batch_concurrency)
+        large: asyncio.Queue[BatchItem | None] = asyncio.Queue(2 * config.large_objects)
+        outcomes: asyncio.Queue[ObjectOutcome | BaseException | None] = asyncio.Queue(
+            2 * config.batch_concurrency
+        )
+        lanes = ((small, config.batch_concurrency), (large, config.large_objects))
+
+        async def produce() -> None:
+            async for item in items:
+                if item.refused is not None:
+                    await self._emit(outcomes, _failed(item, item.refused))
+                    continue
+                size = item.listed.size if item.listed is not None else None
+                big = size is not None and size > config.large_object_threshold
+                await (large if big else small).put(item)
+
+        async def work(lane: asyncio.Queue[BatchItem | None]) -> None:
+            while (item := await lane.get()) is not None:
+                await self._emit(outcomes, await self._one(item))
+
+        async def run_all() -> None:
+            listing_error: S3PullError | None = None
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for lane, count in lanes:
+                        for _ in range(count):
+                            group.create_task(work(lane))
+                    try:
+                        await produce()
+                    except S3PullError as error:
+                        # The listing (or manifest) broke: what was already
+                        # queued still finishes, then the batch says why it ended.
+                        listing_error = error
+                    for lane, count in lanes:
+                        for _ in range(count):
+                            await lane.put(None)
+            except BaseExceptionGroup as failures:
+                _, rest = failures.split(_Stop)
+                if rest is not None:
+                    await outcomes.put(first_cause(rest))
+                    return
+            await outcomes.put(listing_error)
+
+        runner = asyncio.create_task(run_all())
+        try:
+            while (outcome := await outcomes.get()) is not None:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                yield outcome
+        finally:
+            if not runner.done():
+                runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
+    async def _emit(
+        self, outcomes: asyncio.Queue[ObjectOutcome | BaseException | None], outcome: ObjectOutcome
+    ) -> None:
+        await outcomes.put(outcome)
+        if self.fail_fast and outcome.status == FAILED:
+            raise _Stop
+
+    async def _one(self, item: BatchItem) -> ObjectOutcome:
+        """Download one item; every failure becomes an outcome."""
+        assert item.destination is not None
+        if item.directory:
+            try:
+                await asyncio.to_thread(item.destination.mkdir, parents=True, exist_ok=True)
+            except OSError as exc:
+                return _failed(item, local_error(exc, "create the directory", item.destination))
+            return ObjectOutcome(item.source.redacted, item.destination, DIRECTORY)
+        key = item.source.redacted
+        if not self.breakers.admit(key):
+            state = self.breakers.state(key)
+            return _failed(
+                item,
+                CircuitOpenError(
+                    f"not attempted: {state.failures} failures in a row, the last: "
+                    f"{state.last_failure}",
+                    source=key,
+                ),
+            )
+        try:
+            async with self.breakers.endpoint(endpoint_of(item.source)):
+                if self.skip_existing and await self._existing(item):
+                    self.breakers.succeeded(key)
+                    return ObjectOutcome(key, item.destination, EXISTING)
+                result = await self.downloader.download(
+                    item.source, item.destination, listed=item.listed
+                )
+        except S3PullError as error:
+            self.breakers.failed(key, error)
+            return _failed(item, error)
+        except BaseException:
+            self.breakers.abandoned(key)  # cancelled: no verdict on the object
+            raise
+        self.breakers.succeeded(key)
+        return ObjectOutcome(key, result.path, DOWNLOADED, result=result)
+
+    async def _existing(self, item: BatchItem) -> bool:
+        assert item.destination is not None
+        listed = item.listed
+        if listed is not None:
+            size, modified = listed.size, listed.last_modified
+        else:
+            info = await self.downloader.stat(item.source)
+            size, modified = info.size, info.last_modified
+        stamp = modified.timestamp() if modified is not None else None
+        return await asyncio.to_thread(is_up_to_date, item.destination, size, stamp)
+
+
+def _failed(item: BatchItem, error: S3PullError) -> ObjectOutcome:
+    if error.source is None:
+        error.source = item.source.redacted
+    return ObjectOutcome(item.source.redacted, item.destination, FAILED, error=error)

@@ -1,0 +1,477 @@
+"""Many objects against the fault-injecting S3 server: prefixes, manifests,
+partial failures, circuit breakers, hostile keys, the small-object fast path."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s3pull import (
+    AsyncClient,
+    BreakerConfig,
+    CircuitOpenError,
+    Client,
+    NotFoundError,
+    RetryConfig,
+    TransferConfig,
+    UnsafePathError,
+)
+from s3pull.scheduling._breaker import Breakers
+from s3pull.testing import Fault, FaultServer, generate_bytes
+from s3pull.testing._rss import run_cli_measured
+
+from ..support import pattern
+
+MiB = 1024 * 1024
+NO_RETRY = RetryConfig(max_attempts=1)
+
+
+@pytest.fixture
+def s3() -> Iterator[FaultServer]:
+    with FaultServer() as server:
+        yield server
+        assert server.errors == []
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def gets(s3: FaultServer, key: str) -> int:
+    return sum(1 for r in s3.requests if r.method == "GET" and r.key == key)
+
+
+# Prefixes -----------------------------------------------------------------------
+
+
+def test_prefix_with_nested_keys_and_a_directory_marker(s3: FaultServer, tmp_path: Path) -> None:
+    objects = {
+        "data/a.bin": pattern(10, seed=1),
+        "data/x/b.bin": pattern(100_000, seed=2),
+        "data/x/y/z/c.bin": b"",
+        "data/big.bin": pattern(3 * MiB + 5, seed=3),
+        "other/not-me.bin": b"no",
+        "data-sibling/not-me.bin": b"no",
+    }
+    for key, data in objects.items():
+        s3.put_object("bucket", key, data)
+    s3.put_object("bucket", "data/empty-dir/", b"")
+    config = TransferConfig(part_size=1 * MiB)
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/data/", tmp_path / "out")
+    assert batch.ok, batch.failures
+    assert (batch.downloaded, batch.directories, batch.failed) == (4, 1, 0)
+    assert batch.bytes == sum(len(objects[k]) for k in objects if k.startswith("data/"))
+    assert files_under(tmp_path / "out") == {
+        key.removeprefix("data/"): data for key, data in objects.items() if key.startswith("data/")
+    }
+    assert (tmp_path / "out" / "empty-dir").is_dir()
+
+
+def test_prefix_without_trailing_slash_is_relative_to_its_directory(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    for key in ("logs/2024-01.gz", "logs/2024-02.gz", "logs/2023-12.gz"):
+        s3.put_object("bucket", key, key.encode())
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/logs/2024", tmp_path)
+    assert batch.downloaded == 2
+    assert sorted(files_under(tmp_path)) == ["2024-01.gz", "2024-02.gz"]
+
+
+def test_empty_prefix_is_an_empty_success(s3: FaultServer, tmp_path: Path) -> None:
+    s3.create_bucket("bucket")
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/nothing/", tmp_path / "out")
+    assert batch.ok and batch.objects == 0
+    assert not (tmp_path / "out").exists()
+
+
+def test_ten_thousand_small_objects_over_many_listing_pages(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    count = 10_000
+    s3.put_many("bucket", (f"small/{i // 100:03d}/{i:05d}" for i in range(count)), size=64)
+    started = time.monotonic()
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/small/", tmp_path)
+    assert batch.ok, batch.failures[:3]
+    assert batch.downloaded == count
+    assert time.monotonic() - started < 90  # a bound on the test, not a benchmark
+    listings = [r for r in s3.requests if r.key == "" and r.method == "GET"]
+    assert len(listings) == 10  # 1000 keys a page
+    assert not any(r.method == "HEAD" for r in s3.requests)  # the fast path: no HEAD
+    sample = f"{4321 // 100:03d}/04321"
+    assert (tmp_path / sample).read_bytes() == generate_bytes(f"small/{sample}", 64)
+
+
+def test_include_and_exclude_last_match_wins(s3: FaultServer, tmp_path: Path) -> None:
+    for key in ("p/a.csv", "p/b.json", "p/sub/c.csv", "p/sub/skip.csv"):
+        s3.put_object("bucket", key, b"x")
+    rules = [("exclude", "*"), ("include", "*.csv"), ("exclude", "sub/skip*")]
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/p/", tmp_path, filters=rules)
+    assert batch.downloaded == 2
+    assert sorted(files_under(tmp_path)) == ["a.csv", "sub/c.csv"]
+    assert gets(s3, "p/b.json") == 0
+
+
+def test_skip_existing_downloads_only_what_changed(s3: FaultServer, tmp_path: Path) -> None:
+    s3.put_object("bucket", "p/same.bin", b"same", last_modified=1_700_000_000)
+    s3.put_object("bucket", "p/changed.bin", b"old!", last_modified=1_700_000_000)
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        first = client.download_prefix("s3://bucket/p/", tmp_path)
+        # the files carry the objects' modification times, as aws s3 cp sets them
+        assert int((tmp_path / "same.bin").stat().st_mtime) == 1_700_000_000
+        s3.put_object("bucket", "p/changed.bin", b"new!", last_modified=1_700_000_100)
+        s3.reset_log()
+        second = client.download_prefix("s3://bucket/p/", tmp_path, skip_existing=True)
+    assert first.downloaded == 2
+    assert (second.downloaded, second.existing) == (1, 1)
+    assert gets(s3, "p/same.bin") == 0 and gets(s3, "p/changed.bin") == 1
+    assert (tmp_path / "changed.bin").read_bytes() == b"new!"
+
+
+# Partial failures ---------------------------------------------------------------------
+
+
+def test_failures_are_contained_and_reported(s3: FaultServer, tmp_path: Path) -> None:
+    for i in range(20):
+        s3.put_object("bucket", f"docs/{i:02d}.pdf", pattern(1000 + i, seed=i))
+    s3.add_fault("bucket", "docs/03.pdf", Fault.status(404, code="NoSuchKey"))
+    s3.add_fault("bucket", "docs/07.pdf", Fault.status(503))  # always
+    s3.add_fault("bucket", "docs/11.pdf", Fault.status(503, times=2))  # recovers
+    config = TransferConfig(retry=RetryConfig(max_attempts=3, backoff_base=0.01, backoff_cap=0.02))
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/docs/", tmp_path)
+    assert (batch.downloaded, batch.failed) == (18, 2)
+    assert batch.errors == {"NotFoundError": 1, "ThrottledError": 1}
+    failed = {outcome.source: outcome.error for outcome in batch.failures}
+    assert isinstance(failed["s3://bucket/docs/03.pdf"], NotFoundError)
+    assert failed["s3://bucket/docs/07.pdf"].attempts == 3
+    assert sorted(files_under(tmp_path)) == [f"{i:02d}.pdf" for i in range(20) if i not in (3, 7)]
+    assert (tmp_path / "11.pdf").read_bytes() == pattern(1011, seed=11)
+    assert "2 failed (NotFoundError: 1, ThrottledError: 1)" in batch.summary()
+
+
+def test_fail_fast_stops_and_leaves_no_temp_files(s3: FaultServer, tmp_path: Path) -> None:
+    for i in range(200):
+        s3.put_object("bucket", f"p/{i:03d}", b"x" * 100)
+    s3.add_fault("bucket", "p/000", Fault.status(404))
+    config = TransferConfig(batch_concurrency=2)
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/p/", tmp_path, fail_fast=True)
+    assert batch.stopped and not batch.ok
+    assert batch.failed == 1
+    assert batch.downloaded < 50
+    assert all(".s3pull-" not in name for name in files_under(tmp_path))
+
+
+def test_a_listing_page_that_fails_once_is_retried(s3: FaultServer, tmp_path: Path) -> None:
+    s3.put_many("bucket", (f"k{i:04d}" for i in range(2500)), size=8)
+    s3.add_list_fault("bucket", Fault.status(500, times=1, skip=1))  # the second page
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/", tmp_path)
+    assert batch.ok and batch.downloaded == 2500
+
+
+def test_a_listing_that_repeats_its_token_ends_the_batch_with_an_error(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    s3.put_many("bucket", (f"k{i:04d}" for i in range(1500)), size=8)
+    s3.add_list_fault("bucket", Fault.repeat_token(times=1, skip=1))
+    with (
+        Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client,
+        pytest.raises(Exception, match="continuation token") as caught,
+    ):
+        client.download_prefix("s3://bucket/", tmp_path)
+    assert type(caught.value).__name__ == "ProtocolError"
+    # what was listed before the loop was still downloaded, once each
+    assert len(files_under(tmp_path)) >= 1000
+    assert max(gets(s3, f"k{i:04d}") for i in range(1000)) == 1
+
+
+# Safe paths --------------------------------------------------------------------------
+
+
+def test_hostile_listing_writes_only_the_safe_key(s3: FaultServer, tmp_path: Path) -> None:
+    destination = tmp_path / "dest"
+    hostile = ["../../escape.txt", "/abs.txt", "a/../../b.txt", "ok/file.txt", "c\\d.txt"]
+    for key in hostile:
+        s3.put_object("bucket", key, b"payload")
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket", destination)
+    assert batch.downloaded == 1
+    assert files_under(tmp_path) == {"dest/ok/file.txt": b"payload"}
+    refused = {outcome.source: outcome.error for outcome in batch.failures}
+    assert set(refused) == {f"s3://bucket/{key}" for key in hostile if key != "ok/file.txt"}
+    assert all(isinstance(error, UnsafePathError) for error in refused.values())
+    assert all(gets(s3, key) == 0 for key in hostile if key != "ok/file.txt")
+
+
+def test_file_directory_and_case_conflicts_are_refused(s3: FaultServer, tmp_path: Path) -> None:
+    for key in ("a", "a/b", "Report.txt", "report.txt"):
+        s3.put_object("bucket", f"p/{key}", key.encode())
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/p/", tmp_path)
+    # listings are sorted: "Report.txt" < "a" < "a/b" < "report.txt"
+    assert batch.downloaded == 2
+    assert files_under(tmp_path) == {"Report.txt": b"Report.txt", "a": b"a"}
+    assert sorted(o.source for o in batch.failures) == [
+        "s3://bucket/p/a/b",
+        "s3://bucket/p/report.txt",
+    ]
+
+
+def test_many_pairs_and_keys_into_a_directory(s3: FaultServer, tmp_path: Path) -> None:
+    s3.put_object("bucket", "x/one.bin", b"1")
+    s3.put_object("bucket", "x/two.bin", b"22")
+
+    def items() -> Iterator[object]:
+        yield "s3://bucket/x/one.bin"  # lands at its key under the destination
+        yield ("s3://bucket/x/two.bin", tmp_path / "renamed.bin")
+        yield "s3://bucket/../up.bin"  # refused before any request
+
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        batch = client.download_many(items(), tmp_path / "keys")  # type: ignore[arg-type]
+    assert (batch.downloaded, batch.failed) == (2, 1)
+    assert (tmp_path / "keys/x/one.bin").read_bytes() == b"1"
+    assert (tmp_path / "renamed.bin").read_bytes() == b"22"
+    assert isinstance(batch.failures[0].error, UnsafePathError)
+
+
+async def test_outcomes_stream_as_they_finish(s3: FaultServer, tmp_path: Path) -> None:
+    for i in range(30):
+        s3.put_object("bucket", f"p/{i}", b"x")
+    async with AsyncClient(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        seen = [o.status async for o in client.iter_download_prefix("s3://bucket/p/", tmp_path)]
+    assert seen == ["downloaded"] * 30
+
+
+# The fast path for small listed objects ------------------------------------------------
+
+
+def test_small_listed_objects_take_one_get_and_no_head(s3: FaultServer, tmp_path: Path) -> None:
+    s3.put_object("bucket", "p/crc.bin", pattern(5000), checksum_algorithm="CRC64NVME")
+    s3.put_object("bucket", "p/md5.bin", pattern(6000))
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        outcomes = list(client.iter_download_prefix("s3://bucket/p/", tmp_path))
+    verified = {Path(o.source).name: o.result.verified for o in outcomes if o.result is not None}
+    assert verified == {"crc.bin": "CRC64NVME", "md5.bin": "MD5"}
+    assert [r.method for r in s3.requests if r.key.startswith("p/")] == ["GET", "GET"]
+
+
+def test_kms_object_etag_is_not_taken_for_an_md5(s3: FaultServer, tmp_path: Path) -> None:
+    # A listing shows only the ETag; an SSE-KMS object's ETag is not its MD5.
+    # The fast path must learn the encryption from the GET before checking.
+    s3.put_object("bucket", "p/kms.bin", b"secret", encryption="aws:kms", etag="0" * 32)
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/p/", tmp_path)
+    assert batch.ok, batch.failures
+    assert (tmp_path / "kms.bin").read_bytes() == b"secret"
+
+
+def test_fast_path_failure_continues_down_the_normal_path(s3: FaultServer, tmp_path: Path) -> None:
+    data = pattern(200_000, seed=9)
+    s3.put_object("bucket", "p/flaky.bin", data)
+    s3.add_fault("bucket", "p/flaky.bin", Fault.reset(at_fraction=0.5, times=1), method="GET")
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/p/", tmp_path)
+    assert batch.ok, batch.failures
+    assert (tmp_path / "flaky.bin").read_bytes() == data
+
+
+def test_large_objects_do_not_hold_up_small_ones(s3: FaultServer, tmp_path: Path) -> None:
+    for i in range(2):
+        s3.put_object("bucket", f"p/huge{i}.bin", pattern(2 * MiB, seed=i))
+        # slow bodies: ~0.5 s each at 4 MiB/s
+        s3.add_fault(
+            "bucket", f"p/huge{i}.bin", Fault.drip(chunk=256 * 1024, interval=0.06), method="GET"
+        )
+    for i in range(40):
+        s3.put_object("bucket", f"p/small{i:02d}", b"s" * 10)
+    config = TransferConfig(
+        large_object_threshold=1 * MiB, large_objects=1, batch_concurrency=4, part_size=4 * MiB
+    )
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        outcomes = client.iter_download_prefix("s3://bucket/p/", tmp_path)
+        order = [Path(outcome.source).name for outcome in outcomes]
+    assert order[-1].startswith("huge")
+    assert all(name.startswith("small") for name in order[:40])
+
+
+# Circuit breakers ---------------------------------------------------------------------
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def test_object_breaker_opens_then_probes_then_resets(s3: FaultServer, tmp_path: Path) -> None:
+    s3.put_object("bucket", "p/good", b"ok")
+    s3.put_object("bucket", "p/broken", b"never")
+    s3.add_fault("bucket", "p/broken", Fault.status(500))
+    fake = FakeTime()
+    breakers = BreakerConfig(failures=3, cooldown=300)
+    config = TransferConfig(retry=NO_RETRY, breakers=breakers)
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        client._client().breakers = Breakers(breakers, clock=fake.clock, sleep=fake.sleep)
+        key = "s3://bucket/p/broken"
+        for _ in range(3):
+            batch = client.download_prefix("s3://bucket/p/", tmp_path)
+            assert batch.errors == {"ServerError": 1}
+        state = client._client().breakers.state(key)
+        assert (state.state, state.failures) == ("open", 3)
+        assert "500" in (state.last_failure or "")
+        requests = gets(s3, "p/broken")
+        skipped = client.download_prefix("s3://bucket/p/", tmp_path)
+        assert skipped.errors == {"CircuitOpenError": 1} and skipped.downloaded == 1
+        assert isinstance(skipped.failures[0].error, CircuitOpenError)
+        assert gets(s3, "p/broken") == requests  # not hammered
+        fake.now += 301  # the cooldown passes: one half-open probe
+        s3.clear_faults()
+        probe = client.download_prefix("s3://bucket/p/", tmp_path)
+        assert probe.ok
+        assert client._client().breakers.state(key).state == "closed"
+        s3.add_fault("bucket", "p/broken", Fault.status(500))
+        for _ in range(3):
+            client.download_prefix("s3://bucket/p/", tmp_path)
+        client._client().breakers.reset(key)
+        assert client._client().breakers.state(key).failures == 0
+
+
+def test_endpoint_breaker_pauses_instead_of_hammering(s3: FaultServer, tmp_path: Path) -> None:
+    for i in range(12):
+        s3.put_object("bucket", f"p/{i:02d}", b"x")
+    s3.add_fault("bucket", None, Fault.status(503), method="GET")
+    fake = FakeTime()
+    breakers = BreakerConfig(endpoint_failures=4, endpoint_cooldown=60)
+    config = TransferConfig(retry=NO_RETRY, breakers=breakers, batch_concurrency=1)
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        client._client().breakers = Breakers(breakers, clock=fake.clock, sleep=fake.sleep)
+        batch = client.download_prefix("s3://bucket/p/", tmp_path)
+        state = client._client().breakers.endpoint_state("s3://bucket")
+    assert batch.failed == 12 and set(batch.errors) == {"ThrottledError"}
+    # 4 failures open it; each of the 8 objects after waits out a cooldown as the probe
+    assert fake.slept == [60.0] * 8
+    assert state.state == "open"
+
+
+# CLI ----------------------------------------------------------------------------------
+
+
+def cli_env(s3: FaultServer) -> dict[str, str]:
+    return dict(os.environ, AWS_ENDPOINT_URL=s3.endpoint_url)
+
+
+def run_cli(s3: FaultServer, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "s3pull", *args],
+        env=cli_env(s3),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_cli_recursive_reports_failures_and_exits_1(s3: FaultServer, tmp_path: Path) -> None:
+    for i in range(5):
+        s3.put_object("bucket", f"p/{i}.txt", f"{i}".encode())
+    s3.put_object("bucket", "p/../evil.txt", b"evil")
+    s3.add_fault("bucket", "p/2.txt", Fault.status(404, code="NoSuchKey"))
+    code, _out, err = run_cli(s3, "cp", "--recursive", "s3://bucket/p/", f"{tmp_path}/")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith(
+        "s3pull: 4 downloaded, 2 failed (NotFoundError: 1, UnsafePathError: 1)"
+    )
+    assert any("p/2.txt" in line and "not found" in line for line in lines)
+    assert sorted(files_under(tmp_path)) == ["0.txt", "1.txt", "3.txt", "4.txt"]
+    assert not (tmp_path.parent / "evil.txt").exists()
+
+
+def test_cli_from_stdin_with_json_lines(s3: FaultServer, tmp_path: Path) -> None:
+    import json
+
+    s3.put_object("bucket", "a/one", b"1")
+    s3.put_object("bucket", "b/two", b"22")
+    code, out, err = run_cli(
+        s3,
+        "cp",
+        "--from-file",
+        "-",
+        "s3://bucket",
+        str(tmp_path),
+        "--json",
+        stdin="a/one\ns3://bucket/b/two\na/missing\n\n",
+    )
+    assert code == 1, err
+    records = {r["source"]: r for r in map(json.loads, out.splitlines())}
+    assert records["s3://bucket/a/one"]["status"] == "downloaded"
+    assert records["s3://bucket/b/two"]["bytes"] == 2
+    assert records["s3://bucket/a/missing"]["error"] == "NotFoundError"
+    assert files_under(tmp_path) == {"a/one": b"1", "b/two": b"22"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--skip-existing", "s3://bucket/k", "out"], "only with --recursive or --from-file"),
+        (["-r", "--from-file", "f", "s3://bucket/", "out"], "not both"),
+        (["-r", "--version-id", "v1", "s3://bucket/", "out"], "one object"),
+        (["-r", "https://example.com/x", "out"], "expected s3://bucket/prefix"),
+        (["s3://bucket", "out"], "names a bucket, not an object"),
+    ],
+)
+def test_cli_batch_usage_errors(
+    s3: FaultServer, tmp_path: Path, args: list[str], message: str
+) -> None:
+    code, _, err = run_cli(s3, "cp", *args)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+# Memory -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_100k_key_listing_keeps_memory_flat(tmp_path: Path) -> None:
+    peaks = {}
+    with FaultServer() as s3:
+        s3.put_many("small", (f"k/{i:07d}" for i in range(1_000)), size=1)
+        s3.put_many("large", (f"k/{i:07d}" for i in range(100_000)), size=1)
+        for bucket in ("small", "large"):
+            # every key is listed, routed and filtered out: only the listing is measured
+            done, _, peak = run_cli_measured(
+                ["cp", "-r", f"s3://{bucket}/k/", str(tmp_path / bucket), "--exclude", "*"],
+                env=cli_env(s3),
+                capture=True,
+            )
+            assert done.returncode == 0, done.stderr
+            peaks[bucket] = peak
+    assert peaks["large"] - peaks["small"] < 8 * MiB, peaks
