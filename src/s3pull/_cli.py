@@ -1,6 +1,7 @@
 """The ``s3pull`` command line: ``cp``, ``cat``, ``inventory``, ``stat`` and ``clean``.
 
-Exit codes: 0 success, 1 a download or stat failed, 2 bad usage or a bad
+Exit codes: 0 success, 1 a download or stat failed (for many objects: at
+least one failed, the others were still downloaded), 2 bad usage or a bad
 option value, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Every
 failure is one line on stderr.
 """
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import aclosing
 from dataclasses import asdict
 from pathlib import Path
@@ -26,8 +28,10 @@ from ._client import AsyncClient
 from ._config import TransferConfig
 from ._errors import ConfigError, InvalidSourceError, S3PullError, UnsafePathError
 from ._events import LoggingSubscriber, Subscriber
-from ._results import DownloadResult, ObjectInfo
+from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
+from ._source import S3Source, parse_prefix
 from ._units import format_size, parse_duration, parse_size
+from .consumers import InventoryRecord
 from .sinks import stale_files
 from .transport import ADDRESSING_STYLES
 
@@ -59,6 +63,21 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
     return value
+
+
+class _FilterRule(argparse.Action):
+    """``--include`` / ``--exclude``: kept in command-line order, as the order decides."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        rules = list(getattr(namespace, self.dest, None) or [])
+        rules.append((self.option_strings[-1].lstrip("-"), values))
+        setattr(namespace, self.dest, rules)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,8 +134,48 @@ def _parser() -> argparse.ArgumentParser:
         description="Download SRC (s3://bucket/key or an http(s) URL) to DEST. DEST may be "
         "a directory. The file appears only once complete and verified.",
     )
-    cp.add_argument("source", metavar="SRC")
+    cp.add_argument("source", metavar="SRC", nargs="?")
     cp.add_argument("destination", metavar="DEST")
+    many = cp.add_argument_group(
+        "many objects",
+        "With --recursive, SRC is s3://bucket/prefix and every key under it lands in the "
+        "directory DEST at its path relative to the prefix's last '/'. With --from-file, "
+        "FILE lists one s3:// URL or key per line (- reads stdin); bare keys are in the "
+        "bucket (and under the prefix) SRC names; each lands at its full key under DEST. "
+        "Keys that would escape DEST are refused and reported. A failed object never "
+        "stops the others; the exit code is 1 if any failed.",
+    )
+    many.add_argument(
+        "-r", "--recursive", action="store_true", help="download every object under SRC"
+    )
+    many.add_argument("--from-file", metavar="FILE", help="download the objects FILE lists")
+    many.add_argument(
+        "--include",
+        action=_FilterRule,
+        dest="filters",
+        metavar="GLOB",
+        help="take keys matching GLOB (with --exclude: the last match wins)",
+    )
+    many.add_argument(
+        "--exclude",
+        action=_FilterRule,
+        dest="filters",
+        metavar="GLOB",
+        help="skip keys matching GLOB",
+    )
+    many.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep local files of the same size, modified no earlier than the object",
+    )
+    many.add_argument(
+        "--fail-fast", action="store_true", help="stop at the first failure (default: go on)"
+    )
+    many.add_argument(
+        "--objects",
+        type=_positive_int,
+        help=f"objects downloaded at once (default: {TransferConfig.batch_concurrency})",
+    )
     tuning = cp.add_argument_group("transfer")
     tuning.add_argument("--part-size", type=_size, help="bytes per ranged GET, e.g. 16MiB")
     _add_budget_options(tuning)
@@ -167,6 +226,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     inventory.add_argument(
         "--filter-prefix", metavar="P", help="only keys that start with P (decoded keys)"
+    )
+    inventory.add_argument(
+        "--download",
+        metavar="DIR",
+        help="download every listed object into DIR at its key's path, as the records are "
+        "read (no listing of the bucket); exit 1 if any failed",
+    )
+    inventory.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="with --download: keep files of the same size, modified no earlier than the object",
+    )
+    inventory.add_argument(
+        "--objects",
+        type=_positive_int,
+        help=f"with --download: objects at once (default: {TransferConfig.batch_concurrency})",
     )
     reading = inventory.add_argument_group("transfer")
     reading.add_argument(
@@ -257,8 +332,81 @@ class _PlainProgress(LoggingSubscriber):
         pass
 
 
+class _BatchBars(Subscriber):
+    """Two bars for many objects: objects finished, and bytes (of the objects
+    started so far: a streamed listing's total is not known in advance)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        console = Console(stderr=True)
+        self.objects = Progress(
+            TextColumn("[bold]{task.description}"),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]}"),
+            console=console,
+        )
+        self.bytes = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        from rich.console import Group
+        from rich.live import Live
+
+        self._live = Live(Group(self.objects, self.bytes), console=console)
+        self._objects = self.objects.add_task("objects", total=None, failed="")
+        self._bytes = self.bytes.add_task("bytes", total=0)
+        self._total = 0
+        self._started: dict[str, int] = {}
+
+    def __enter__(self) -> _BatchBars:
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._live.stop()
+
+    def counted(self, result: BatchResult, listed: int | None) -> None:
+        """The batch's outcome so far (``listed``: the total, once known)."""
+        failed = f"[red]{result.failed} failed" if result.failed else ""
+        self.objects.update(self._objects, completed=result.objects, total=listed, failed=failed)
+
+    def on_queued(self, source: str, size: int) -> None:
+        if source not in self._started:
+            self._started[source] = 0
+            self._total += size
+            self.bytes.update(self._bytes, total=self._total)
+
+    def on_progress(self, source: str, done: int, total: int) -> None:
+        if source in self._started:
+            self.bytes.advance(self._bytes, done - self._started[source])
+            self._started[source] = done
+
+    def on_done(self, result: DownloadResult) -> None:
+        self.on_progress(result.source, result.bytes, result.bytes)
+        self._started.pop(result.source, None)
+
+    def on_error(self, source: str, error: S3PullError) -> None:
+        self._started.pop(source, None)
+
+
 def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncClient:
+    batch = {"batch_concurrency": args.objects} if getattr(args, "objects", None) else {}
     config = TransferConfig(
+        **batch,
         part_size=getattr(args, "part_size", None),
         concurrency=getattr(args, "concurrency", None),
         memory_limit=getattr(args, "memory_limit", TransferConfig.memory_limit),
@@ -308,7 +456,122 @@ def _print_info(info: ObjectInfo) -> None:
             print(f"{name:<17} {value}")
 
 
+def _outcome_json(outcome: ObjectOutcome) -> str:
+    fields: dict[str, Any] = {
+        "source": outcome.source,
+        "path": str(outcome.path) if outcome.path is not None else None,
+        "status": outcome.status,
+        "bytes": outcome.bytes,
+    }
+    if outcome.result is not None:
+        fields.update(
+            seconds=outcome.result.seconds,
+            attempts=outcome.result.attempts,
+            etag=outcome.result.etag,
+            verified=outcome.result.verified,
+        )
+    if outcome.error is not None:
+        fields.update(error=type(outcome.error).__name__, message=str(outcome.error))
+    return json.dumps(fields)
+
+
+async def _from_file(name: str, base: S3Source | None) -> AsyncIterator[str | S3Source]:
+    """The sources a ``--from-file`` file lists, read in blocks as the batch goes."""
+    stream = sys.stdin if name == "-" else open(name, encoding="utf-8")  # noqa: ASYNC230, SIM115
+    try:
+        while lines := await asyncio.to_thread(stream.readlines, 1 << 16):
+            for raw in lines:
+                line = raw.rstrip("\r\n")
+                if not line:
+                    continue
+                if "://" in line:
+                    yield line
+                elif base is None:
+                    raise ConfigError(
+                        f"{name} lists a bare key ({line[:60]!r}): give the bucket as SRC "
+                        "(s3://bucket or s3://bucket/prefix/)"
+                    )
+                else:
+                    yield S3Source(base.bucket, base.key + line)
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _check_many_options(args: argparse.Namespace) -> None:
+    many = args.recursive or args.from_file is not None
+    if args.recursive and args.from_file is not None:
+        raise ConfigError("use either --recursive or --from-file, not both")
+    if not many:
+        extra = [
+            name
+            for name, used in (
+                ("--include/--exclude", args.filters),
+                ("--skip-existing", args.skip_existing),
+                ("--fail-fast", args.fail_fast),
+                ("--objects", args.objects),
+            )
+            if used
+        ]
+        if extra:
+            raise ConfigError(f"{', '.join(extra)}: only with --recursive or --from-file")
+        if args.source is None:
+            raise ConfigError("cp needs SRC and DEST")
+        return
+    if args.version_id is not None:
+        raise ConfigError("--version-id applies to one object, not to --recursive or --from-file")
+    if args.recursive and args.source is None:
+        raise ConfigError("cp --recursive needs SRC (s3://bucket/prefix) and DEST")
+    if args.from_file is not None and args.filters:
+        raise ConfigError("--include/--exclude apply to --recursive listings")
+
+
+async def _cp_many(args: argparse.Namespace) -> int:
+    show_bars = not args.quiet and not args.json and sys.stderr.isatty()
+    bars = _BatchBars() if show_bars else None
+    async with _client(args, [bars] if bars else []) as client:
+        if args.recursive:
+            outcomes = client.iter_download_prefix(
+                args.source,
+                args.destination,
+                filters=args.filters or (),
+                skip_existing=args.skip_existing,
+                fail_fast=args.fail_fast,
+            )
+        else:
+            base = parse_prefix(args.source) if args.source is not None else None
+            outcomes = client.iter_download_many(
+                _from_file(args.from_file, base),
+                args.destination,
+                skip_existing=args.skip_existing,
+                fail_fast=args.fail_fast,
+            )
+        result = BatchResult()
+        started = time.monotonic()
+        next_report = started + PLAIN_PROGRESS_SECONDS
+        with bars if bars is not None else contextlib.nullcontext():
+            async for outcome in outcomes:
+                result.add(outcome)
+                if args.json:
+                    print(_outcome_json(outcome), flush=False)
+                elif outcome.error is not None and not args.quiet:
+                    print(f"s3pull: failed: {outcome.error}", file=sys.stderr)
+                if bars is not None:
+                    bars.counted(result, None)
+                elif not args.quiet and not args.json and time.monotonic() >= next_report:
+                    next_report = time.monotonic() + PLAIN_PROGRESS_SECONDS
+                    print(f"s3pull: so far {result.summary()}", file=sys.stderr)
+        result.seconds = time.monotonic() - started
+        result.stopped = args.fail_fast and result.failed > 0
+    if not args.quiet:
+        print(f"s3pull: {result.summary()}", file=sys.stderr)
+    return 0 if result.ok else EXIT_FAILED
+
+
 async def _cp(args: argparse.Namespace) -> int:
+    _check_many_options(args)
+    if args.recursive or args.from_file is not None:
+        return await _cp_many(args)
     show_bars = not args.quiet and not args.json and sys.stderr.isatty()
     bars = _RichProgress() if show_bars else None
     subscribers: list[Subscriber] = [bars] if bars else []
@@ -366,16 +629,40 @@ async def _inventory(args: argparse.Namespace) -> int:
         out = sys.stdout
     elif args.to_jsonl:
         out = open(args.to_jsonl, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 - closed below
+    batch = BatchResult()
     try:
         async with _client(args, []) as client:
-            reader = client.inventory(args.manifest, workers=args.workers, window=args.window)
-            async with aclosing(reader.batches(args.filter_prefix)) as batches:
-                async for batch in batches:
-                    count += len(batch)
-                    total += sum(record.size or 0 for record in batch)
-                    if out is not None:
-                        lines = "".join(json.dumps(r.to_json()) + "\n" for r in batch)
-                        await asyncio.to_thread(out.write, lines)
+            # Downloading the records needs budget too: the reader gets half.
+            share = 0.5 if args.download is not None else 1.0
+            reader = client.inventory(
+                args.manifest, workers=args.workers, window=args.window, memory_share=share
+            )
+
+            async def records() -> AsyncIterator[InventoryRecord]:
+                nonlocal count, total
+                async with aclosing(reader.batches(args.filter_prefix)) as batches:
+                    async for records in batches:
+                        count += len(records)
+                        total += sum(record.size or 0 for record in records)
+                        if out is not None:
+                            lines = "".join(json.dumps(r.to_json()) + "\n" for r in records)
+                            await asyncio.to_thread(out.write, lines)
+                        for record in records:
+                            yield record
+
+            if args.download is None:
+                async for _ in records():
+                    pass
+            else:
+                started = time.monotonic()
+                outcomes = client.iter_download_many(
+                    records(), args.download, skip_existing=args.skip_existing
+                )
+                async for outcome in outcomes:
+                    batch.add(outcome)
+                    if outcome.error is not None and not args.quiet:
+                        print(f"s3pull: failed: {outcome.error}", file=sys.stderr)
+                batch.seconds = time.monotonic() - started
     finally:
         if out is not None and out is not sys.stdout:
             out.close()
@@ -386,9 +673,12 @@ async def _inventory(args: argparse.Namespace) -> int:
             print(count)
         if args.sum_size:
             print(total)
-        if not (args.count or args.sum_size or args.to_jsonl or args.quiet):
+        quiet = args.count or args.sum_size or args.to_jsonl or args.download or args.quiet
+        if not quiet:
             print(f"{count} objects, {total} bytes ({format_size(total)})")
-    return 0
+    if args.download is not None and not args.quiet:
+        print(f"s3pull: {batch.summary()}", file=sys.stderr)
+    return 0 if batch.ok else EXIT_FAILED
 
 
 async def _stat(args: argparse.Namespace) -> int:
@@ -432,6 +722,8 @@ _COMMANDS = {
 }
 #: Bytes ``cat`` hands to stdout per write.
 CAT_BUFFER = 1 << 20
+#: Without a terminal, many-object progress is one line this often.
+PLAIN_PROGRESS_SECONDS = 5.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

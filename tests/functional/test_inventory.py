@@ -27,6 +27,8 @@ from s3pull import AsyncClient, Client, RetryConfig, TransferConfig
 from s3pull.consumers import parse_manifest
 from s3pull.testing import Fault, FaultServer
 
+from ..support import pattern
+
 CONFIG = TransferConfig(concurrency=4, retry=RetryConfig(backoff_base=0.001, backoff_cap=0.01))
 MANIFEST = "s3://inventory/source/config/2024-05-01T01-00Z/manifest.json"
 SCHEMA = ["Bucket", "Key", "Size", "LastModifiedDate", "ETag", "StorageClass", "IsLatest"]
@@ -288,3 +290,60 @@ def test_cli_refuses_an_orc_inventory_as_a_usage_error(s3: FaultServer) -> None:
     done = _cli(s3, "--count")
     assert done.returncode == 2
     assert "ORC inventories are not supported" in done.stderr
+
+
+def _put_downloadable_inventory(s3: FaultServer) -> dict[str, bytes]:
+    """An inventory of real objects in bucket ``source`` (plus one that is gone
+    and one hostile key); returns the objects that exist and are safe."""
+    objects = {
+        f"{folder}obj-{i:03d}.bin": pattern(50 + i * 37, seed=i)
+        for i, folder in enumerate(["", "dir with space/", "plus+sign/", "ü/"] * 10)
+    }
+    for key, data in objects.items():
+        s3.put_object("source", key, data, last_modified=1_714_000_000)
+    s3.put_object("source", "../escape.bin", b"evil")
+    listed = {**objects, "gone.bin": b"x" * 7, "../escape.bin": b"evil"}
+    rows = [
+        Row(key, len(data), "2024-04-24T23:06:40.000Z", hashlib.md5(data).hexdigest(), "STANDARD")
+        for key, data in listed.items()
+    ]
+    body = _csv_gz(rows)
+    key = "source/config/data/0000.csv.gz"
+    s3.put_object("inventory", key, body)
+    manifest = {
+        "sourceBucket": "source",
+        "destinationBucket": "arn:aws:s3:::inventory",
+        "fileFormat": "CSV",
+        "fileSchema": ", ".join(SCHEMA),
+        "files": [{"key": key, "size": len(body), "MD5checksum": hashlib.md5(body).hexdigest()}],
+    }
+    s3.put_object(
+        "inventory", MANIFEST.removeprefix("s3://inventory/"), json.dumps(manifest).encode()
+    )
+    return objects
+
+
+def test_cli_download_fetches_exactly_the_listed_keys(s3: FaultServer, tmp_path: Path) -> None:
+    objects = _put_downloadable_inventory(s3)
+    s3.put_object("source", "not-in-the-inventory.bin", b"no")
+    out = tmp_path / "out"
+    done = _cli(s3, "--download", str(out), "--count")
+    assert done.returncode == 1  # one listed object is gone, one key is hostile
+    assert done.stdout.split() == [str(len(objects) + 2)]
+    assert "40 downloaded, 2 failed (NotFoundError: 1, UnsafePathError: 1)" in done.stderr
+    got = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert got == objects
+    requests = [r for r in s3.requests if r.bucket == "source"]
+    # no listing of the source bucket, no HEAD: one GET per listed object
+    assert {r.method for r in requests} == {"GET"}
+    assert sorted(r.key for r in requests) == sorted([*objects, "gone.bin"])
+    assert not (tmp_path / "escape.bin").exists()
+
+
+def test_sync_client_downloads_inventory_records(s3: FaultServer, tmp_path: Path) -> None:
+    objects = _put_downloadable_inventory(s3)
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        records = client.iter_inventory(MANIFEST, prefix="plus+sign/")
+        batch = client.download_many(records, tmp_path, skip_existing=True)
+    assert batch.ok and batch.downloaded == 10
+    assert (tmp_path / "plus+sign/obj-002.bin").read_bytes() == objects["plus+sign/obj-002.bin"]

@@ -246,6 +246,9 @@ class Inventory:
         manifest: ``s3://bucket/path/manifest.json``.
         workers: data files read at once (default 4).
         window: ordered-stream window per CSV.gz data file (default 8 MiB).
+        memory_share: the fraction of the client's memory budget the reader
+            may fill (1.0); downloading the records at the same time needs the
+            rest (``s3pull inventory --download`` gives the reader half).
         verify_md5: check each data file against the manifest's MD5.
 
     Example:
@@ -263,9 +266,13 @@ class Inventory:
         workers: int = DEFAULT_WORKERS,
         window: int | str = DEFAULT_WINDOW,
         verify_md5: bool = True,
+        memory_share: float = 1.0,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
+        if not 0 < memory_share <= 1:
+            raise ConfigError(f"memory_share must be in (0, 1], got {memory_share}")
+        self.memory_share = memory_share
         self.client = client
         self.source = parse_source(manifest)
         self.verify_md5 = verify_md5
@@ -276,10 +283,11 @@ class Inventory:
         """Workers and window such that each worker's window, pipeline and two
         GETs fit in the budget together (see the module docstring)."""
         config = self.client.config
+        limit = int(config.memory_limit * self.memory_share)
         overhead = PIPELINE_COST + 2 * config.stream_cost
-        while workers > 1 and config.memory_limit // workers - overhead < MiB:
+        while workers > 1 and limit // workers - overhead < MiB:
             workers -= 1
-        fitted = min(window, (config.memory_limit // workers - overhead) // MiB * MiB)
+        fitted = min(window, (limit // workers - overhead) // MiB * MiB)
         if fitted < MiB:
             raise ConfigError(
                 f"memory_limit {config.memory_limit} bytes is too small to read an inventory "
