@@ -8,7 +8,10 @@ measured (the child's own VmHWM) is that of a real download process. Then
 the big object again: under a 16 MiB budget, through injected faults
 (connection resets, a truncated body, 503 SlowDown), and after a ``kill -9``
 halfway through, where the second run fetches only what is missing. Every
-file is checked against the SHA-256 of what was stored.
+file is checked against the SHA-256 of what was stored. Last, ``cp
+--recursive`` of a prefix of 1000 small objects in which one object fails and
+one key tries to escape the destination: the others all arrive, the failures
+are reported, and the exit code says so.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ._units import format_size, parse_size
-from .testing import Fault, FaultServer, kill_when_journaled
+from .testing import Fault, FaultServer, generate_bytes, kill_when_journaled
 from .testing._rss import run_cli_measured
 
 MiB = 1024 * 1024
@@ -115,6 +118,37 @@ def _crash_halfway(s3: FaultServer, key: str, size: int, destination: Path) -> i
     return len(kept) * part_size
 
 
+#: The many-objects row: objects under ``pages/``, each this big.
+PAGES = 1000
+PAGE_SIZE = 16 * 1024
+
+
+def _many(s3: FaultServer, destination: Path) -> Outcome:
+    """``cp --recursive`` of ``pages/`` with one failing object and one key that
+    tries to escape: it must exit 1 with every other page identical and
+    nothing written outside ``destination``."""
+    keys = [f"pages/{i // 100:02d}/page-{i:04d}.html" for i in range(PAGES)]
+    s3.put_many("demo", keys, size=PAGE_SIZE)
+    s3.put_object("demo", "pages/../../escaped.txt", b"outside")
+    broken = keys[500]
+    s3.add_fault("demo", broken, Fault.status(500))
+    code, seconds, rss = _run_cp(s3.endpoint_url, "s3://demo/pages/", destination, "--recursive")
+    s3.clear_faults()
+    identical = (
+        code == 1
+        and not (destination.parent.parent / "escaped.txt").exists()
+        and not (destination / broken.removeprefix("pages/")).exists()
+        and all(
+            (destination / key.removeprefix("pages/")).read_bytes()
+            == generate_bytes(key, PAGE_SIZE)
+            for key in keys
+            if key != broken
+        )
+    )
+    label = f"pages/ -r ({PAGES}: 1 fails, 1 unsafe)"
+    return Outcome(label, (PAGES - 1) * PAGE_SIZE, seconds, rss, identical, code)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m s3pull.demo", description=__doc__)
     parser.add_argument("--big", type=parse_size, default=512 * MiB, help="size of the big object")
@@ -167,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             outcomes.append(Outcome(label, item.size, seconds, rss, identical, code))
             if destination.exists():
                 destination.unlink()
+
+        console.rule("s3pull cp --recursive s3://demo/pages/ (1 object failing, 1 hostile key)")
+        outcomes.append(_many(s3, work / "out" / "pages"))
 
         table = Table(title="s3pull demo: every download verified against the stored SHA-256")
         for column in ("object", "size", "wall s", "throughput", "peak RSS", "identical"):
