@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 from . import __version__
 from ._client import AsyncClient
 from ._config import TransferConfig
-from ._errors import ConfigError, InvalidSourceError, S3PullError, UnsafePathError
+from ._errors import ConfigError, InvalidSourceError, NotFoundError, S3PullError, UnsafePathError
 from ._events import LoggingSubscriber, Subscriber
 from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
 from ._source import S3Source, parse_prefix
@@ -572,6 +572,15 @@ async def _cp(args: argparse.Namespace) -> int:
     _check_many_options(args)
     if args.recursive or args.from_file is not None:
         return await _cp_many(args)
+    try:
+        return await _cp_one(args)
+    except NotFoundError as exc:
+        if args.source.startswith("s3://") and args.source.endswith("/"):
+            exc.message += " (to download everything under a prefix: cp --recursive)"
+        raise
+
+
+async def _cp_one(args: argparse.Namespace) -> int:
     show_bars = not args.quiet and not args.json and sys.stderr.isatty()
     bars = _RichProgress() if show_bars else None
     subscribers: list[Subscriber] = [bars] if bars else []

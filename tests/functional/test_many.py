@@ -475,3 +475,13 @@ def test_a_100k_key_listing_keeps_memory_flat(tmp_path: Path) -> None:
             assert done.returncode == 0, done.stderr
             peaks[bucket] = peak
     assert peaks["large"] - peaks["small"] < 8 * MiB, peaks
+
+
+def test_cli_copying_a_prefix_without_recursive_hints_at_it(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    s3.put_object("bucket", "p/a.txt", b"a")
+    code, _, err = run_cli(s3, "cp", "s3://bucket/p/", str(tmp_path))
+    assert code == 1
+    assert "not found" in err and "cp --recursive" in err
+    assert len(err.strip().splitlines()) == 1
