@@ -76,6 +76,10 @@ def test_prefix_with_nested_keys_and_a_directory_marker(s3: FaultServer, tmp_pat
         key.removeprefix("data/"): data for key, data in objects.items() if key.startswith("data/")
     }
     assert (tmp_path / "out" / "empty-dir").is_dir()
+    # modes come from the umask, never from the store
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out" / "x/b.bin").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_prefix_without_trailing_slash_is_relative_to_its_directory(
