@@ -477,6 +477,7 @@ def test_a_100k_key_listing_keeps_memory_flat(tmp_path: Path) -> None:
                 capture=True,
             )
             assert done.returncode == 0, done.stderr
+            assert peak > 0, "the child did not report its peak RSS"
             peaks[bucket] = peak
     assert peaks["large"] - peaks["small"] < 8 * MiB, peaks
 

@@ -74,6 +74,7 @@ def test_cat_of_12x_the_budget_into_sha256sum_stays_within_the_budget(
         sha.stdin.close()
         checksum = sha.stdout.read().decode().split()[0]
     assert done.returncode == 0, done.stderr
+    assert peak > 0, "the child did not report its peak RSS"
     assert checksum == big_object
     # the window (half the budget) and the GETs' buffers, nothing that grows with the size
     assert peak - baseline < BUDGET + SLACK, (

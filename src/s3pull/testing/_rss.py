@@ -19,16 +19,23 @@ from pathlib import Path
 from typing import IO
 
 _WRAPPER = """
-import atexit, runpy, sys
+import atexit, os, sys
 report = sys.argv.pop(1)
 def _write_peak():
     with open("/proc/self/status") as status:
         kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
     with open(report, "w") as out:
         out.write(kib)
-atexit.register(_write_peak)
+# The command ends with os._exit (no interpreter teardown), which skips atexit.
+_exit = os._exit
+def _report_then_exit(code):
+    _write_peak()
+    _exit(code)
+os._exit = _report_then_exit
+atexit.register(_write_peak)  # for a command that raised instead
 sys.argv[0] = "s3pull"
-runpy.run_module("s3pull", run_name="__main__")
+from s3pull._cli import run
+run()
 """
 
 
