@@ -15,27 +15,20 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, Union
 
 from ._config import MiB, TransferConfig
-from ._errors import ConfigError, S3PullError
+from ._errors import ConfigError
 from ._events import Events, LoggingSubscriber, Subscriber
 from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
-from ._source import HttpSource, S3Source, Source, parse_prefix, parse_source
+from ._source import S3Source, Source, parse_prefix, parse_source
 from ._units import parse_size
 from .planning._filters import KeyFilter
-from .planning._paths import (
-    LocalTarget,
-    PathClaims,
-    destination_file,
-    key_base,
-    key_to_target,
-    safe_name,
-)
+from .planning._paths import destination_file, key_base, safe_name
 from .planning._retry import RetryBudget
-from .scheduling._batch import Batch, BatchItem, list_objects
+from .scheduling._batch import Batch, BatchItem, BatchItems, list_objects
 from .scheduling._breaker import Breakers
 from .scheduling._budget import MemoryBudget
 from .scheduling._download import Downloader
 from .scheduling._stream import ObjectStream, stream_part_size
-from .transport import ListedObject, S3Endpoint, Transport
+from .transport import S3Endpoint, Transport
 
 if TYPE_CHECKING:
     from .consumers import Inventory, InventoryRecord
@@ -216,15 +209,17 @@ class AsyncClient:
         prefix = parse_prefix(source)
         wanted = KeyFilter(filters)
         base = key_base(prefix.key)
-        listed = list_objects(self._transport, self._downloader, prefix.bucket, prefix.key)
+        maker = BatchItems(Path(destination), base=base)
 
-        async def keys() -> AsyncIterator[tuple[Source, ListedObject | None]]:
-            async for item in listed:
-                if wanted.wants(item.key[len(base) :]):
-                    yield S3Source(prefix.bucket, item.key), item
+        async def items() -> AsyncIterator[BatchItem]:
+            listing = list_objects(self._transport, self._downloader, prefix.bucket, prefix.key)
+            async for listed in listing:
+                if wanted.wants(listed.key[len(base) :]):
+                    item = maker.keyed(S3Source(prefix.bucket, listed.key), listed)
+                    if item is not None:
+                        yield item
 
-        items = self._keyed_items(keys(), Path(destination), base)
-        async for outcome in self._run_batch(items, skip_existing, fail_fast):
+        async for outcome in self._run_batch(items(), skip_existing, fail_fast):
             yield outcome
 
     async def download_many(
@@ -271,10 +266,15 @@ class AsyncClient:
         fail_fast: bool = False,
     ) -> AsyncGenerator[ObjectOutcome, None]:
         """Like :meth:`download_many`, yielding each :class:`ObjectOutcome` as it finishes."""
-        root = Path(destination) if destination is not None else None
-        async for outcome in self._run_batch(
-            self._many_items(items, root), skip_existing, fail_fast
-        ):
+        maker = BatchItems(Path(destination) if destination is not None else None)
+
+        async def batch_items() -> AsyncIterator[BatchItem]:
+            async for item in _aiter(items):
+                built = maker.from_item(item)
+                if built is not None:
+                    yield built
+
+        async for outcome in self._run_batch(batch_items(), skip_existing, fail_fast):
             yield outcome
 
     async def _run_batch(
@@ -293,68 +293,6 @@ class AsyncClient:
                 yield outcome
         finally:
             await outcomes.aclose()
-
-    async def _many_items(
-        self, items: Iterable[ManyItem] | AsyncIterable[ManyItem], root: Path | None
-    ) -> AsyncGenerator[BatchItem, None]:
-        claims = PathClaims()
-        async for item in _aiter(items):
-            if isinstance(item, tuple):
-                source = parse_source(item[0])
-                path = Path(item[1])
-                # One stat of a local directory entry per pair: not worth a thread hop.
-                is_dir = os.fspath(item[1]).endswith(os.sep) or path.is_dir()  # noqa: ASYNC240
-                try:
-                    target = destination_file(
-                        source.name, path, is_dir=is_dir, source=source.redacted
-                    )
-                    claims.claim(
-                        # abspath only joins with the working directory: no I/O.
-                        LocalTarget(os.path.abspath(target).lstrip(os.sep), False),  # noqa: ASYNC240
-                        source=source.redacted,
-                    )
-                except S3PullError as error:
-                    yield BatchItem(source, None, refused=error)
-                    continue
-                yield BatchItem(source, target)
-                continue
-            listed = None
-            if isinstance(item, str | S3Source | HttpSource):
-                source = parse_source(item)
-            else:  # a record of a listing or an inventory: bucket, key, size, etag...
-                source = S3Source(item.bucket, item.key)
-                listed = _listed(item)
-            if root is None:
-                raise ConfigError(
-                    f"{source.redacted} has no destination: give download_many a destination "
-                    "directory, or (source, destination) pairs"
-                )
-            async for batch_item in self._keyed_items(_single(source, listed), root, "", claims):
-                yield batch_item
-
-    async def _keyed_items(
-        self,
-        sources: AsyncIterable[tuple[Source, ListedObject | None]],
-        root: Path,
-        base: str,
-        claims: PathClaims | None = None,
-    ) -> AsyncGenerator[BatchItem, None]:
-        """Batch items for sources that land under ``root`` at their key's path
-        relative to ``base``; unsafe and clashing keys come out refused."""
-        claims = claims if claims is not None else PathClaims()
-        async for source, listed in sources:
-            key = source.key if isinstance(source, S3Source) else source.name
-            try:
-                target = key_to_target(key, base, source=source.redacted)
-                if target is None:
-                    continue  # the marker of the destination directory itself
-                claims.claim(target, source=source.redacted)
-            except S3PullError as error:
-                yield BatchItem(source, None, refused=error)
-                continue
-            yield BatchItem(
-                source, root / target.relative, listed=listed, directory=target.is_directory
-            )
 
     @asynccontextmanager
     async def open(
@@ -559,22 +497,6 @@ async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
     while chunk := await asyncio.to_thread(lambda: list(itertools.islice(iterator, _CHUNK))):
         for item in chunk:
             yield item
-
-
-async def _single(
-    source: Source, listed: ListedObject | None
-) -> AsyncIterator[tuple[Source, ListedObject | None]]:
-    yield source, listed
-
-
-def _listed(record: Any) -> ListedObject | None:
-    """What a record (an ``InventoryRecord``...) says about its object, as a listing would."""
-    if record.size is None:
-        return None  # a delete marker, or no size column: ask the store
-    etag = getattr(record, "etag", None)
-    if etag and not etag.startswith(('"', "W/")):
-        etag = f'"{etag}"'
-    return ListedObject(record.key, record.size, etag, getattr(record, "last_modified", None))
 
 
 def remove_temp(path: Path) -> None:

@@ -32,11 +32,13 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .._config import TransferConfig
-from .._errors import CircuitOpenError, ProtocolError, S3PullError
+from .._errors import CircuitOpenError, ConfigError, ProtocolError, S3PullError, UnsafePathError
 from .._results import DIRECTORY, DOWNLOADED, EXISTING, FAILED, ObjectOutcome
-from .._source import HttpSource, Source
+from .._source import HttpSource, S3Source, Source, parse_source
+from ..planning._paths import LocalTarget, PathClaims, destination_file, key_to_target
 from ..sinks import local_error
 from ..transport import ListedObject, Transport
 from ._breaker import Breakers
@@ -60,6 +62,74 @@ class BatchItem:
     listed: ListedObject | None = None
     directory: bool = False
     refused: S3PullError | None = None
+
+
+class BatchItems:
+    r"""Turns what a caller gives into :class:`BatchItem`\ s: the one place where
+    keys become local paths, and where unsafe or clashing keys are refused.
+
+    Args:
+        root: the directory keyed items land in (None: only pairs are allowed).
+        base: the part of every key that is not part of its path (see
+            ``planning._paths.key_base``).
+    """
+
+    def __init__(self, root: Path | None, *, base: str = "") -> None:
+        self.root = root
+        self.base = base
+        self.claims = PathClaims()
+
+    def keyed(self, source: Source, listed: ListedObject | None = None) -> BatchItem | None:
+        """The item for ``source`` under ``root`` at its key's path (an HTTP URL
+        at its last segment); None for the marker of ``root`` itself."""
+        if self.root is None:
+            raise ConfigError(
+                f"{source.redacted} has no destination: give a destination directory, "
+                "or (source, destination) pairs"
+            )
+        key = source.key if isinstance(source, S3Source) else source.name
+        try:
+            target = key_to_target(key, self.base, source=source.redacted)
+            if target is None:
+                return None
+            self.claims.claim(target, source=source.redacted)
+        except UnsafePathError as error:
+            return BatchItem(source, None, refused=error)
+        return BatchItem(
+            source, self.root / target.relative, listed=listed, directory=target.is_directory
+        )
+
+    def paired(self, source: Source, destination: str | os.PathLike[str]) -> BatchItem:
+        """The item for an explicit ``(source, destination)`` pair; a destination
+        ending in a separator or naming a directory gets the object's name."""
+        path = Path(destination)
+        is_dir = os.fspath(destination).endswith(os.sep) or path.is_dir()
+        try:
+            target = destination_file(source.name, path, is_dir=is_dir, source=source.redacted)
+            absolute = os.path.abspath(target).lstrip(os.sep)
+            self.claims.claim(LocalTarget(absolute, False), source=source.redacted)
+        except UnsafePathError as error:
+            return BatchItem(source, None, refused=error)
+        return BatchItem(source, target)
+
+    def from_item(self, item: Any) -> BatchItem | None:
+        """A source, a ``(source, destination)`` pair, or a listing or
+        inventory record (``bucket``, ``key``, ``size``, ``etag``...)."""
+        if isinstance(item, tuple):
+            return self.paired(parse_source(item[0]), item[1])
+        if isinstance(item, str | S3Source | HttpSource):
+            return self.keyed(parse_source(item))
+        return self.keyed(S3Source(item.bucket, item.key), _listed(item))
+
+
+def _listed(record: Any) -> ListedObject | None:
+    """What a record (an ``InventoryRecord``...) says about its object, as a listing would."""
+    if record.size is None:
+        return None  # a delete marker, or no size column: ask the store
+    etag = record.etag
+    if etag and not etag.startswith(('"', "W/")):
+        etag = f'"{etag}"'
+    return ListedObject(record.key, record.size, etag, record.last_modified)
 
 
 class _Stop(Exception):
