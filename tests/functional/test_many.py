@@ -490,3 +490,28 @@ def test_cli_copying_a_prefix_without_recursive_hints_at_it(
     assert code == 1
     assert "not found" in err and "cp --recursive" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_sigterm_mid_batch_keeps_finished_files_and_leaves_no_temp_files(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+
+    for i in range(20):
+        s3.put_object("bucket", f"p/{i:02d}.bin", pattern(1000, seed=i))
+    for i in (7, 13):  # these never finish
+        s3.add_fault("bucket", f"p/{i:02d}.bin", Fault.stall(at_fraction=0.5), method="GET")
+    command = [sys.executable, "-m", "s3pull", "cp", "-r", "s3://bucket/p/", str(tmp_path), "-q"]
+    with subprocess.Popen(command, env=cli_env(s3), stderr=subprocess.PIPE, text=True) as child:
+        deadline = time.monotonic() + 30
+        while len([p for p in tmp_path.iterdir() if p.name.endswith(".bin")]) < 18:
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.02)
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 143
+    assert "terminated" in stderr
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"{i:02d}.bin" for i in range(20) if i not in (7, 13)]
+    assert (tmp_path / "12.bin").read_bytes() == pattern(1000, seed=12)
