@@ -486,9 +486,9 @@ _CHUNK = 1000
 
 
 async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
-    """Iterate sync or async items. A sync iterable (a generator over a
-    database cursor, a file) is read in a worker thread, a chunk at a time,
-    so that it never blocks the event loop."""
+    """Iterate sync or async items. A sync iterable (a generator, a file) is
+    read in worker threads, a chunk at a time, so that it never blocks the
+    event loop."""
     if isinstance(items, AsyncIterable):
         async for item in items:
             yield item

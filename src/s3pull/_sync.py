@@ -218,8 +218,11 @@ class Client:
     ) -> BatchResult:
         """Download many objects; see :meth:`AsyncClient.download_many`.
 
-        ``items`` is read in a worker thread, a chunk at a time, so it may be
-        a generator over a database cursor of millions of keys.
+        ``items`` is consumed as the batch goes (a generator of millions of
+        keys is fine), 1000 at a time in worker threads so that a slow
+        generator never stalls the downloads. Objects tied to the thread that
+        made them (a ``sqlite3`` connection) cannot be read there: fetch
+        their rows in the caller's thread, or pass a list.
         """
         return self._run(self._client().download_many(items, destination, **options))
 
