@@ -16,7 +16,7 @@ Two kinds of failure do not, and retrying them only adds load:
   batch of millions of healthy objects costs nothing and a batch of millions
   of broken ones costs a bounded amount: about 450 bytes per remembered
   object with a 60-character key and a typical S3 error message (key,
-  message, entry, LRU link), so ~45 MB at the default 100,000, outside the
+  message, entry, LRU link), so ~4.5 MB at the default 10,000, outside the
   transfer memory budget.
 
 * **An endpoint that is down.** When a bucket or an HTTP host fails, every
