@@ -561,8 +561,7 @@ async def _cp_many(args: argparse.Namespace) -> int:
                 elif not args.quiet and not args.json and time.monotonic() >= next_report:
                     next_report = time.monotonic() + PLAIN_PROGRESS_SECONDS
                     print(f"s3pull: so far {result.summary()}", file=sys.stderr)
-        result.seconds = time.monotonic() - started
-        result.stopped = args.fail_fast and result.failed > 0
+        result.finish(time.monotonic() - started, fail_fast=args.fail_fast)
     if not args.quiet:
         print(f"s3pull: {result.summary()}", file=sys.stderr)
     return 0 if result.ok else EXIT_FAILED
@@ -671,7 +670,7 @@ async def _inventory(args: argparse.Namespace) -> int:
                     batch.add(outcome)
                     if outcome.error is not None and not args.quiet:
                         print(f"s3pull: failed: {outcome.error}", file=sys.stderr)
-                batch.seconds = time.monotonic() - started
+                batch.finish(time.monotonic() - started, fail_fast=False)
     finally:
         if out is not None and out is not sys.stdout:
             out.close()

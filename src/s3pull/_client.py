@@ -475,9 +475,7 @@ async def _collect(outcomes: AsyncIterator[ObjectOutcome], *, fail_fast: bool) -
     started = time.monotonic()
     async for outcome in outcomes:
         result.add(outcome)
-    result.seconds = time.monotonic() - started
-    # A fail-fast batch ends at its first failure.
-    result.stopped = fail_fast and result.failed > 0
+    result.finish(time.monotonic() - started, fail_fast=fail_fast)
     return result
 
 

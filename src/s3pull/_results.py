@@ -191,6 +191,12 @@ class BatchResult:
             if len(self.failures) < self.MAX_FAILURES_KEPT:
                 self.failures.append(outcome)
 
+    def finish(self, seconds: float, *, fail_fast: bool) -> None:
+        """Record the batch's duration once its last outcome is counted."""
+        self.seconds = seconds
+        # A fail-fast batch ends at its first failure: any failure stopped it.
+        self.stopped = fail_fast and self.failed > 0
+
     def summary(self) -> str:
         """One line, e.g. ``1998 downloaded, 2 failed (NotFoundError: 2); 125.0 MiB in 3.1 s``.
 

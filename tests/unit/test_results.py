@@ -79,3 +79,35 @@ def test_download_result() -> None:
     assert "s3://b/k" in repr(result)
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.bytes = 3  # type: ignore[misc]
+
+
+def test_batch_result_counts_every_outcome_and_keeps_bounded_failures() -> None:
+    from pathlib import Path
+
+    from s3pull import BatchResult, DownloadResult, NotFoundError, ObjectOutcome
+
+    result = BatchResult()
+    done = DownloadResult(source="s3://b/a", path=Path("a"), bytes=2048, seconds=1.0, attempts=1)
+    result.add(ObjectOutcome("s3://b/a", Path("a"), "downloaded", result=done))
+    result.add(ObjectOutcome("s3://b/d/", Path("d"), "directory"))
+    result.add(ObjectOutcome("s3://b/e", Path("e"), "existing"))
+    for i in range(BatchResult.MAX_FAILURES_KEPT + 5):
+        result.add(ObjectOutcome(f"s3://b/{i}", None, "failed", error=NotFoundError("gone")))
+    result.finish(2.0, fail_fast=False)
+    assert (result.downloaded, result.directories, result.existing) == (1, 1, 1)
+    assert result.failed == BatchResult.MAX_FAILURES_KEPT + 5
+    assert len(result.failures) == BatchResult.MAX_FAILURES_KEPT
+    assert result.errors == {"NotFoundError": BatchResult.MAX_FAILURES_KEPT + 5}
+    assert result.objects == BatchResult.MAX_FAILURES_KEPT + 8
+    assert not result.ok and not result.stopped
+    assert result.summary().startswith("1 downloaded, 1 already there, 1 directories, 10005 failed")
+
+
+def test_a_fail_fast_batch_with_a_failure_stopped() -> None:
+    from s3pull import BatchResult, NotFoundError, ObjectOutcome
+
+    result = BatchResult()
+    result.add(ObjectOutcome("s3://b/x", None, "failed", error=NotFoundError("gone")))
+    result.finish(0.5, fail_fast=True)
+    assert result.stopped
+    assert result.summary().endswith("stopped at the first failure (--fail-fast)")
