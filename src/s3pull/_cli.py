@@ -337,7 +337,8 @@ class _BatchBars(Subscriber):
     started so far: a streamed listing's total is not known in advance)."""
 
     def __init__(self) -> None:
-        from rich.console import Console
+        from rich.console import Console, Group
+        from rich.live import Live
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -363,9 +364,6 @@ class _BatchBars(Subscriber):
             TimeRemainingColumn(),
             console=console,
         )
-        from rich.console import Group
-        from rich.live import Live
-
         self._live = Live(Group(self.objects, self.bytes), console=console)
         self._objects = self.objects.add_task("objects", total=None, failed="")
         self._bytes = self.bytes.add_task("bytes", total=0)
@@ -649,13 +647,13 @@ async def _inventory(args: argparse.Namespace) -> int:
             async def records() -> AsyncIterator[InventoryRecord]:
                 nonlocal count, total
                 async with aclosing(reader.batches(args.filter_prefix)) as batches:
-                    async for records in batches:
-                        count += len(records)
-                        total += sum(record.size or 0 for record in records)
+                    async for chunk in batches:
+                        count += len(chunk)
+                        total += sum(record.size or 0 for record in chunk)
                         if out is not None:
-                            lines = "".join(json.dumps(r.to_json()) + "\n" for r in records)
+                            lines = "".join(json.dumps(r.to_json()) + "\n" for r in chunk)
                             await asyncio.to_thread(out.write, lines)
-                        for record in records:
+                        for record in chunk:
                             yield record
 
             if args.download is None:

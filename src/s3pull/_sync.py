@@ -240,12 +240,13 @@ class Client:
         """Each :class:`ObjectOutcome` of :meth:`download_many` as it finishes."""
         yield from self._iterate(self._client().iter_download_many(items, destination, **options))
 
-    def _iterate(self, outcomes: AsyncGenerator[ObjectOutcome, None]) -> Iterator[ObjectOutcome]:
+    def _iterate(self, items: AsyncGenerator[T, None]) -> Iterator[T]:
+        """``items``, run on the loop thread, one at a time; closed when we stop."""
         try:
-            while (outcome := self._run(_next_or_none(outcomes))) is not None:
-                yield outcome
+            while (item := self._run(_next_or_none(items))) is not None:
+                yield item
         finally:
-            self._run(outcomes.aclose())
+            self._run(items.aclose())
 
     @contextmanager
     def download_to_temp(
@@ -328,11 +329,8 @@ class Client:
         from .consumers import Inventory
 
         batches = Inventory(self._client(), manifest, **options).batches(prefix)
-        try:
-            while (batch := self._run(_next_or_none(batches))) is not None:
-                yield from batch
-        finally:
-            self._run(batches.aclose())
+        for batch in self._iterate(batches):
+            yield from batch
 
     def close(self) -> None:
         """Close the connection pool."""

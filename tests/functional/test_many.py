@@ -283,6 +283,8 @@ def test_kms_object_etag_is_not_taken_for_an_md5(s3: FaultServer, tmp_path: Path
         batch = client.download_prefix("s3://bucket/p/", tmp_path)
     assert batch.ok, batch.failures
     assert (tmp_path / "kms.bin").read_bytes() == b"secret"
+    # one GET: a mismatch on the fast path would have fallen back to HEAD + GET
+    assert [r.method for r in s3.requests if r.key == "p/kms.bin"] == ["GET"]
 
 
 def test_fast_path_failure_continues_down_the_normal_path(s3: FaultServer, tmp_path: Path) -> None:
@@ -293,25 +295,30 @@ def test_fast_path_failure_continues_down_the_normal_path(s3: FaultServer, tmp_p
         batch = client.download_prefix("s3://bucket/p/", tmp_path)
     assert batch.ok, batch.failures
     assert (tmp_path / "flaky.bin").read_bytes() == data
+    methods = [r.method for r in s3.requests if r.key == "p/flaky.bin"]
+    assert methods[:2] == ["GET", "HEAD"]  # the broken fast GET, then the normal path
 
 
 def test_large_objects_do_not_hold_up_small_ones(s3: FaultServer, tmp_path: Path) -> None:
-    for i in range(2):
-        s3.put_object("bucket", f"p/huge{i}.bin", pattern(2 * MiB, seed=i))
+    # Three slow large objects are listed first. With one shared pool of two
+    # workers they would take both workers and every small object would
+    # finish after them; the large lane takes them one at a time instead.
+    for i in range(3):
+        s3.put_object("bucket", f"p/a-huge{i}.bin", pattern(2 * MiB, seed=i))
         # slow bodies: ~0.5 s each at 4 MiB/s
         s3.add_fault(
-            "bucket", f"p/huge{i}.bin", Fault.drip(chunk=256 * 1024, interval=0.06), method="GET"
+            "bucket", f"p/a-huge{i}.bin", Fault.drip(chunk=256 * 1024, interval=0.06), method="GET"
         )
     for i in range(40):
         s3.put_object("bucket", f"p/small{i:02d}", b"s" * 10)
     config = TransferConfig(
-        large_object_threshold=1 * MiB, large_objects=1, batch_concurrency=4, part_size=4 * MiB
+        large_object_threshold=1 * MiB, large_objects=1, batch_concurrency=2, part_size=4 * MiB
     )
     with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
         outcomes = client.iter_download_prefix("s3://bucket/p/", tmp_path)
         order = [Path(outcome.source).name for outcome in outcomes]
-    assert order[-1].startswith("huge")
-    assert all(name.startswith("small") for name in order[:40])
+    assert sorted(order[:40]) == [f"small{i:02d}" for i in range(40)]
+    assert order[40:] == ["a-huge0.bin", "a-huge1.bin", "a-huge2.bin"]  # one at a time, in order
 
 
 # Circuit breakers ---------------------------------------------------------------------

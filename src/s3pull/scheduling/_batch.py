@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,7 +196,7 @@ def is_up_to_date(path: Path, size: int, last_modified: float | None) -> bool:
         status = os.stat(path)
     except OSError:
         return False
-    if status.st_size != size or not os.path.isfile(path):
+    if status.st_size != size or not stat.S_ISREG(status.st_mode):
         return False
     return last_modified is None or int(status.st_mtime) >= int(last_modified)
 

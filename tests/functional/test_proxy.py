@@ -1,0 +1,52 @@
+"""Requests really go through HTTP_PROXY, and NO_PROXY really bypasses it.
+
+The fault server plays the proxy: the endpoint's host does not resolve, so
+a download can only succeed if the request went to the proxy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from s3pull import Client, NetworkError, RetryConfig, TransferConfig
+from s3pull.testing import FaultServer
+
+UNREACHABLE = "http://s3.proxied.invalid:9"
+
+
+@pytest.fixture
+def s3() -> Iterator[FaultServer]:
+    with FaultServer() as server:
+        yield server
+        assert server.errors == []
+
+
+def test_requests_go_through_the_proxy(
+    s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3.put_object("bucket", "k.bin", b"through the proxy")
+    monkeypatch.setenv("HTTP_PROXY", s3.endpoint_url)
+    with Client(endpoint_url=UNREACHABLE, subscribers=[]) as client:
+        client.download_file("s3://bucket/k.bin", tmp_path / "k.bin")
+        batch = client.download_prefix("s3://bucket/", tmp_path / "all")
+    assert (tmp_path / "k.bin").read_bytes() == b"through the proxy"
+    assert batch.ok and batch.downloaded == 1
+    assert [r.method for r in s3.requests if r.key == "k.bin"] == ["HEAD", "GET", "GET"]
+
+
+def test_no_proxy_goes_direct(
+    s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3.put_object("bucket", "k.bin", b"x")
+    monkeypatch.setenv("HTTP_PROXY", s3.endpoint_url)
+    monkeypatch.setenv("NO_PROXY", ".proxied.invalid")
+    config = TransferConfig(retry=RetryConfig(max_attempts=1))
+    with (
+        Client(endpoint_url=UNREACHABLE, config=config, subscribers=[]) as client,
+        pytest.raises(NetworkError),
+    ):
+        client.download_file("s3://bucket/k.bin", tmp_path / "k.bin")
+    assert s3.requests == []
