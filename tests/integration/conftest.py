@@ -84,6 +84,9 @@ class RangeFileServer:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
+        # /redirect/N/PATH answers 302 to /redirect/N-1/PATH, and /redirect/0/PATH
+        # to /PATH (with the query kept), as presigned-URL front ends do.
+        app.router.add_get("/redirect/{hops:\\d+}/{path:.+}", _redirect)
         app.router.add_static("/", self.root)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
@@ -103,6 +106,15 @@ class RangeFileServer:
     def __exit__(self, *exc: object) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+async def _redirect(request: web.Request) -> web.Response:
+    hops = int(request.match_info["hops"])
+    path = request.match_info["path"]
+    target = f"/redirect/{hops - 1}/{path}" if hops else f"/{path}"
+    if request.query_string:
+        target += f"?{request.query_string}"
+    raise web.HTTPFound(target)
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,30 @@ def served(file_root: Path, request: pytest.FixtureRequest) -> Path:
     return directory
 
 
+def test_http_redirects_are_followed_for_every_part(
+    file_server: RangeFileServer, served: Path, tmp_path: Path
+) -> None:
+    data = pattern(5 * MiB + 7, seed=11)
+    (served / "moved.bin").write_bytes(data)
+    url = f"{file_server.url}/redirect/2/{served.name}/moved.bin?X-Amz-Signature={SECRET}"
+    config = TransferConfig(part_size=1 * MiB, concurrency=3)
+    with Client(config=config, subscribers=[]) as client:
+        result = client.download_file(url, tmp_path / "moved.bin")
+    assert (tmp_path / "moved.bin").read_bytes() == data
+    assert result.attempts == 1 + 6  # the probe of byte 0 and six parts, no retries
+
+
+def test_http_redirect_loops_are_an_error(
+    file_server: RangeFileServer, served: Path, tmp_path: Path
+) -> None:
+    (served / "far.bin").write_bytes(b"x" * 10)
+    url = f"{file_server.url}/redirect/12/{served.name}/far.bin"
+    with Client(subscribers=[]) as client, pytest.raises(s3pull.S3PullError) as caught:
+        client.download_file(url, tmp_path / "far.bin")
+    assert "redirect" in str(caught.value).lower()
+    assert leftovers(tmp_path) == []
+
+
 @pytest.mark.parametrize("size", [0, 1, 2 * MiB - 1, 2 * MiB + 1, 7 * MiB + 3])
 def test_http_bytes_are_identical(
     file_server: RangeFileServer, served: Path, tmp_path: Path, size: int

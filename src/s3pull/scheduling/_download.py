@@ -83,7 +83,7 @@ from ..sinks import (
     stale_files,
     temp_prefix,
 )
-from ..transport import ListedObject, Response, Transport
+from ..transport import BlockingResponse, ListedObject, Response, ResponseHead, Transport
 from ._budget import MemoryBudget
 
 #: Progress events are sent at most once per this many bytes per object.
@@ -545,9 +545,8 @@ class Downloader:
                 async with self.budget.reserve(stream_cost):
                     state.attempts += 1
                     first, last = (position, part.last) if ranged else (None, None)
-                    async with self.transport.get(
-                        state.source, first, last, if_match=state.etag
-                    ) as response:
+                    get = self.transport.get if state.file is None else self.transport.get_threaded
+                    async with get(state.source, first, last, if_match=state.etag) as response:
                         self._check_response(state, response, position, part.last, ranged)
                         position = await self._stream(state, response, position, part.last, crc)
                 break
@@ -573,7 +572,7 @@ class Downloader:
         state.part_finished(part)
 
     def _check_response(
-        self, state: ObjectDownload, response: Response, first: int, last: int, ranged: bool
+        self, state: ObjectDownload, response: ResponseHead, first: int, last: int, ranged: bool
     ) -> None:
         if response.status == 206 and response.content_range is not None:
             got_first, got_last, total = response.content_range
@@ -601,19 +600,23 @@ class Downloader:
     async def _stream(
         self,
         state: ObjectDownload,
-        response: Response,
+        response: Response | BlockingResponse,
         position: int,
         last: int,
         crc: RunningCrc | None,
     ) -> int:
         """Write the body at ``position``..``last``; return the next position.
 
-        The hot path: one ``readany`` and one sink write per socket chunk.
-        Stalls are judged on the time spent waiting for the network only, so a
-        busy event loop or a slow disk never looks like a slow server; a body
+        One ``read`` and one sink write per socket chunk, or for a temp file
+        the same on a worker thread (:meth:`_stream_threaded`). Stalls are
+        judged on the time spent waiting for the network only, so a busy
+        event loop or a slow disk never looks like a slow server; a body
         that stops outright is caught by the read timeout, which a stall
         floor shortens to ``stall_window`` (``Timeouts.silence_s``).
         """
+        if isinstance(response, BlockingResponse):
+            assert state.file is not None, "threaded GETs are only asked for temp files"
+            return await self._stream_threaded(state, response, position, last, crc, state.file)
         read = response.read
         write = state.sink.write
         clock = self.clock
@@ -638,16 +641,66 @@ class Downloader:
                 if crc is not None:
                     crc.update(data)
                 position += size
-                state.done += size
-                if state.done - state.reported >= PROGRESS_STEP or state.done == state.size:
-                    state.reported = state.done
-                    self.events.progress(state.redacted, state.done, state.size)
+                self._advance(state, size)
                 stall.add(waited, size)
             if position <= last:
                 raise NetworkError(f"the body ended at byte {position}, expected {last + 1}")
         except S3PullError as error:
             raise _StreamFailed(error, position) from error
         return position
+
+    async def _stream_threaded(
+        self,
+        state: ObjectDownload,
+        response: BlockingResponse,
+        position: int,
+        last: int,
+        crc: RunningCrc | None,
+        file: TempFile,
+    ) -> int:
+        """:meth:`_stream` for a temp file, with the per-chunk work on a worker
+        thread: ``recv_into``, ``pwrite`` and the CRC release the GIL, so they
+        run beside the event loop on another core (``transport._blocking``).
+        The loop hears of progress once per ``PROGRESS_STEP``.
+        """
+        loop = asyncio.get_running_loop()
+        stall = _StallMeter(self.config.timeouts)
+        end = last + 1
+        waited = 0.0
+        told = position  # the position the loop has counted in state.done
+
+        def consume(chunk: memoryview, wait: float) -> None:  # on the worker thread
+            nonlocal position, waited, told
+            size = len(chunk)
+            if position + size > end:
+                raise ProtocolError(f"the server sent more than bytes {position}-{last}")
+            file.pwrite(chunk, position)
+            if crc is not None:
+                crc.update(chunk)
+            position += size
+            waited += wait
+            stall.add(waited, size)
+            if position - told >= PROGRESS_STEP:
+                loop.call_soon_threadsafe(self._advance, state, position - told)
+                told = position
+
+        try:
+            await response.pump(consume, self.config.stream_cost)
+            if position <= last:
+                raise NetworkError(f"the body ended at byte {position}, expected {end}")
+        except S3PullError as error:
+            raise _StreamFailed(error, position) from error
+        finally:
+            # The thread is done: what it posted has run before this resumed.
+            self._advance(state, position - told)
+        return position
+
+    def _advance(self, state: ObjectDownload, size: int) -> None:
+        """Count ``size`` more bytes of ``state`` written; tell about it once a MiB."""
+        state.done += size
+        if state.done - state.reported >= PROGRESS_STEP or state.done == state.size:
+            state.reported = state.done
+            self.events.progress(state.redacted, state.done, state.size)
 
     async def after_failure(
         self,

@@ -427,6 +427,24 @@ class FaultServer:
             self._engine.refuse_remaining = count
             self._engine.refuse_rst = rst
 
+    def close_connections(self) -> None:
+        """Close every client connection with a FIN, as a server's keep-alive
+        timeout closes idle ones, and keep listening. Meant for between
+        downloads: a request under way is cut too.
+
+        Example:
+            >>> s3.close_connections()  # doctest: +SKIP
+        """
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the server is not running")
+
+        async def close() -> None:
+            for writer in list(self._engine.writers):
+                writer.close()
+
+        asyncio.run_coroutine_threadsafe(close(), loop).result(timeout=10)
+
     def load_script(
         self, script: Mapping[str, Any] | Sequence[Any] | str | os.PathLike[str]
     ) -> list[FaultRule]:

@@ -1,15 +1,19 @@
 """Transport: HEAD / ranged GET / ListObjectsV2, SigV4 signing, error translation."""
 
+from ._blocking import BlockingResponse
 from ._listing import ListedObject, ListPage
+from ._response import ResponseHead
 from ._s3 import ADDRESSING_STYLES, S3Endpoint
 from ._transport import CHECKSUM_ALGORITHMS, Response, Transport, object_info
 
 __all__ = [
     "ADDRESSING_STYLES",
     "CHECKSUM_ALGORITHMS",
+    "BlockingResponse",
     "ListPage",
     "ListedObject",
     "Response",
+    "ResponseHead",
     "S3Endpoint",
     "Transport",
     "object_info",

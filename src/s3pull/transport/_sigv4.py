@@ -44,7 +44,8 @@ class Credentials(NamedTuple):
     token: str | None = None
 
 
-def _host(url: str) -> str:
+def host_header(url: str) -> str:
+    """The Host header for ``url``: its host, and its port unless the default."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if ":" in host:  # an IPv6 literal
@@ -97,7 +98,7 @@ def sign(
         if lowered not in _UNSIGNED:
             canonical.setdefault(lowered, []).append(" ".join(value.split()))
     if "host" not in canonical:
-        canonical["host"] = [_host(url)]
+        canonical["host"] = [host_header(url)]
     names = sorted(canonical)
     signed_names = ";".join(names)
     parts = urlsplit(url)

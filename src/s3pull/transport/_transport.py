@@ -8,10 +8,11 @@ It never retries: retry policy lives in planning, the driver in scheduling.
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+import http.client
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from email.utils import parsedate_to_datetime
+from typing import Protocol, TypeVar
 
 import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
@@ -21,12 +22,13 @@ from .._config import TransferConfig
 from .._errors import CredentialsError, ProtocolError, S3PullError
 from .._results import ObjectInfo
 from .._source import HttpSource, S3Source, Source
+from ._blocking import Ask, BlockingPool, BlockingResponse, Proxy
 from ._listing import ListPage, list_query, parse_list_page
+from ._response import ResponseHead
 from ._s3 import S3Endpoint
 from ._translate import error_from_exception, error_from_response
 
 CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 #: How much of an error body we read to find the S3 <Code>; S3 errors are tiny.
 _ERROR_BODY_LIMIT = 64 * 1024
 #: A page of 1000 keys of 1024 bytes, escaped, is well under this.
@@ -34,40 +36,33 @@ _LIST_BODY_LIMIT = 16 * 1024 * 1024
 _REFRESHABLE_CODES = frozenset({"ExpiredToken", "TokenRefreshRequired", "InvalidToken"})
 #: A proxy URL and its credentials, or ``(None, None)`` for a direct connection.
 _Proxy = tuple[URL | None, aiohttp.BasicAuth | None]
+#: What an answer may raise while it is sent or read, before translation.
+_RAW_ERRORS = (TimeoutError, aiohttp.ClientError, OSError, http.client.HTTPException)
 
 
-class Response:
-    """An open GET response whose status is 200 or 206; read the body with :meth:`read`.
+class _Answer(Protocol):
+    """An answer from either HTTP client: aiohttp's, or a worker thread's."""
 
-    Attributes:
-        status: 200 or 206.
-        headers: the response headers.
-        content_range: ``(first, last, total)`` from a 206's Content-Range;
-            ``total`` is None when the server sent ``*``.
-    """
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    def release(self) -> object: ...
 
-    __slots__ = ("_content", "_source", "_span", "content_range", "headers", "status")
+
+_A = TypeVar("_A", bound=_Answer)
+
+
+class Response(ResponseHead):
+    """An open GET response whose status is 200 or 206; read the body with :meth:`read`."""
+
+    __slots__ = ("_content",)
 
     def __init__(
         self, response: aiohttp.ClientResponse, source: str, span: tuple[int, int] | None
     ) -> None:
-        self._source = source
-        self._span = span
-        self.status = response.status
-        self.headers: Mapping[str, str] = response.headers
+        super().__init__(response.status, response.headers, source, span)
         self._content = response.content
-        self.content_range: tuple[int, int, int | None] | None = None
-        if self.status == 206:
-            match = _CONTENT_RANGE.match(self.headers.get("Content-Range", ""))
-            if match is None:
-                raise ProtocolError(
-                    f"206 with a missing or malformed Content-Range "
-                    f"{self.headers.get('Content-Range')!r}",
-                    source=source,
-                    range=span,
-                )
-            total = None if match.group(3) == "*" else int(match.group(3))
-            self.content_range = (int(match.group(1)), int(match.group(2)), total)
 
     async def read(self) -> bytes:
         """The next body bytes as they arrive; ``b""`` at the end."""
@@ -77,15 +72,6 @@ class Response:
             # Translated here, where it happens, so the caller still knows how
             # far the body got and can resume from there.
             raise error_from_exception(exc, source=self._source, range=self._span) from exc
-
-    @property
-    def etag(self) -> str | None:
-        return self.headers.get("ETag")
-
-    @property
-    def content_length(self) -> int | None:
-        value = self.headers.get("Content-Length")
-        return int(value) if value is not None and value.isdigit() else None
 
 
 def object_info(
@@ -133,6 +119,7 @@ class Transport:
         self.config = config
         self.s3 = s3
         self._session: aiohttp.ClientSession | None = None
+        self._threads: BlockingPool | None = None
         self._proxies: dict[tuple[str, str | None, int | None], _Proxy] = {}
 
     def proxy_for(self, url: URL) -> _Proxy:
@@ -174,10 +161,20 @@ class Transport:
             self._session._retry_connection = False
         return self._session
 
+    def _get_threads(self) -> BlockingPool:
+        if self._threads is None:
+            self._threads = BlockingPool(
+                max_idle=self.config.max_connections, threads=self.config.max_connections
+            )
+        return self._threads
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._threads is not None:
+            self._threads.close()
+            self._threads = None
 
     async def head(self, source: Source) -> ObjectInfo:
         """What the store says about ``source``, without its body.
@@ -229,16 +226,29 @@ class Transport:
         Yields a :class:`Response` whose status is 200 or 206; any other answer
         raises the translated error. The caller checks Content-Range.
         """
-        headers: dict[str, str] = {"Accept-Encoding": "identity"}
-        if first is not None:
-            headers["Range"] = f"bytes={first}-" if last is None else f"bytes={first}-{last}"
-        if if_match is not None:
-            headers["If-Match"] = if_match
-        if checksum_mode:
-            headers["x-amz-checksum-mode"] = "ENABLED"
-        span = (first, last) if first is not None and last is not None else None
+        headers, span = _get_headers(first, last, if_match, checksum_mode)
         async with self._request("GET", source, headers, span=span) as raw:
             yield Response(raw, source.redacted, span)
+
+    @asynccontextmanager
+    async def get_threaded(
+        self,
+        source: Source,
+        first: int | None = None,
+        last: int | None = None,
+        *,
+        if_match: str | None = None,
+    ) -> AsyncIterator[Response | BlockingResponse]:
+        """:meth:`get` for a body that goes to a file: the request is sent and
+        the body read on a worker thread (``BlockingResponse.pump``), so bulk
+        bytes do not pass through the event loop (see ``_blocking``).
+
+        Routes ``http.client`` cannot take (an ``https://`` proxy) get
+        aiohttp's :class:`Response` instead.
+        """
+        headers, span = _get_headers(first, last, if_match, checksum_mode=False)
+        async with self._exchange(self._send_threaded, "GET", source, headers, span, None) as raw:
+            yield raw if isinstance(raw, BlockingResponse) else Response(raw, source.redacted, span)
 
     async def list_page(self, bucket: str, prefix: str, token: str | None) -> ListPage:
         """One ListObjectsV2 page of the keys under ``prefix`` (``token``: the page after)."""
@@ -252,8 +262,7 @@ class Transport:
                     raise ProtocolError("a listing page larger than 16 MiB", source=source.redacted)
         return parse_list_page(bytes(body), source=f"s3://{bucket}/{prefix}")
 
-    @asynccontextmanager
-    async def _request(
+    def _request(
         self,
         method: str,
         source: Source,
@@ -261,12 +270,28 @@ class Transport:
         *,
         span: tuple[int, int] | None = None,
         query: dict[str, str] | None = None,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send one request, following an S3 region redirect and refreshing an
-        expired token once; yield a 2xx response or raise the translated error."""
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        return self._exchange(self._send, method, source, headers, span, query)
+
+    @asynccontextmanager
+    async def _exchange(
+        self,
+        send: Callable[
+            [str, Source, dict[str, str], tuple[int, int] | None, dict[str, str] | None],
+            Awaitable[_A],
+        ],
+        method: str,
+        source: Source,
+        headers: dict[str, str],
+        span: tuple[int, int] | None,
+        query: dict[str, str] | None,
+    ) -> AsyncIterator[_A]:
+        """Send one request with ``send``, following an S3 region redirect and
+        refreshing an expired token once; yield a 2xx answer or raise the
+        translated error."""
         redirected = refreshed = False
         while True:
-            raw = await self._send(method, source, headers, span, query)
+            raw = await send(method, source, headers, span, query)
             if raw.status < 300:
                 break
             error = await self._error(raw, source, span)
@@ -292,10 +317,56 @@ class Transport:
             raise error
         try:
             yield raw
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except _RAW_ERRORS as exc:
             raise error_from_exception(exc, source=source.redacted, range=span) from exc
         finally:
             raw.release()
+
+    async def _address(
+        self, method: str, source: Source, headers: dict[str, str], query: dict[str, str] | None
+    ) -> tuple[str, dict[str, str]]:
+        """The URL and the (signed) headers of a request for ``source``."""
+        if not isinstance(source, S3Source):
+            return source.url, headers
+        await self.s3.resolve()
+        if source.version_id:
+            query = {**(query or {}), "versionId": source.version_id}
+        url = self.s3.url(source.bucket, source.key, query)
+        return url, self.s3.signed_headers(method, url, headers, source.bucket)
+
+    async def _send_threaded(
+        self,
+        method: str,
+        source: Source,
+        headers: dict[str, str],
+        span: tuple[int, int] | None,
+        query: dict[str, str] | None = None,
+    ) -> aiohttp.ClientResponse | BlockingResponse:
+        url, signed = await self._address(method, source, headers, query)
+        try:
+            target = URL(url, encoded=True)
+            proxy_url, proxy_auth = self.proxy_for(target)
+        except ValueError as exc:  # yarl rejects malformed URLs this way
+            raise ProtocolError(f"bad URL: {exc}", source=source.redacted) from exc
+        proxy = None
+        if proxy_url is not None:
+            if proxy_url.scheme != "http" or proxy_url.host is None:
+                return await self._send(method, source, headers, span, query)
+            authorization = proxy_auth.encode() if proxy_auth is not None else None
+            proxy = Proxy(proxy_url.host, proxy_url.port or 80, authorization)
+        timeouts = self.config.timeouts
+        try:
+            ask = Ask(
+                url,
+                signed,
+                proxy,
+                (timeouts.connect_s, timeouts.first_byte_s, timeouts.silence_s),
+                follow_redirects=not isinstance(source, S3Source),
+                where=(source.redacted, span),
+            )
+            return await self._get_threads().request(ask)
+        except _RAW_ERRORS as exc:
+            raise error_from_exception(exc, source=source.redacted, range=span) from exc
 
     async def _send(
         self,
@@ -306,16 +377,7 @@ class Transport:
         query: dict[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         session = self._get_session()
-        if isinstance(source, S3Source):
-            await self.s3.resolve()
-            if source.version_id:
-                query = {**(query or {}), "versionId": source.version_id}
-            url = self.s3.url(source.bucket, source.key, query)
-            headers = self.s3.signed_headers(method, url, headers, source.bucket)
-            allow_redirects = False
-        else:
-            url = source.url
-            allow_redirects = True
+        url, headers = await self._address(method, source, headers, query)
         try:
             target = URL(url, encoded=True)
             proxy, proxy_auth = self.proxy_for(target)
@@ -324,7 +386,7 @@ class Transport:
                     method,
                     target,
                     headers=headers,
-                    allow_redirects=allow_redirects,
+                    allow_redirects=not isinstance(source, S3Source),
                     proxy=proxy,
                     proxy_auth=proxy_auth,
                 )
@@ -334,13 +396,15 @@ class Transport:
             raise ProtocolError(f"bad URL: {exc}", source=source.redacted) from exc
 
     async def _error(
-        self, raw: aiohttp.ClientResponse, source: Source, span: tuple[int, int] | None
+        self, raw: _Answer, source: Source, span: tuple[int, int] | None
     ) -> S3PullError:
         body = b""
         try:
-            if raw.method != "HEAD":
+            if isinstance(raw, BlockingResponse):
+                body = await raw.read_error_body(_ERROR_BODY_LIMIT)
+            elif isinstance(raw, aiohttp.ClientResponse) and raw.method != "HEAD":
                 body = await raw.content.read(_ERROR_BODY_LIMIT)
-        except (TimeoutError, aiohttp.ClientError, OSError):
+        except _RAW_ERRORS:
             body = b""  # the status alone still says what went wrong
         finally:
             raw.release()
@@ -350,3 +414,18 @@ class Transport:
         if raw.status == 403 and isinstance(source, S3Source) and self.s3.anonymous:
             error.message += " (the request was unsigned: no AWS credentials were found)"
         return error
+
+
+def _get_headers(
+    first: int | None, last: int | None, if_match: str | None, checksum_mode: bool
+) -> tuple[dict[str, str], tuple[int, int] | None]:
+    """A GET's headers for bytes ``first..last``, and that span for errors."""
+    headers: dict[str, str] = {"Accept-Encoding": "identity"}
+    if first is not None:
+        headers["Range"] = f"bytes={first}-" if last is None else f"bytes={first}-{last}"
+    if if_match is not None:
+        headers["If-Match"] = if_match
+    if checksum_mode:
+        headers["x-amz-checksum-mode"] = "ENABLED"
+    span = (first, last) if first is not None and last is not None else None
+    return headers, span
