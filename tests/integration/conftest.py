@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -72,10 +73,11 @@ class RangeFileServer:
     """aiohttp's static file handler (sendfile, Range, ETag) on a loopback port,
     in a background thread. It serves ``root``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, tls: ssl.SSLContext | None = None) -> None:
         self.root = root
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self._tls = tls
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -90,7 +92,7 @@ class RangeFileServer:
         app.router.add_static("/", self.root)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self._tls)
         self._loop.run_until_complete(site.start())
         self._started.set()
         self._loop.run_forever()

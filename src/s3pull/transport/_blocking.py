@@ -39,6 +39,7 @@ from urllib.parse import urljoin, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from .._errors import ProtocolError
 from ._response import ResponseHead
 from ._sigv4 import host_header
 from ._translate import error_from_exception
@@ -261,8 +262,8 @@ class BlockingPool:
             response.release()
             ask = ask._replace(url=urljoin(ask.url, location))
             if urlsplit(ask.url).scheme not in ("http", "https"):
-                raise http.client.HTTPException(f"redirected to a non-HTTP URL {ask.url[:100]!r}")
-        raise http.client.HTTPException(f"more than {MAX_REDIRECTS} redirects")
+                raise _redirect_error("redirected to a URL that is not HTTP(S)", ask)
+        raise _redirect_error(f"more than {MAX_REDIRECTS} redirects", ask)
 
     def _request_once(self, ask: Ask, cancel: _Cancel) -> BlockingResponse:
         url, headers, proxy = ask.url, ask.headers, ask.proxy
@@ -364,6 +365,12 @@ def _still_open(connection: http.client.HTTPConnection) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     return not poller.poll(0)
+
+
+def _redirect_error(message: str, ask: Ask) -> ProtocolError:
+    # Not a transient failure: the same redirects would come again.
+    source, span = ask.where
+    return ProtocolError(message, source=source, range=span)
 
 
 def _close_unclaimed(future: concurrent.futures.Future[BlockingResponse]) -> None:

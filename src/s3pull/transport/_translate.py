@@ -7,7 +7,9 @@ Transient errors (worth retrying) derive from :class:`TransientError`.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import re
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -106,18 +108,25 @@ def error_from_exception(
     source: str,
     range: tuple[int, int] | None = None,
 ) -> S3PullError:
-    """The error an aiohttp / OS exception raised while talking to the store means."""
+    """The error an exception raised while talking to the store means: one
+    of aiohttp's, of ``http.client``'s (worker-thread bodies) or the OS's."""
     if isinstance(exc, S3PullError):
         return exc
     where: dict[str, Any] = {"source": source, "range": range}
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return TimeoutError(f"timed out: {exc or type(exc).__name__}", **where)
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return TransferError(f"TLS failed: {exc}", **where)
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLCertVerificationError):
+        # A certificate that does not verify will not verify on a retry either.
+        return TransferError(f"TLS failed: {_first_line(exc)}", **where)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return NetworkError(f"the body ended early: {_first_line(exc)}", **where)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
+    if isinstance(exc, aiohttp.ServerDisconnectedError | http.client.RemoteDisconnected):
         return NetworkError("the server closed the connection", **where)
+    if isinstance(exc, http.client.IncompleteRead):
+        return NetworkError(f"the body ended early: {exc!r}"[:300], **where)
+    if isinstance(exc, http.client.HTTPException):
+        # A garbled status line or headers, or a redirect that cannot be followed.
+        return NetworkError(f"malformed response: {_first_line(exc)[:120]}", **where)
     if isinstance(exc, aiohttp.ClientConnectorError):
         return NetworkError(f"cannot connect: {_first_line(exc)}", **where)
     if isinstance(exc, aiohttp.ClientResponseError):

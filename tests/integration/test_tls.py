@@ -1,0 +1,104 @@
+"""HTTPS end to end, against a file server with a certificate from a test CA.
+
+Both HTTP clients take part in one download: aiohttp for the probe of byte 0
+and http.client on worker threads for the parts. Each must verify the
+server against the CA store that ``SSL_CERT_FILE`` names, and refuse it
+otherwise, with a one-line error and nothing left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from s3pull import TransferConfig, TransferError
+from s3pull._source import HttpSource
+from s3pull.transport import BlockingResponse, S3Endpoint, Transport
+
+from ..support import leftovers, pattern
+from .conftest import RangeFileServer
+
+MiB = 1024 * 1024
+DATA = pattern(3 * MiB + 17, seed=5)
+PARTS = ("--part-size", "1MiB", "--concurrency", "3")
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def https_server(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("tls-root")
+    (root / "obj.bin").write_bytes(DATA)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    with RangeFileServer(root, tls=context) as server:
+        yield f"{server.url}/obj.bin"
+
+
+def _cli(url: str, destination: Path, ca_file: Path | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSL_CERT")}
+    if ca_file is not None:
+        env["SSL_CERT_FILE"] = str(ca_file)
+    return subprocess.run(
+        [sys.executable, "-m", "s3pull", "cp", url, str(destination), "-q", *PARTS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_https_download_verifies_against_the_ca(
+    https_server: str, ca_file: Path, tmp_path: Path
+) -> None:
+    done = _cli(https_server, tmp_path / "obj.bin", ca_file)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "obj.bin").read_bytes() == DATA
+
+
+def test_https_to_an_unknown_ca_fails_in_one_line(https_server: str, tmp_path: Path) -> None:
+    done = _cli(https_server, tmp_path / "obj.bin", None)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "certificate" in lines[0].lower(), done.stderr
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_worker_thread_gets_verify_the_certificate(
+    https_server: str, ca_file: Path, trusted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The threaded client builds its TLS context on first use, so the CA
+    # store the environment names at that moment is the one it trusts.
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file) if trusted else os.devnull)
+    transport = Transport(TransferConfig(), S3Endpoint())
+    try:
+        if not trusted:
+            with pytest.raises(TransferError, match="TLS failed"):
+                async with transport.get_threaded(HttpSource(https_server), 0, 99):
+                    pass
+            return
+        async with transport.get_threaded(HttpSource(https_server), 0, 99) as response:
+            assert isinstance(response, BlockingResponse)
+            body = bytearray()
+            await response.pump(lambda chunk, _: body.extend(chunk), 64 * 1024)
+        assert bytes(body) == DATA[:100]
+    finally:
+        await transport.close()
