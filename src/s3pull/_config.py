@@ -205,9 +205,11 @@ class TransferConfig:
     """How one client downloads: part size, concurrency and the memory budget.
 
     Memory formula. Bytes go from the socket to the file at their offset, so
-    an in-flight ranged GET holds only what aiohttp buffers for it (at most
-    ``2 * read_buffer`` before it pauses the socket) plus one socket read
-    (256 KiB), never a whole part::
+    an in-flight ranged GET holds only its read buffer, never a whole part:
+    a body read on a worker thread (every GET into a file) reads into one
+    ``read_buffer``; one read by aiohttp (small objects, ordered streams)
+    holds at most ``2 * read_buffer`` before it pauses the socket, plus one
+    socket read (256 KiB). Every GET is charged the larger::
 
         stream_cost  = 2 * read_buffer + 256 KiB          (768 KiB by default)
         peak buffers = active_streams * stream_cost + ordered consumers' windows
@@ -226,8 +228,9 @@ class TransferConfig:
         concurrency: ranged GETs in flight per object; None picks
             ``min(16, parts)``, always limited by the memory budget.
         memory_limit: the budget every in-flight buffer draws from (64 MiB).
-        read_buffer: aiohttp's per-stream read buffer (256 KiB).
-        max_connections: connections in the client's pool (64).
+        read_buffer: the per-stream read buffer (256 KiB).
+        max_connections: connections kept per HTTP client (aiohttp's pool,
+            and the worker threads' pool, one thread per connection) (64).
         verify: check checksums (S3 full-object CRC/SHA, single-part MD5 ETag)
             besides sizes and Content-Range, which are always checked (True).
         on_change: what to do when the object changes mid-download (a new
@@ -296,7 +299,8 @@ class TransferConfig:
 
     @property
     def stream_cost(self) -> int:
-        """Bytes one in-flight GET may hold: aiohttp's buffer plus one socket read."""
+        """The most one in-flight GET may hold: aiohttp's buffer plus one socket
+        read (a body read on a worker thread holds one ``read_buffer``)."""
         return 2 * self.read_buffer + SOCKET_READ_SIZE
 
     @property

@@ -14,8 +14,11 @@ The algorithm
 3. **Stream to disk.** A worker reserves one stream's worth of the memory
    budget, sends a ranged GET, checks the status, ``Content-Range``, ETag
    and version, then writes each chunk the socket delivers at its offset
-   with ``os.pwrite``. Nothing is buffered beyond what aiohttp holds for the
-   socket, so memory does not grow with the part size.
+   with ``os.pwrite``. For a temp file the GET is sent and its body read,
+   written and checksummed on a worker thread, so the bytes never pass
+   through the event loop and the kernel's copies run on every core
+   (``transport._blocking``); an ordered stream reads through aiohttp. A
+   stream holds one read buffer, so memory does not grow with the part size.
 4. **Survive.** A failed attempt is translated, classified and handed to the
    pure retry policy. The retry resumes at the first byte not yet written:
    a reset at 90 % of a part costs 10 % of a part. Attempts that made real
