@@ -99,7 +99,7 @@ class S3Endpoint:
         try:
             session = botocore.session.Session(profile=self.profile)
             if self._region is None:
-                self._region = session.get_config_variable("region")
+                self._region = _env_region() or session.get_config_variable("region")
             self._credentials = session.get_credentials() if self.sign else None
         except botocore.exceptions.ProfileNotFound as exc:
             raise ConfigError(str(exc)) from None
@@ -112,7 +112,7 @@ class S3Endpoint:
         needs the chain itself: a profile, expiring credentials, a region that
         only a config file could give."""
         env = os.environ
-        region = self._region or env.get("AWS_DEFAULT_REGION")
+        region = self._region or _env_region()
         if not region or self.profile or env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE"):
             return False
         if not self.sign:
@@ -171,3 +171,9 @@ class S3Endpoint:
             credentials = Credentials(frozen.access_key, frozen.secret_key, frozen.token)
         region = self._bucket_regions.get(bucket, self.region)
         return sign(method, url, headers, credentials, region)
+
+
+def _env_region() -> str | None:
+    """``AWS_REGION``, else ``AWS_DEFAULT_REGION``, as the AWS CLI v2 and the
+    other SDKs read them (botocore alone reads only the second)."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
