@@ -2,36 +2,57 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
-from yarl import URL
 
 from s3pull import TransferConfig
 from s3pull.transport import S3Endpoint, Transport
+from s3pull.transport._proxies import Proxy
 
 
 @pytest.fixture
 def transport(monkeypatch: pytest.MonkeyPatch) -> Transport:
-    monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@proxy.internal:3128")
+    for name in ("HTTP_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:s%40cret@proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "localhost,.corp.example")
     return Transport(TransferConfig(), S3Endpoint(None, region="us-east-1"))
 
 
 def test_https_origins_use_the_proxy_with_its_credentials(transport: Transport) -> None:
-    proxy, auth = transport.proxy_for(URL("https://bucket.s3.us-east-1.amazonaws.com/key"))
-    assert proxy == URL("http://proxy.internal:3128")
-    assert auth is not None and (auth.login, auth.password) == ("user", "secret")
+    proxy = transport.proxy_for("https://bucket.s3.us-east-1.amazonaws.com/key")
+    assert proxy == Proxy("proxy.internal", 3128, "user", "s@cret")
+    assert proxy.url == "http://proxy.internal:3128"
+    assert proxy.authorization == "Basic dXNlcjpzQGNyZXQ="  # user:s@cret
 
 
 @pytest.mark.parametrize(
     "url", ["https://localhost:9000/b/k", "https://minio.corp.example/b/k", "http://h.example/x"]
 )
 def test_no_proxy_and_other_schemes_go_direct(transport: Transport, url: str) -> None:
-    assert transport.proxy_for(URL(url)) == (None, None)
+    assert transport.proxy_for(url) is None
 
 
 def test_the_lookup_is_made_once_per_origin(
     transport: Transport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = transport.proxy_for(URL("https://s3.amazonaws.com/b/1"))
+    first = transport.proxy_for("https://s3.amazonaws.com/b/1")
     monkeypatch.setenv("HTTPS_PROXY", "http://other:1")
-    assert transport.proxy_for(URL("https://s3.amazonaws.com/b/2")) == first
+    assert transport.proxy_for("https://s3.amazonaws.com/b/2") == first
+
+
+def test_a_proxy_without_a_scheme_is_http(
+    transport: Transport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "proxy.internal:8080")
+    assert transport.proxy_for("https://s3.amazonaws.com/b") == Proxy("proxy.internal", 8080)
+
+
+def test_https_proxies_are_ignored_with_a_warning(
+    transport: Transport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "https://proxy.internal:443")
+    with caplog.at_level(logging.WARNING, logger="s3pull"):
+        assert transport.proxy_for("https://s3.amazonaws.com/b") is None
+    assert "only http:// proxies" in caplog.text

@@ -53,7 +53,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .._checksums import (
     Check,
@@ -86,8 +86,11 @@ from ..sinks import (
     stale_files,
     temp_prefix,
 )
-from ..transport import BlockingResponse, ListedObject, Response, ResponseHead, Transport
+from ..transport import BlockingResponse, ListedObject, ResponseHead, Transport
 from ._budget import MemoryBudget
+
+if TYPE_CHECKING:
+    from ..transport._aio import Response
 
 #: Progress events are sent at most once per this many bytes per object.
 PROGRESS_STEP = 1 * MiB

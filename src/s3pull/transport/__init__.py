@@ -4,7 +4,9 @@ from ._blocking import BlockingResponse
 from ._listing import ListedObject, ListPage
 from ._response import ResponseHead
 from ._s3 import ADDRESSING_STYLES, S3Endpoint
-from ._transport import CHECKSUM_ALGORITHMS, Response, Transport, object_info
+from ._transport import CHECKSUM_ALGORITHMS, Transport, object_info
+
+# aiohttp's Response lives in ``_aio``, imported when first needed: see there.
 
 __all__ = [
     "ADDRESSING_STYLES",
@@ -12,7 +14,6 @@ __all__ = [
     "BlockingResponse",
     "ListPage",
     "ListedObject",
-    "Response",
     "ResponseHead",
     "S3Endpoint",
     "Transport",

@@ -40,6 +40,7 @@ from urllib.parse import urljoin, urlsplit
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from .._errors import ProtocolError
+from ._proxies import Proxy
 from ._response import ResponseHead
 from ._sigv4 import host_header
 from ._translate import error_from_exception
@@ -52,18 +53,11 @@ MAX_REDIRECTS = 10
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-class Proxy(NamedTuple):
-    """An ``http://`` proxy: where to connect, and its ``Proxy-Authorization``."""
-
-    host: str
-    port: int
-    authorization: str | None = None
-
-
 class Ask(NamedTuple):
-    """One GET for a worker thread to send.
+    """One request (a GET or a HEAD) for a worker thread to send.
 
     Attributes:
+        method: ``GET`` or ``HEAD``.
         url: the whole URL, query included.
         headers: the request's headers (signed), without Host.
         proxy: the proxy to go through, or None.
@@ -72,6 +66,7 @@ class Ask(NamedTuple):
         where: the redacted source and range, for the errors of body reads.
     """
 
+    method: str
     url: str
     headers: dict[str, str]
     proxy: Proxy | None
@@ -185,6 +180,9 @@ class BlockingResponse(ResponseHead):
         end, else close it (unread bytes would corrupt the next answer)."""
         raw = self._raw
         if not self._aborted and raw.length == 0 and not raw.will_close:
+            # A HEAD's answer is complete unread; http.client must be told,
+            # or it refuses the connection's next request.
+            raw.close()
             self._pool.put(self._origin, self._connection)
         else:
             self._connection.close()
@@ -281,7 +279,7 @@ class BlockingPool:
             sock.settimeout(first_byte_s)
             # A plain-HTTP request through a proxy names the whole URL.
             target = url if proxy is not None and scheme == "http" else _path(url)
-            connection.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
+            connection.putrequest(ask.method, target, skip_host=True, skip_accept_encoding=True)
             connection.putheader("Host", host_header(url))
             if proxy is not None and proxy.authorization and scheme == "http":
                 connection.putheader("Proxy-Authorization", proxy.authorization)

@@ -1,4 +1,5 @@
-"""Translation of HTTP answers and aiohttp exceptions into s3pull errors.
+"""Translation of HTTP answers and of aiohttp's, http.client's and the OS's
+exceptions into s3pull errors.
 
 This is the only place that knows which status or exception means what.
 Transient errors (worth retrying) derive from :class:`TransientError`.
@@ -10,10 +11,9 @@ import asyncio
 import http.client
 import re
 import ssl
+import sys
 from collections.abc import Mapping
 from typing import Any
-
-import aiohttp
 
 from .._errors import (
     AccessDeniedError,
@@ -113,20 +113,42 @@ def error_from_exception(
     if isinstance(exc, S3PullError):
         return exc
     where: dict[str, Any] = {"source": source, "range": range}
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    if "aiohttp" in sys.modules:  # else exc cannot be one of its errors
+        error = _from_aiohttp(exc, where)
+        if error is not None:
+            return error
+    if isinstance(exc, asyncio.TimeoutError):
         return TimeoutError(f"timed out: {exc or type(exc).__name__}", **where)
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLCertVerificationError):
+    if isinstance(exc, ssl.SSLCertVerificationError):
         # A certificate that does not verify will not verify on a retry either.
         return TransferError(f"TLS failed: {_first_line(exc)}", **where)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return NetworkError(f"the body ended early: {_first_line(exc)}", **where)
-    if isinstance(exc, aiohttp.ServerDisconnectedError | http.client.RemoteDisconnected):
+    if isinstance(exc, http.client.RemoteDisconnected):
         return NetworkError("the server closed the connection", **where)
     if isinstance(exc, http.client.IncompleteRead):
         return NetworkError(f"the body ended early: {exc!r}"[:300], **where)
     if isinstance(exc, http.client.HTTPException):
-        # A garbled status line or headers, or a redirect that cannot be followed.
+        # A garbled status line or headers: junk on a kept-alive connection,
+        # a broken proxy. Worth another connection.
         return NetworkError(f"malformed response: {_first_line(exc)[:120]}", **where)
+    if isinstance(exc, ConnectionError | OSError):
+        return NetworkError(f"connection failed: {_first_line(exc)}", **where)
+    return TransferError(
+        f"unexpected {type(exc).__name__}: {_first_line(exc)}", source=source, range=range
+    )
+
+
+def _from_aiohttp(exc: BaseException, where: dict[str, Any]) -> S3PullError | None:
+    """The error one of aiohttp's exceptions means; None for any other."""
+    import aiohttp  # already imported: the caller checked
+
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return TimeoutError(f"timed out: {exc or type(exc).__name__}", **where)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return TransferError(f"TLS failed: {_first_line(exc)}", **where)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return NetworkError(f"the body ended early: {_first_line(exc)}", **where)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return NetworkError("the server closed the connection", **where)
     if isinstance(exc, aiohttp.ClientConnectorError):
         return NetworkError(f"cannot connect: {_first_line(exc)}", **where)
     if isinstance(exc, aiohttp.ClientResponseError):
@@ -136,11 +158,9 @@ def error_from_exception(
         message = str(exc.message).splitlines()[0][:120].rstrip(": ") if exc.message else ""
         message = message or "unparsable"
         return NetworkError(f"malformed response: {message}", **where)
-    if isinstance(exc, aiohttp.ClientError | ConnectionError | OSError):
+    if isinstance(exc, aiohttp.ClientError):
         return NetworkError(f"connection failed: {_first_line(exc)}", **where)
-    return TransferError(
-        f"unexpected {type(exc).__name__}: {_first_line(exc)}", source=source, range=range
-    )
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,32 +1,40 @@
-"""The transport: HEAD and (ranged) GET over one aiohttp connection pool.
+"""The transport: HEAD, (ranged) GET and ListObjectsV2 over two HTTP clients.
 
-It hides addressing, signing, region redirects and the one-time credential
-refresh, and turns every failure into an s3pull error (via ``_translate``).
-It never retries: retry policy lives in planning, the driver in scheduling.
+HEADs and GETs whose body goes to a file are sent from worker threads with
+``http.client`` (``_blocking``), so bulk bytes never pass through the event
+loop; small objects' GETs, listings and ordered streams go through aiohttp
+(``_aio``, imported on first use), whose per-request cost is lower. The
+transport hides which, and addressing, signing, proxies, region redirects
+and the one-time credential refresh, and turns every failure into an s3pull
+error (via ``_translate``). It never retries: retry policy lives in
+planning, the driver in scheduling.
 """
 
 from __future__ import annotations
 
-import asyncio
 import http.client
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from email.utils import parsedate_to_datetime
-from typing import Protocol, TypeVar
-
-import aiohttp
-from aiohttp.helpers import get_env_proxy_for_url
-from yarl import URL
+from typing import TYPE_CHECKING, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from .._config import TransferConfig
 from .._errors import CredentialsError, ProtocolError, S3PullError
 from .._results import ObjectInfo
 from .._source import HttpSource, S3Source, Source
-from ._blocking import Ask, BlockingPool, BlockingResponse, Proxy
+from ._blocking import Ask, BlockingPool, BlockingResponse
 from ._listing import ListPage, list_query, parse_list_page
+from ._proxies import Proxy, env_proxy
 from ._response import ResponseHead
 from ._s3 import S3Endpoint
 from ._translate import error_from_exception, error_from_response
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ._aio import Response
 
 CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 #: How much of an error body we read to find the S3 <Code>; S3 errors are tiny.
@@ -34,10 +42,9 @@ _ERROR_BODY_LIMIT = 64 * 1024
 #: A page of 1000 keys of 1024 bytes, escaped, is well under this.
 _LIST_BODY_LIMIT = 16 * 1024 * 1024
 _REFRESHABLE_CODES = frozenset({"ExpiredToken", "TokenRefreshRequired", "InvalidToken"})
-#: A proxy URL and its credentials, or ``(None, None)`` for a direct connection.
-_Proxy = tuple[URL | None, aiohttp.BasicAuth | None]
-#: What an answer may raise while it is sent or read, before translation.
-_RAW_ERRORS = (TimeoutError, aiohttp.ClientError, OSError, http.client.HTTPException)
+#: What an answer from http.client may raise while it is sent or read (an
+#: aiohttp answer adds ``_aio.ERRORS``), before translation.
+_RAW_ERRORS: tuple[type[Exception], ...] = (TimeoutError, OSError, http.client.HTTPException)
 
 
 class _Answer(Protocol):
@@ -51,27 +58,6 @@ class _Answer(Protocol):
 
 
 _A = TypeVar("_A", bound=_Answer)
-
-
-class Response(ResponseHead):
-    """An open GET response whose status is 200 or 206; read the body with :meth:`read`."""
-
-    __slots__ = ("_content",)
-
-    def __init__(
-        self, response: aiohttp.ClientResponse, source: str, span: tuple[int, int] | None
-    ) -> None:
-        super().__init__(response.status, response.headers, source, span)
-        self._content = response.content
-
-    async def read(self) -> bytes:
-        """The next body bytes as they arrive; ``b""`` at the end."""
-        try:
-            return await self._content.readany()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            # Translated here, where it happens, so the caller still knows how
-            # far the body got and can resume from there.
-            raise error_from_exception(exc, source=self._source, range=self._span) from exc
 
 
 def object_info(
@@ -120,45 +106,22 @@ class Transport:
         self.s3 = s3
         self._session: aiohttp.ClientSession | None = None
         self._threads: BlockingPool | None = None
-        self._proxies: dict[tuple[str, str | None, int | None], _Proxy] = {}
+        self._proxies: dict[tuple[str, str, int | None], Proxy | None] = {}
 
-    def proxy_for(self, url: URL) -> _Proxy:
+    def proxy_for(self, url: str) -> Proxy | None:
         """The proxy for ``url``'s origin from ``HTTP(S)_PROXY`` / ``NO_PROXY``,
-        as boto3 users expect; looked up once per origin."""
-        origin = (url.scheme, url.host, url.port)
-        proxy = self._proxies.get(origin)
-        if proxy is None:
-            try:
-                proxy = get_env_proxy_for_url(url)
-            except LookupError:
-                proxy = (None, None)
-            self._proxies[origin] = proxy
-        return proxy
+        as boto3 users expect; looked up once per origin (``_proxies``)."""
+        parts = urlsplit(url)
+        origin = (parts.scheme, parts.hostname or "", parts.port)
+        if origin not in self._proxies:
+            self._proxies[origin] = env_proxy(parts.scheme, parts.hostname or "")
+        return self._proxies[origin]
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            timeouts = self.config.timeouts
-            connector = aiohttp.TCPConnector(
-                limit=self.config.max_connections, limit_per_host=0, ttl_dns_cache=300
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                # The body is stored byte for byte: a gzip object stays gzip.
-                auto_decompress=False,
-                read_bufsize=self.config.read_buffer,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=timeouts.connect_s, sock_read=timeouts.silence_s
-                ),
-                skip_auto_headers=("Accept-Encoding",),
-                # trust_env would cost two thread hops per request (a proxy
-                # lookup and a ~/.netrc read); proxies are resolved once per
-                # origin instead (see proxy_for).
-                trust_env=False,
-            )
-            # aiohttp silently sends an idempotent request again when its
-            # connection closes unanswered; s3pull's own retry policy does that,
-            # counted, backed off and charged to the retry budget.
-            self._session._retry_connection = False
+            from . import _aio
+
+            self._session = _aio.open_session(self.config)
         return self._session
 
     def _get_threads(self) -> BlockingPool:
@@ -180,25 +143,28 @@ class Transport:
         """What the store says about ``source``, without its body.
 
         S3 sources get a HEAD with checksums asked for. HTTP sources (often
-        presigned for GET only) get a GET of their first byte instead.
+        presigned for GET only) get a GET of their first byte instead. Both
+        go from a worker thread, whose connection the download's ranged GETs
+        then reuse.
         """
         if isinstance(source, HttpSource):
             try:
-                async with self.get(source, 0, 0) as response:
+                async with self.get_threaded(source, 0, 0) as response:
                     return self.info_from_response(source, response)
             except ProtocolError as exc:
                 if exc.status != 416:
                     raise
             # 416 for byte 0: the object is empty. A plain GET says so.
-            async with self.get(source) as response:
+            async with self.get_threaded(source) as response:
                 return self.info_from_response(source, response)
-        async with self._request("HEAD", source, {"x-amz-checksum-mode": "ENABLED"}) as raw:
+        headers = {"x-amz-checksum-mode": "ENABLED"}
+        async with self._exchange(self._send_threaded, "HEAD", source, headers, None, None) as raw:
             length = raw.headers.get("Content-Length", "")
             if not length.isdigit():
                 raise ProtocolError("HEAD without a Content-Length", source=source.redacted)
             return object_info(source, raw.headers, int(length), is_s3=True)
 
-    def info_from_response(self, source: Source, response: Response) -> ObjectInfo:
+    def info_from_response(self, source: Source, response: ResponseHead) -> ObjectInfo:
         """Object facts from a GET response (its size from Content-Range or Content-Length)."""
         if response.content_range is not None and response.content_range[2] is not None:
             size = response.content_range[2]
@@ -226,6 +192,8 @@ class Transport:
         Yields a :class:`Response` whose status is 200 or 206; any other answer
         raises the translated error. The caller checks Content-Range.
         """
+        from ._aio import Response
+
         headers, span = _get_headers(first, last, if_match, checksum_mode)
         async with self._request("GET", source, headers, span=span) as raw:
             yield Response(raw, source.redacted, span)
@@ -238,29 +206,26 @@ class Transport:
         last: int | None = None,
         *,
         if_match: str | None = None,
-    ) -> AsyncIterator[Response | BlockingResponse]:
+    ) -> AsyncIterator[BlockingResponse]:
         """:meth:`get` for a body that goes to a file: the request is sent and
         the body read on a worker thread (``BlockingResponse.pump``), so bulk
         bytes do not pass through the event loop (see ``_blocking``).
-
-        Routes ``http.client`` cannot take (an ``https://`` proxy) get
-        aiohttp's :class:`Response` instead.
         """
         headers, span = _get_headers(first, last, if_match, checksum_mode=False)
         async with self._exchange(self._send_threaded, "GET", source, headers, span, None) as raw:
-            yield raw if isinstance(raw, BlockingResponse) else Response(raw, source.redacted, span)
+            yield raw
 
     async def list_page(self, bucket: str, prefix: str, token: str | None) -> ListPage:
         """One ListObjectsV2 page of the keys under ``prefix`` (``token``: the page after)."""
         source = S3Source(bucket, "")
         query = list_query(prefix, token)
-        body = bytearray()
+        from ._aio import read_upto
+
         async with self._request("GET", source, {}, query=query) as raw:
-            while chunk := await raw.content.readany():
-                body += chunk
-                if len(body) > _LIST_BODY_LIMIT:
-                    raise ProtocolError("a listing page larger than 16 MiB", source=source.redacted)
-        return parse_list_page(bytes(body), source=f"s3://{bucket}/{prefix}")
+            body = await read_upto(raw, _LIST_BODY_LIMIT)
+            if len(body) > _LIST_BODY_LIMIT:
+                raise ProtocolError("a listing page larger than 16 MiB", source=source.redacted)
+        return parse_list_page(body, source=f"s3://{bucket}/{prefix}")
 
     def _request(
         self,
@@ -317,7 +282,7 @@ class Transport:
             raise error
         try:
             yield raw
-        except _RAW_ERRORS as exc:
+        except _raw_errors() as exc:
             raise error_from_exception(exc, source=source.redacted, range=span) from exc
         finally:
             raw.release()
@@ -341,25 +306,15 @@ class Transport:
         headers: dict[str, str],
         span: tuple[int, int] | None,
         query: dict[str, str] | None = None,
-    ) -> aiohttp.ClientResponse | BlockingResponse:
+    ) -> BlockingResponse:
         url, signed = await self._address(method, source, headers, query)
-        try:
-            target = URL(url, encoded=True)
-            proxy_url, proxy_auth = self.proxy_for(target)
-        except ValueError as exc:  # yarl rejects malformed URLs this way
-            raise ProtocolError(f"bad URL: {exc}", source=source.redacted) from exc
-        proxy = None
-        if proxy_url is not None:
-            if proxy_url.scheme != "http" or proxy_url.host is None:
-                return await self._send(method, source, headers, span, query)
-            authorization = proxy_auth.encode() if proxy_auth is not None else None
-            proxy = Proxy(proxy_url.host, proxy_url.port or 80, authorization)
         timeouts = self.config.timeouts
         try:
             ask = Ask(
+                method,
                 url,
                 signed,
-                proxy,
+                self.proxy_for(url),
                 (timeouts.connect_s, timeouts.first_byte_s, timeouts.silence_s),
                 follow_redirects=not isinstance(source, S3Source),
                 where=(source.redacted, span),
@@ -376,21 +331,21 @@ class Transport:
         span: tuple[int, int] | None,
         query: dict[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
+        from . import _aio
+
         session = self._get_session()
         url, headers = await self._address(method, source, headers, query)
         try:
-            target = URL(url, encoded=True)
-            proxy, proxy_auth = self.proxy_for(target)
-            async with asyncio.timeout(self.config.timeouts.first_byte_s):
-                return await session.request(
-                    method,
-                    target,
-                    headers=headers,
-                    allow_redirects=not isinstance(source, S3Source),
-                    proxy=proxy,
-                    proxy_auth=proxy_auth,
-                )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            return await _aio.send(
+                session,
+                method,
+                url,
+                headers,
+                follow_redirects=not isinstance(source, S3Source),
+                proxy=self.proxy_for(url),
+                first_byte_s=self.config.timeouts.first_byte_s,
+            )
+        except _raw_errors() as exc:
             raise error_from_exception(exc, source=source.redacted, range=span) from exc
         except ValueError as exc:  # yarl / aiohttp reject malformed URLs this way
             raise ProtocolError(f"bad URL: {exc}", source=source.redacted) from exc
@@ -402,9 +357,11 @@ class Transport:
         try:
             if isinstance(raw, BlockingResponse):
                 body = await raw.read_error_body(_ERROR_BODY_LIMIT)
-            elif isinstance(raw, aiohttp.ClientResponse) and raw.method != "HEAD":
-                body = await raw.content.read(_ERROR_BODY_LIMIT)
-        except _RAW_ERRORS:
+            else:
+                from ._aio import read_upto
+
+                body = await read_upto(raw, _ERROR_BODY_LIMIT)  # type: ignore[arg-type]
+        except _raw_errors():
             body = b""  # the status alone still says what went wrong
         finally:
             raw.release()
@@ -429,3 +386,10 @@ def _get_headers(
         headers["x-amz-checksum-mode"] = "ENABLED"
     span = (first, last) if first is not None and last is not None else None
     return headers, span
+
+
+def _raw_errors() -> tuple[type[Exception], ...]:
+    """What a request may raise before translation: aiohttp's errors count
+    only once aiohttp is imported (it is not, until a request needs it)."""
+    aio = sys.modules.get(f"{__package__}._aio")
+    return _RAW_ERRORS if aio is None else _RAW_ERRORS + aio.ERRORS
