@@ -50,3 +50,18 @@ def test_no_proxy_goes_direct(
     ):
         client.download_file("s3://bucket/k.bin", tmp_path / "k.bin")
     assert s3.requests == []
+
+
+def test_proxy_credentials_go_with_every_request(
+    s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3.put_object("bucket", "k.bin", b"x" * (3 * 1024 * 1024))
+    proxy = s3.endpoint_url.replace("http://", "http://user:p%40ss@")
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    config = TransferConfig(part_size=1024 * 1024)
+    with Client(endpoint_url=UNREACHABLE, config=config, subscribers=[]) as client:
+        client.download_file("s3://bucket/k.bin", tmp_path / "k.bin")
+    requests = [r for r in s3.requests if r.key == "k.bin"]
+    assert [r.method for r in requests] == ["HEAD", "GET", "GET", "GET"]
+    # user:p@ss, from the percent-encoded URL
+    assert {r.headers.get("proxy-authorization") for r in requests} == {"Basic dXNlcjpwQHNz"}

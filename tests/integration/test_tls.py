@@ -9,9 +9,12 @@ otherwise, with a one-line error and nothing left behind.
 from __future__ import annotations
 
 import os
+import socket
+import socketserver
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,8 +55,68 @@ def https_server(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> It
         yield f"{server.url}/obj.bin"
 
 
-def _cli(url: str, destination: Path, ca_file: Path | None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SSL_CERT")}
+class ConnectProxy(socketserver.ThreadingTCPServer):
+    """A bare HTTP ``CONNECT`` proxy on loopback that records each tunnel's
+    target and ``Proxy-Authorization``, then relays bytes both ways."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Tunnel)
+        self.tunnels: list[tuple[str, str | None]] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Tunnel(socketserver.StreamRequestHandler):
+    server: ConnectProxy
+
+    def handle(self) -> None:
+        head = self.rfile.readline().decode()
+        headers = {}
+        while (line := self.rfile.readline().decode().strip()) != "":
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        method, target, _ = head.split(" ", 2)
+        self.server.tunnels.append((f"{method} {target}", headers.get("proxy-authorization")))
+        host, _, port = target.rpartition(":")
+        with socket.create_connection((host, int(port))) as upstream:
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            pipe = threading.Thread(target=_relay, args=(upstream, self.connection), daemon=True)
+            pipe.start()
+            _relay(self.connection, upstream)
+            pipe.join()
+
+
+def _relay(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the other side went away: the tunnel is over
+
+
+@pytest.fixture
+def connect_proxy() -> Iterator[ConnectProxy]:
+    proxy = ConnectProxy()
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+def _cli(
+    url: str, destination: Path, ca_file: Path | None, **env_vars: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SSL_CERT") and k.lower() not in ("https_proxy", "no_proxy")
+    }
+    env.update(env_vars)
     if ca_file is not None:
         env["SSL_CERT_FILE"] = str(ca_file)
     return subprocess.run(
@@ -71,6 +134,19 @@ def test_https_download_verifies_against_the_ca(
     done = _cli(https_server, tmp_path / "obj.bin", ca_file)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "obj.bin").read_bytes() == DATA
+
+
+def test_https_through_a_connect_proxy(
+    https_server: str, ca_file: Path, tmp_path: Path, connect_proxy: ConnectProxy
+) -> None:
+    proxy = connect_proxy.url.replace("http://", "http://me:pw@")
+    done = _cli(https_server, tmp_path / "obj.bin", ca_file, HTTPS_PROXY=proxy)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "obj.bin").read_bytes() == DATA
+    origin = https_server.split("/")[2]
+    # The probe and the four parts, over however many kept-alive tunnels.
+    assert connect_proxy.tunnels
+    assert set(connect_proxy.tunnels) == {(f"CONNECT {origin}", "Basic bWU6cHc=")}
 
 
 def test_https_to_an_unknown_ca_fails_in_one_line(https_server: str, tmp_path: Path) -> None:
