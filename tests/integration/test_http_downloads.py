@@ -4,6 +4,9 @@ errors and cancellation."""
 from __future__ import annotations
 
 import asyncio
+import http.server
+import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -122,3 +125,50 @@ def test_object_deleted_mid_download_fails_cleanly(
         client.download_file(url, tmp_path)
     assert caught.value.range is not None and caught.value.range[0] > 0
     assert leftovers(tmp_path) == []
+
+
+class _ClosingRangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves ``DATA`` with Range support and ``Connection: close`` on every answer."""
+
+    protocol_version = "HTTP/1.1"
+    data = b""
+
+    def do_GET(self) -> None:
+        first, last = 0, len(self.data) - 1
+        status = 200
+        if match := re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "")):
+            first = int(match.group(1))
+            last = min(int(match.group(2) or last), last)
+            status = 206
+        self.send_response(status)
+        self.send_header("Content-Length", str(last - first + 1))
+        self.send_header("ETag", '"closing"')
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {first}-{last}/{len(self.data)}")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(self.data[first : last + 1])
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_answers_that_close_the_connection_cost_no_retry(tmp_path: Path) -> None:
+    data = pattern(3 * MiB + 1, seed=3)
+    _ClosingRangeHandler.data = data
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ClosingRangeHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/obj.bin"
+        config = TransferConfig(part_size=1 * MiB, concurrency=2)
+        with Client(config=config, subscribers=[]) as client:
+            result = client.download_file(url, tmp_path / "obj.bin")
+        assert (tmp_path / "obj.bin").read_bytes() == data
+        # The probe and the parts, each on a new connection: none was reused
+        # after the server said it would close it.
+        assert result.attempts == 1 + 4
+    finally:
+        server.shutdown()
+        server.server_close()

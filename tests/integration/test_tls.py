@@ -57,9 +57,14 @@ def https_server(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> It
 
 class ConnectProxy(socketserver.ThreadingTCPServer):
     """A bare HTTP ``CONNECT`` proxy on loopback that records each tunnel's
-    target and ``Proxy-Authorization``, then relays bytes both ways."""
+    target and ``Proxy-Authorization``, then relays bytes both ways.
 
-    daemon_threads = True
+    ``server_close`` waits for every tunnel to end, so none is still open to
+    the file server when the file server stops.
+    """
+
+    daemon_threads = False
+    block_on_close = True
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Tunnel)
@@ -88,12 +93,18 @@ class _Tunnel(socketserver.StreamRequestHandler):
 
 
 def _relay(source: socket.socket, sink: socket.socket) -> None:
+    """Copy until either side closes, then tear the whole tunnel down (so the
+    file server never keeps a half-closed connection after the client left)."""
     try:
         while data := source.recv(65536):
             sink.sendall(data)
-        sink.shutdown(socket.SHUT_WR)
     except OSError:
         pass  # the other side went away: the tunnel is over
+    for end in (source, sink):
+        try:
+            end.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 @pytest.fixture

@@ -143,10 +143,12 @@ class BlockingResponse(ResponseHead):
             await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             self.abort()
-            # A blocked read returns at once after abort(); at most one more
-            # consume() of a chunk already read runs. Waiting for it here,
-            # on the loop thread, is what keeps the caller's file safe.
-            concurrent.futures.wait([future])
+            # Not started yet (every thread busy): it never will be. Running:
+            # a blocked read returns at once after abort(), and at most one
+            # more consume() of a chunk already read runs. Waiting for that
+            # here, on the loop thread, is what keeps the caller's file safe.
+            if not future.cancel():
+                concurrent.futures.wait([future])
             raise
 
     def _pump(self, consume: Callable[[memoryview, float], None], buffer_size: int) -> None:
@@ -185,6 +187,9 @@ class BlockingResponse(ResponseHead):
             raw.close()
             self._pool.put(self._origin, self._connection)
         else:
+            # Both: after a "Connection: close" answer the connection has
+            # already let go of the socket, and only the answer holds it.
+            raw.close()
             self._connection.close()
 
 
@@ -234,6 +239,7 @@ class BlockingPool:
         self._max_idle = max_idle
         self._idle: dict[_Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
+        self._closed = False
         self._tls: ssl.SSLContext | None = None
 
     async def request(self, ask: Ask) -> BlockingResponse:
@@ -331,14 +337,15 @@ class BlockingPool:
     def put(self, origin: _Origin, connection: http.client.HTTPConnection) -> None:
         with self._lock:
             idle = self._idle.setdefault(origin, [])
-            if len(idle) < self._max_idle:
+            if not self._closed and len(idle) < self._max_idle:
                 idle.append(connection)
                 return
-        connection.close()
+        connection.close()  # too many idle, or a late answer after close()
 
     def close(self) -> None:
         """Close every idle connection and let the threads end."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, {}
         for connections in idle.values():
             for connection in connections:
