@@ -218,7 +218,7 @@ class TransferConfig:
     The client admits a new GET only when the budget has ``stream_cost``
     free, so concurrency adapts to the budget: the default 64 MiB admits up
     to 85 streams; 16 MiB admits 21. The process's peak RSS is the
-    interpreter's baseline (~50 MB with aiohttp and botocore loaded) plus at
+    interpreter's baseline (~30-40 MB with s3pull's imports) plus at
     most ``memory_limit`` plus allocator slack, whatever the object size.
 
     Attributes:

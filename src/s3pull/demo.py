@@ -223,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(table)
         console.print(
             "wall time includes starting the interpreter; peak RSS is the whole "
-            "s3pull process (its own VmHWM), whose baseline with aiohttp and "
-            "botocore loaded is ~45 MB."
+            "s3pull process (its own VmHWM); its imports alone take ~29 MB, "
+            "~37 MB once aiohttp is loaded (listings, small objects)."
         )
         return 0 if all(outcome.identical for outcome in outcomes) else 1
 
