@@ -29,6 +29,19 @@ def served(file_root: Path, request: pytest.FixtureRequest) -> Path:
     return directory
 
 
+def test_http_urls_with_spaces_and_non_ascii_characters(
+    file_server: RangeFileServer, served: Path, tmp_path: Path
+) -> None:
+    data = pattern(2 * MiB + 3, seed=12)
+    (served / "a b é.bin").write_bytes(data)
+    url = f"{file_server.url}/{served.name}/a b é.bin"  # as a user might paste it
+    config = TransferConfig(part_size=1 * MiB, concurrency=2)
+    with Client(config=config, subscribers=[]) as client:
+        result = client.download_file(url, tmp_path / "out.bin")
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert result.attempts == 1 + 3  # the probe of byte 0 and three parts, no retries
+
+
 def test_http_redirects_are_followed_for_every_part(
     file_server: RangeFileServer, served: Path, tmp_path: Path
 ) -> None:

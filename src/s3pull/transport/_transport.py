@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .._config import TransferConfig
 from .._errors import CredentialsError, ProtocolError, S3PullError
@@ -41,6 +41,9 @@ CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 _ERROR_BODY_LIMIT = 64 * 1024
 #: A page of 1000 keys of 1024 bytes, escaped, is well under this.
 _LIST_BODY_LIMIT = 16 * 1024 * 1024
+#: What stays as it is in a URL: RFC 3986's reserved characters and the %
+#: of escapes already there (letters, digits and "-._~" always stay).
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 _REFRESHABLE_CODES = frozenset({"ExpiredToken", "TokenRefreshRequired", "InvalidToken"})
 #: What an answer from http.client may raise while it is sent or read (an
 #: aiohttp answer adds ``_aio.ERRORS``), before translation.
@@ -292,7 +295,7 @@ class Transport:
     ) -> tuple[str, dict[str, str]]:
         """The URL and the (signed) headers of a request for ``source``."""
         if not isinstance(source, S3Source):
-            return source.url, headers
+            return requote(source.url), headers
         await self.s3.resolve()
         if source.version_id:
             query = {**(query or {}), "versionId": source.version_id}
@@ -322,6 +325,8 @@ class Transport:
             return await self._get_threads().request(ask)
         except _RAW_ERRORS as exc:
             raise error_from_exception(exc, source=source.redacted, range=span) from exc
+        except ValueError as exc:  # http.client refuses a URL it cannot send this way
+            raise ProtocolError(f"bad URL: {exc}", source=source.redacted) from exc
 
     async def _send(
         self,
@@ -393,3 +398,15 @@ def _raw_errors() -> tuple[type[Exception], ...]:
     only once aiohttp is imported (it is not, until a request needs it)."""
     aio = sys.modules.get(f"{__package__}._aio")
     return _RAW_ERRORS if aio is None else _RAW_ERRORS + aio.ERRORS
+
+
+def requote(url: str) -> str:
+    """``url`` with spaces, control and non-ASCII characters percent-encoded
+    (as UTF-8) and its escapes kept, as browsers and requests send such a
+    URL; no HTTP client may put them on the wire as they are.
+
+    Example:
+        >>> requote("https://h/a b/é.txt?X-Amz-Signature=ab%2Fc")
+        'https://h/a%20b/%C3%A9.txt?X-Amz-Signature=ab%2Fc'
+    """
+    return quote(url, safe=_URL_SAFE)
