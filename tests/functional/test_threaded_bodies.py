@@ -49,6 +49,17 @@ def test_parts_reuse_kept_alive_connections(s3: FaultServer, tmp_path: Path) -> 
     assert len(set(connections)) <= 2  # two workers, each on its own connection
 
 
+def test_max_connections_bounds_the_connections(s3: FaultServer, tmp_path: Path) -> None:
+    # Four streams wanted, two connections allowed: the other two wait to be
+    # sent, rather than being sent on new connections and waiting for a thread.
+    config = TransferConfig(part_size=1 * MiB, concurrency=4, max_connections=2, retry=RETRY)
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        result = client.download_file("s3://bucket/a.bin", tmp_path / "a.bin")
+    assert (tmp_path / "a.bin").read_bytes() == generate_bytes("a.bin", 8 * MiB)
+    assert result.attempts == 1 + 8
+    assert len({r.connection for r in s3.requests}) <= 2
+
+
 def test_connections_the_server_closed_while_idle_are_not_used(
     s3: FaultServer, tmp_path: Path
 ) -> None:

@@ -106,7 +106,7 @@ class BlockingResponse(ResponseHead):
     exceptions); a 206 without a valid Content-Range never gets this far.
     """
 
-    __slots__ = ("_aborted", "_connection", "_origin", "_pool", "_raw", "_socket")
+    __slots__ = ("_aborted", "_connection", "_on_release", "_origin", "_pool", "_raw", "_socket")
 
     def __init__(
         self,
@@ -126,6 +126,8 @@ class BlockingResponse(ResponseHead):
         self._socket = sock
         self._raw = raw
         self._aborted = False
+        #: Gives the pool's connection slot back (set once the answer is the caller's).
+        self._on_release: Callable[[], None] | None = None
 
     async def pump(self, consume: Callable[[memoryview, float], None], buffer_size: int) -> None:
         """Read the body to its end on a worker thread.
@@ -180,6 +182,9 @@ class BlockingResponse(ResponseHead):
     def release(self) -> None:
         """Give the connection back to the pool if its body was read to the
         end, else close it (unread bytes would corrupt the next answer)."""
+        if self._on_release is not None:
+            self._on_release()
+            self._on_release = None
         raw = self._raw
         if not self._aborted and raw.length == 0 and not raw.will_close:
             # A HEAD's answer is complete unread; http.client must be told,
@@ -227,16 +232,22 @@ class _Cancel:
 class BlockingPool:
     """Keep-alive HTTP/1.1 connections per origin and the threads that use them.
 
+    At most ``connections`` requests are under way at once, from the moment
+    one is sent until its answer is released (body read or abandoned); more
+    wait, on the event loop, as aiohttp's pool makes them wait. With a thread
+    per connection, a body never waits for a thread to read it.
+
     Args:
-        max_idle: idle connections kept per origin; more are closed.
-        threads: worker threads (requests and body pumps in flight at once).
+        connections: requests in flight at once, and worker threads.
     """
 
-    def __init__(self, *, max_idle: int, threads: int) -> None:
+    def __init__(self, *, connections: int) -> None:
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="s3pull-body"
+            max_workers=connections, thread_name_prefix="s3pull-body"
         )
-        self._max_idle = max_idle
+        self._connections = connections
+        self._slots: asyncio.Semaphore | None = None
+        self._max_idle = connections
         self._idle: dict[_Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -246,15 +257,34 @@ class BlockingPool:
         """Send ``ask`` on a worker thread; return once the answer's headers
         are in. Raises what ``http.client`` and the socket raise, untranslated.
         """
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._connections)
+        slots = self._slots
+        await slots.acquire()
+        loop = asyncio.get_running_loop()
+
+        def free_slot() -> None:  # from any thread
+            try:
+                loop.call_soon_threadsafe(slots.release)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits for a slot any more
+
         cancel = _Cancel()
         future = self.executor.submit(self._request, ask, cancel)
         try:
-            return await asyncio.wrap_future(future)
+            response = await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             cancel.cancel()
-            # An answer that still comes (the headers were in) is nobody's.
+            # An answer that still comes (the headers were in) is nobody's;
+            # the slot is free once it is closed or has failed.
             future.add_done_callback(_close_unclaimed)
+            future.add_done_callback(lambda _: free_slot())
             raise
+        except BaseException:
+            slots.release()
+            raise
+        response._on_release = free_slot
+        return response
 
     def _request(self, ask: Ask, cancel: _Cancel) -> BlockingResponse:
         for _ in range(MAX_REDIRECTS + 1):

@@ -129,9 +129,7 @@ class Transport:
 
     def _get_threads(self) -> BlockingPool:
         if self._threads is None:
-            self._threads = BlockingPool(
-                max_idle=self.config.max_connections, threads=self.config.max_connections
-            )
+            self._threads = BlockingPool(connections=self.config.max_connections)
         return self._threads
 
     async def close(self) -> None:
