@@ -7,6 +7,7 @@ import asyncio
 import http.server
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,70 @@ def test_answers_that_close_the_connection_cost_no_retry(tmp_path: Path) -> None
         # The probe and the parts, each on a new connection: none was reused
         # after the server said it would close it.
         assert result.attempts == 1 + 4
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _LengthlessRangeHandler(http.server.BaseHTTPRequestHandler):
+    """Answers Range GETs with 206 and no Content-Length (the body ends with
+    the connection); the first answer for bytes from 1 MiB stops at ``STOP``
+    and holds the connection, as a stalled server does; ``STOP`` is not a
+    multiple of the client's 256 KiB read buffer, so a read that waits to
+    fill it would lose the bytes before the stall."""
+
+    STOP = 300 * 1024
+
+    protocol_version = "HTTP/1.1"
+    data = b""
+    ranges: list[str] = []  # noqa: RUF012 - one test's record
+    stalled = threading.Event()
+
+    def do_GET(self) -> None:
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        assert match is not None
+        first = int(match.group(1))
+        last = min(int(match.group(2) or len(self.data) - 1), len(self.data) - 1)
+        type(self).ranges.append(f"{first}-{last}")
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {first}-{last}/{len(self.data)}")
+        self.send_header("ETag", '"lengthless"')
+        self.send_header("Connection", "close")
+        self.end_headers()
+        body = self.data[first : last + 1]
+        if first == MiB and not self.stalled.is_set():
+            self.stalled.set()
+            self.wfile.write(body[: self.STOP])
+            self.wfile.flush()
+            time.sleep(1.5)  # past the client's read timeout
+            return
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_stalled_body_without_content_length_resumes_where_it_stopped(tmp_path: Path) -> None:
+    data = pattern(2 * MiB, seed=9)
+    _LengthlessRangeHandler.data = data
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LengthlessRangeHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/obj.bin"
+        config = TransferConfig(
+            part_size=1 * MiB,
+            concurrency=1,
+            timeouts=s3pull.Timeouts(5, read=0.5),
+            retry=s3pull.RetryConfig(backoff_base=0.001, backoff_cap=0.001),
+        )
+        with Client(config=config, subscribers=[]) as client:
+            client.download_file(url, tmp_path / "obj.bin")
+        assert (tmp_path / "obj.bin").read_bytes() == data
+        # The retry asks for what was missing, not for the whole part again.
+        resumed = MiB + _LengthlessRangeHandler.STOP
+        assert f"{resumed}-{2 * MiB - 1}" in _LengthlessRangeHandler.ranges
     finally:
         server.shutdown()
         server.server_close()

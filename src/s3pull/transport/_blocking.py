@@ -89,13 +89,16 @@ class _HTTPResponse(http.client.HTTPResponse):
     timeout, and the retry could not resume after them."""
 
     def readinto(self, buffer: WriteableBuffer) -> int:
-        if self.fp is None or self.chunked or self.length is None:
-            return super().readinto(buffer)
-        view = memoryview(buffer)[: self.length]
+        if self.fp is None or self.chunked:
+            return super().readinto(buffer)  # chunked: never for an S3 GET
+        view = memoryview(buffer)
+        if self.length is not None:
+            view = view[: self.length]
         size = self.fp.readinto1(view) if view else 0
-        self.length -= size
-        if not size or not self.length:
-            self.close()  # the end, or the server closed early
+        if self.length is not None:
+            self.length -= size
+        if not size or self.length == 0:
+            self.close()  # the end (of the length, or of a body read to the close)
         return size
 
 
