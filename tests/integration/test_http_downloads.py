@@ -4,10 +4,12 @@ errors and cancellation."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import re
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -168,24 +170,29 @@ class _ClosingRangeHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_answers_that_close_the_connection_cost_no_retry(tmp_path: Path) -> None:
-    data = pattern(3 * MiB + 1, seed=3)
-    _ClosingRangeHandler.data = data
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ClosingRangeHandler)
+@contextlib.contextmanager
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` on a loopback port in a thread; yields an object's URL there."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/obj.bin"
-        config = TransferConfig(part_size=1 * MiB, concurrency=2)
-        with Client(config=config, subscribers=[]) as client:
-            result = client.download_file(url, tmp_path / "obj.bin")
-        assert (tmp_path / "obj.bin").read_bytes() == data
-        # The probe and the parts, each on a new connection: none was reused
-        # after the server said it would close it.
-        assert result.attempts == 1 + 4
+        yield f"http://127.0.0.1:{server.server_address[1]}/obj.bin"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_answers_that_close_the_connection_cost_no_retry(tmp_path: Path) -> None:
+    data = pattern(3 * MiB + 1, seed=3)
+    _ClosingRangeHandler.data = data
+    config = TransferConfig(part_size=1 * MiB, concurrency=2)
+    with _serving(_ClosingRangeHandler) as url, Client(config=config, subscribers=[]) as client:
+        result = client.download_file(url, tmp_path / "obj.bin")
+    assert (tmp_path / "obj.bin").read_bytes() == data
+    # The probe and the parts, each on a new connection: none was reused
+    # after the server said it would close it.
+    assert result.attempts == 1 + 4
 
 
 class _LengthlessRangeHandler(http.server.BaseHTTPRequestHandler):
@@ -230,23 +237,15 @@ class _LengthlessRangeHandler(http.server.BaseHTTPRequestHandler):
 def test_a_stalled_body_without_content_length_resumes_where_it_stopped(tmp_path: Path) -> None:
     data = pattern(2 * MiB, seed=9)
     _LengthlessRangeHandler.data = data
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LengthlessRangeHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/obj.bin"
-        config = TransferConfig(
-            part_size=1 * MiB,
-            concurrency=1,
-            timeouts=s3pull.Timeouts(5, read=0.5),
-            retry=s3pull.RetryConfig(backoff_base=0.001, backoff_cap=0.001),
-        )
-        with Client(config=config, subscribers=[]) as client:
-            client.download_file(url, tmp_path / "obj.bin")
-        assert (tmp_path / "obj.bin").read_bytes() == data
-        # The retry asks for what was missing, not for the whole part again.
-        resumed = MiB + _LengthlessRangeHandler.STOP
-        assert f"{resumed}-{2 * MiB - 1}" in _LengthlessRangeHandler.ranges
-    finally:
-        server.shutdown()
-        server.server_close()
+    config = TransferConfig(
+        part_size=1 * MiB,
+        concurrency=1,
+        timeouts=s3pull.Timeouts(5, read=0.5),
+        retry=s3pull.RetryConfig(backoff_base=0.001, backoff_cap=0.001),
+    )
+    with _serving(_LengthlessRangeHandler) as url, Client(config=config, subscribers=[]) as client:
+        client.download_file(url, tmp_path / "obj.bin")
+    assert (tmp_path / "obj.bin").read_bytes() == data
+    # The retry asks for what was missing, not for the whole part again.
+    resumed = MiB + _LengthlessRangeHandler.STOP
+    assert f"{resumed}-{2 * MiB - 1}" in _LengthlessRangeHandler.ranges
