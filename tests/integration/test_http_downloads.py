@@ -32,29 +32,26 @@ def served(file_root: Path, request: pytest.FixtureRequest) -> Path:
     return directory
 
 
-def test_http_urls_with_spaces_and_non_ascii_characters(
-    file_server: RangeFileServer, served: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        # pasted as a user might: a space and a non-ASCII letter, unencoded
+        ("a b é.bin", "{dir}/a b é.bin"),
+        # two 302s before the file, followed again for every part
+        ("moved.bin", "redirect/2/{dir}/moved.bin?X-Amz-Signature=" + SECRET),
+    ],
+    ids=["unencoded", "redirected"],
+)
+def test_http_urls_that_need_care_download_every_part(
+    file_server: RangeFileServer, served: Path, tmp_path: Path, name: str, path: str
 ) -> None:
-    data = pattern(2 * MiB + 3, seed=12)
-    (served / "a b é.bin").write_bytes(data)
-    url = f"{file_server.url}/{served.name}/a b é.bin"  # as a user might paste it
-    config = TransferConfig(part_size=1 * MiB, concurrency=2)
+    data = pattern(5 * MiB + 7, seed=11)
+    (served / name).write_bytes(data)
+    url = f"{file_server.url}/{path.format(dir=served.name)}"
+    config = TransferConfig(part_size=1 * MiB, concurrency=3)
     with Client(config=config, subscribers=[]) as client:
         result = client.download_file(url, tmp_path / "out.bin")
     assert (tmp_path / "out.bin").read_bytes() == data
-    assert result.attempts == 1 + 3  # the probe of byte 0 and three parts, no retries
-
-
-def test_http_redirects_are_followed_for_every_part(
-    file_server: RangeFileServer, served: Path, tmp_path: Path
-) -> None:
-    data = pattern(5 * MiB + 7, seed=11)
-    (served / "moved.bin").write_bytes(data)
-    url = f"{file_server.url}/redirect/2/{served.name}/moved.bin?X-Amz-Signature={SECRET}"
-    config = TransferConfig(part_size=1 * MiB, concurrency=3)
-    with Client(config=config, subscribers=[]) as client:
-        result = client.download_file(url, tmp_path / "moved.bin")
-    assert (tmp_path / "moved.bin").read_bytes() == data
     assert result.attempts == 1 + 6  # the probe of byte 0 and six parts, no retries
 
 

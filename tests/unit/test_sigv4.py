@@ -98,16 +98,12 @@ async def test_environment_credentials_skip_botocore(clean_env: pytest.MonkeyPat
     assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AK/")
 
 
-async def test_aws_region_wins_over_the_default_region(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("AWS_REGION", "eu-north-1")
-    endpoint = S3Endpoint("http://127.0.0.1:9")
-    with mock.patch("botocore.session.Session", side_effect=AssertionError("botocore used")):
-        await endpoint.resolve()
-    assert endpoint.region == "eu-north-1"
-
-
-async def test_aws_region_alone_is_enough_to_skip_botocore(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.delenv("AWS_DEFAULT_REGION")
+@pytest.mark.parametrize("default_region", [True, False])
+async def test_aws_region_wins_and_needs_no_botocore(
+    clean_env: pytest.MonkeyPatch, default_region: bool
+) -> None:
+    if not default_region:
+        clean_env.delenv("AWS_DEFAULT_REGION")  # AWS_REGION alone is enough
     clean_env.setenv("AWS_REGION", "eu-north-1")
     endpoint = S3Endpoint("http://127.0.0.1:9")
     with mock.patch("botocore.session.Session", side_effect=AssertionError("botocore used")):
