@@ -206,10 +206,11 @@ class TransferConfig:
 
     Memory formula. Bytes go from the socket to the file at their offset, so
     an in-flight ranged GET holds only its read buffer, never a whole part:
-    a body read on a worker thread (every GET into a file) reads into one
-    ``read_buffer``; one read by aiohttp (small objects, ordered streams)
-    holds at most ``2 * read_buffer`` before it pauses the socket, plus one
-    socket read (256 KiB). Every GET is charged the larger::
+    one read by aiohttp (small objects, ordered streams) holds at most
+    ``2 * read_buffer`` before it pauses the socket, plus one socket read
+    (256 KiB); a body read on a worker thread (every GET into a file) reads
+    into one buffer of the same size, because fewer, larger reads cost
+    less CPU per byte. Every GET is charged::
 
         stream_cost  = 2 * read_buffer + 256 KiB          (768 KiB by default)
         peak buffers = active_streams * stream_cost + ordered consumers' windows
@@ -300,7 +301,7 @@ class TransferConfig:
     @property
     def stream_cost(self) -> int:
         """The most one in-flight GET may hold: aiohttp's buffer plus one socket
-        read (a body read on a worker thread holds one ``read_buffer``)."""
+        read, which is also the size of a worker thread's read buffer."""
         return 2 * self.read_buffer + SOCKET_READ_SIZE
 
     @property

@@ -691,7 +691,7 @@ class Downloader:
                 told = position
 
         try:
-            await response.pump(consume, self.config.read_buffer)
+            await response.pump(consume, self.config.stream_cost)
             if position <= last:
                 raise NetworkError(f"the body ended at byte {position}, expected {end}")
         except S3PullError as error:
