@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._errors import IntegrityError
 from ._results import ObjectInfo
 
 _CHUNK = 1 << 20
@@ -117,13 +118,22 @@ def combine_crcs(algorithm: str, parts: list[RunningCrc]) -> str:
     value = 0
     for part in parts:
         value = combine(value, part.value, part.length)
-    return base64.b64encode(value.to_bytes(width, "big")).decode()
+    return digest_text(algorithm, value.to_bytes(width, "big"))
 
 
-def digest_matches(check: Check, digest: bytes) -> bool:
-    if check.algorithm == "MD5":
-        return digest.hex() == check.expected
-    return base64.b64encode(digest).decode() == check.expected
+def digest_text(algorithm: str, digest: bytes) -> str:
+    """``digest`` as the store writes it: hex for an MD5 ETag, base64 otherwise."""
+    return digest.hex() if algorithm == "MD5" else base64.b64encode(digest).decode()
+
+
+def mismatch_error(check: Check, actual: str, *, source: str, attempts: int) -> IntegrityError:
+    """The error for bytes whose checksum is ``actual`` where ``check`` wanted another."""
+    return IntegrityError(
+        f"{check.algorithm} mismatch: the store says {check.expected}, "
+        f"the downloaded bytes give {actual}",
+        source=source,
+        attempts=attempts,
+    )
 
 
 class OrderedHasher:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from s3pull import (
     UnsafePathError,
 )
 from s3pull.scheduling._breaker import Breakers
+from s3pull.sinks import _tempfile
 from s3pull.testing import Fault, FaultServer, generate_bytes
 from s3pull.testing._rss import run_cli_measured
 
@@ -273,6 +275,31 @@ def test_small_listed_objects_take_one_get_and_no_head(s3: FaultServer, tmp_path
     verified = {Path(o.source).name: o.result.verified for o in outcomes if o.result is not None}
     assert verified == {"crc.bin": "CRC64NVME", "md5.bin": "MD5"}
     assert [r.method for r in s3.requests if r.key.startswith("p/")] == ["GET", "GET"]
+
+
+async def test_no_fsync_runs_on_the_event_loop(
+    s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a disk each fsync waits milliseconds: on the loop it would hold up
+    # every other download of the batch. Small (one GET) and multi-part alike.
+    small, large = pattern(5000, seed=1), pattern(3 * MiB, seed=2)
+    s3.put_object("bucket", "p/small.bin", small)
+    s3.put_object("bucket", "p/large.bin", large)
+    synced_on: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced_on.append(threading.get_ident())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(_tempfile, "is_tmpfs", lambda fd: False)  # wherever tmp_path is
+    config = TransferConfig(part_size=MiB)
+    async with AsyncClient(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        batch = await client.download_prefix("s3://bucket/p/", tmp_path)
+    assert batch.ok, batch.failures
+    assert files_under(tmp_path) == {"large.bin": large, "small.bin": small}
+    assert synced_on and threading.get_ident() not in synced_on
 
 
 def test_kms_object_etag_is_not_taken_for_an_md5(s3: FaultServer, tmp_path: Path) -> None:

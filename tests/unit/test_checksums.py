@@ -24,7 +24,7 @@ from s3pull._checksums import (
     RunningCrc,
     choose_check,
     combine_crcs,
-    digest_matches,
+    digest_text,
 )
 
 REFERENCE = {
@@ -94,7 +94,7 @@ def test_parts_combined_out_of_order_do_not_match(algorithm: str) -> None:
     assert combine_crcs(algorithm, [b, a]) != reference(algorithm, b"first part second part")
 
 
-# choose_check / digest_matches ---------------------------------------------------------
+# choose_check / digest_text -------------------------------------------------------------
 
 MD5_HEX = hashlib.md5(b"abc").hexdigest()
 
@@ -131,13 +131,11 @@ def test_check_kind() -> None:
     assert not Check("MD5", "x").is_crc
 
 
-def test_digest_matches() -> None:
+def test_digest_text_is_hex_for_md5_and_base64_otherwise() -> None:
     md5 = hashlib.md5(b"abc").digest()
     sha = hashlib.sha256(b"abc").digest()
-    assert digest_matches(Check("MD5", md5.hex()), md5)
-    assert not digest_matches(Check("MD5", md5.hex()), sha)
-    assert digest_matches(Check("SHA256", base64.b64encode(sha).decode()), sha)
-    assert not digest_matches(Check("SHA256", base64.b64encode(sha).decode()), md5)
+    assert digest_text("MD5", md5) == MD5_HEX == md5.hex()
+    assert digest_text("SHA256", sha) == base64.b64encode(sha).decode()
 
 
 # OrderedHasher --------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import re
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -269,3 +271,75 @@ def test_is_tmpfs() -> None:
     finally:
         os.close(fd)
         os.unlink(name)
+
+
+# finish: commit off the event loop ---------------------------------------------------
+
+
+class _HeldFsync:
+    """os.fsync that records its thread and, once armed, blocks until released."""
+
+    def __init__(self) -> None:
+        self.real = os.fsync
+        self.threads: list[int] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self, fd: int) -> None:
+        self.threads.append(threading.get_ident())
+        self.entered.set()
+        assert self.release.wait(10), "never released"
+        self.real(fd)
+
+
+@pytest.mark.parametrize(("on_tmpfs", "on_loop_thread"), [(False, False), (True, True)])
+async def test_finish_syncs_on_a_worker_thread_unless_on_tmpfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_tmpfs: bool, on_loop_thread: bool
+) -> None:
+    # On a disk every fsync waits for it; on tmpfs it returns at once and a
+    # thread hop would cost more than it saves.
+    fsync = _HeldFsync()
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(_tempfile, "is_tmpfs", lambda fd: on_tmpfs)
+    with TempFile(tmp_path / "f", 3) as sink:
+        sink.pwrite(b"abc", 0)
+        await sink.finish(mtime=1_000_000.0)
+    assert (tmp_path / "f").read_bytes() == b"abc"
+    assert (tmp_path / "f").stat().st_mtime == 1_000_000.0
+    assert fsync.threads  # the file and its directory
+    assert all((t == threading.get_ident()) is on_loop_thread for t in fsync.threads)
+    assert entries(tmp_path) == ["f"]
+
+
+async def test_cancelling_finish_waits_for_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The caller's "with" removes the temp file when it is left uncommitted:
+    # that must never happen while a thread is still fsyncing or renaming it.
+    # (The loop runs on meanwhile: this test awaits while the fsync is held.)
+    fsync = _HeldFsync()
+    fsync.release.clear()
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(_tempfile, "is_tmpfs", lambda fd: False)
+
+    async def download() -> None:
+        with TempFile(tmp_path / "f", 3) as sink:
+            sink.pwrite(b"abc", 0)
+            await sink.finish()
+
+    task = asyncio.create_task(download())
+    await asyncio.to_thread(fsync.entered.wait, 10)
+    task.cancel()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not task.done()  # held by the thread, cancelled or not
+    task.cancel()  # a second request changes nothing
+    await asyncio.sleep(0)
+    assert not task.done()
+    fsync.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The commit was under way: the object is complete and nothing else is left.
+    assert (tmp_path / "f").read_bytes() == b"abc"
+    assert entries(tmp_path) == ["f"]

@@ -61,7 +61,8 @@ from .._checksums import (
     RunningCrc,
     choose_check,
     combine_crcs,
-    digest_matches,
+    digest_text,
+    mismatch_error,
 )
 from .._config import MiB, Timeouts, TransferConfig
 from .._errors import (
@@ -373,7 +374,7 @@ class Downloader:
                 await state.close(keep_journal=False)
                 raise
             await state.close(keep_journal=True)
-            file.commit(mtime=_timestamp(info))
+            await file.finish(mtime=_timestamp(info))
             if state.journal is not None:
                 state.journal.remove()
         return self._result(state, destination, started, verified)
@@ -449,7 +450,7 @@ class Downloader:
                     await state.close(keep_journal=False)
                 raise
             await state.close(keep_journal=False)
-            file.commit(mtime=_timestamp(info))
+            await file.finish(mtime=_timestamp(info))
         return self._result(state, destination, started, verified)
 
     def _identity(
@@ -735,19 +736,11 @@ class Downloader:
             return None
         if state.crcs is not None:
             actual = combine_crcs(check.algorithm, state.crcs)
-            matches = actual == check.expected
         else:
             assert state.hasher is not None
-            digest = await state.hasher.finish()
-            actual = digest.hex()
-            matches = digest_matches(check, digest)
-        if not matches:
-            raise IntegrityError(
-                f"{check.algorithm} mismatch: the store says {check.expected}, "
-                f"the downloaded bytes give {actual}",
-                source=state.redacted,
-                attempts=state.attempts,
-            )
+            actual = digest_text(check.algorithm, await state.hasher.finish())
+        if actual != check.expected:
+            raise mismatch_error(check, actual, source=state.redacted, attempts=state.attempts)
         return check.algorithm
 
 

@@ -34,9 +34,9 @@ import contextlib
 from collections import deque
 from types import TracebackType
 
-from .._checksums import Check, choose_check, digest_matches, new_hash
+from .._checksums import Check, choose_check, digest_text, mismatch_error, new_hash
 from .._config import MiB
-from .._errors import IntegrityError, S3PullError
+from .._errors import S3PullError
 from .._results import ObjectInfo
 from .._source import S3Source, Source
 from ..planning._ranges import Part, plan_parts
@@ -232,14 +232,11 @@ class ObjectStream:
             raise self._window.error
         check: Check | None = self._ordered_check
         if check is not None and self._hash is not None:
-            digest = self._hash.digest()
+            actual = digest_text(check.algorithm, self._hash.digest())
             self._hash = None
-            if not digest_matches(check, digest):
-                raise IntegrityError(
-                    f"{check.algorithm} mismatch: the store says {check.expected}, "
-                    f"the streamed bytes give {digest.hex()}",
-                    source=self._state.redacted,
-                    attempts=self._state.attempts,
+            if actual != check.expected:
+                raise mismatch_error(
+                    check, actual, source=self._state.redacted, attempts=self._state.attempts
                 )
 
     async def read(self, size: int = -1) -> bytes:

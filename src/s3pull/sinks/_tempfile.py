@@ -19,7 +19,10 @@ nothing) or the complete object. The temp file:
 - receives bytes at their offsets with ``os.pwrite``, so parts can arrive in
   any order without buffering;
 - is fsynced, renamed over the destination with ``os.replace``, and the
-  directory is fsynced so the rename itself survives a power cut.
+  directory is fsynced so the rename itself survives a power cut. The
+  downloader does this on a worker thread (:meth:`TempFile.finish`): on a
+  disk each fsync waits milliseconds, which the event loop, busy with other
+  downloads, must not.
 
 On any failure or cancellation the temp file is unlinked. Only a crash
 leaves it behind, for the next run to resume (``_journal``) or clean.
@@ -27,6 +30,8 @@ leaves it behind, for the next run to resume (``_journal``) or clean.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -99,6 +104,7 @@ class TempFile:
         #: True when this is a crashed run's temp file, reopened to be completed.
         self.resumed = False
         self._committed = False
+        self._on_tmpfs = False
 
     def __enter__(self) -> TempFile:
         if self._resume is not None and self._reopen(self._resume):
@@ -116,6 +122,7 @@ class TempFile:
             raise local_error(exc, "create a file in", self.destination.parent) from exc
         try:
             try_lock(self.fd)  # a brand-new name: nobody else can hold it
+            self._on_tmpfs = is_tmpfs(self.fd)
             self._preallocate()
         except BaseException:
             self._discard()
@@ -132,6 +139,7 @@ class TempFile:
             os.close(fd)
             return False
         self.fd, self.path, self.resumed = fd, path, True
+        self._on_tmpfs = is_tmpfs(fd)
         return True
 
     def _check_free_space(self) -> None:
@@ -152,7 +160,7 @@ class TempFile:
             self._discard()
 
     def _preallocate(self) -> None:
-        if self.size == 0 or is_tmpfs(self.fd):
+        if self.size == 0 or self._on_tmpfs:
             return
         try:
             os.posix_fallocate(self.fd, 0, self.size)
@@ -201,6 +209,27 @@ class TempFile:
                 os.close(dir_fd)
         except OSError:
             pass  # some file systems cannot fsync a directory; the data itself is synced
+
+    async def finish(self, *, mtime: float | None = None) -> None:
+        """:meth:`commit` without holding up the event loop: on a worker
+        thread, except on tmpfs, where fsync returns at once and the hop to a
+        thread would cost more than it saves. If the caller is cancelled
+        meanwhile, the thread is still waited for: the file is never touched
+        after the download has ended (it may have been committed)."""
+        if self._on_tmpfs:
+            self.commit(mtime=mtime)
+            return
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, functools.partial(self.commit, mtime=mtime))
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            while not future.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([future])
+            if not future.cancelled():
+                future.exception()  # seen: the cancellation is what is raised
+            raise
 
     def _discard(self) -> None:
         if self.fd >= 0:
