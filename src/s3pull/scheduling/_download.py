@@ -28,7 +28,8 @@ The algorithm
    answer; the download then restarts as one plain GET.
 5. **Verify and publish.** Sizes are implied by the checked ranges; checksums
    are verified as ``_checksums`` describes; then the temp file is fsynced
-   and renamed over the destination. Any exception or cancellation before
+   and renamed over the destination, on a worker thread
+   (``TempFile.finish``). Any exception or cancellation before
    that removes the temp file and leaves the destination untouched. A
    checksum mismatch starts the download over once; so does a changed
    object when ``on_change="restart"``.
