@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         venvs.add("tools")
     for venv in sorted(venvs):
         provision.ensure_venv(venv)
+    provision.compile_s3pull()
     s3pull = s3pull_binary()
     if s3pull is None:
         print("note: no s3pull entry point next to this interpreter; s3pull rows will be n/a")
