@@ -9,10 +9,11 @@ of a 1 GiB download on a fast link.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import hmac
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 #: SHA-256 of an empty body: what botocore signs for a GET or a HEAD.
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -44,9 +45,9 @@ class Credentials(NamedTuple):
     token: str | None = None
 
 
-def host_header(url: str) -> str:
+def host_header(url: str | SplitResult) -> str:
     """The Host header for ``url``: its host, and its port unless the default."""
-    parts = urlsplit(url)
+    parts = urlsplit(url) if isinstance(url, str) else url
     host = parts.hostname or ""
     if ":" in host:  # an IPv6 literal
         host = f"[{host}]"
@@ -65,6 +66,16 @@ def _canonical_query(query: str) -> str:
 
 def _hmac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode(), hashlib.sha256).digest()
+
+
+@functools.lru_cache(maxsize=16)
+def _signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
+    """The day's key for a region and service: the same for every request of
+    that day, and four HMACs to derive."""
+    key = _hmac(f"AWS4{secret_key}".encode(), date)
+    for part in (region, service, "aws4_request"):
+        key = _hmac(key, part)
+    return key
 
 
 def sign(
@@ -97,11 +108,11 @@ def sign(
         lowered = name.lower()
         if lowered not in _UNSIGNED:
             canonical.setdefault(lowered, []).append(" ".join(value.split()))
+    parts = urlsplit(url)
     if "host" not in canonical:
-        canonical["host"] = [host_header(url)]
+        canonical["host"] = [host_header(parts)]
     names = sorted(canonical)
     signed_names = ";".join(names)
-    parts = urlsplit(url)
     request = "\n".join(
         [
             method.upper(),
@@ -116,9 +127,7 @@ def sign(
     to_sign = "\n".join(
         ["AWS4-HMAC-SHA256", timestamp, scope, hashlib.sha256(request.encode()).hexdigest()]
     )
-    key = _hmac(f"AWS4{credentials.secret_key}".encode(), date)
-    for part in (region, service, "aws4_request"):
-        key = _hmac(key, part)
+    key = _signing_key(credentials.secret_key, date, region, service)
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     signed["Authorization"] = (
         f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
