@@ -20,11 +20,16 @@ NOW = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.UTC)
 
 
 def botocore_headers(
-    method: str, url: str, headers: dict[str, str], credentials: Credentials, region: str
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    credentials: Credentials,
+    region: str,
+    now: datetime.datetime = NOW,
 ) -> dict[str, str]:
     request = AWSRequest(method=method, url=url, headers=dict(headers))
     frozen = BotocoreCredentials(*credentials)
-    with mock.patch("botocore.auth.get_current_datetime", return_value=NOW):
+    with mock.patch("botocore.auth.get_current_datetime", return_value=now):
         S3SigV4Auth(frozen, "s3", region).add_auth(request)
     return dict(request.headers.items())
 
@@ -58,6 +63,22 @@ def test_same_headers_as_botocore(
     credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
     ours = sign(method, url, headers, credentials, "eu-west-3", now=NOW)
     assert ours == botocore_headers(method, url, headers, credentials, "eu-west-3")
+
+
+def test_each_day_region_and_secret_sign_with_their_own_key() -> None:
+    # The day's signing key is cached: one kept for another day, region or
+    # secret would sign every later request wrongly.
+    next_day = NOW + datetime.timedelta(days=1)
+    for now, region, secret in [
+        (NOW, "eu-west-3", "secret-1"),
+        (next_day, "eu-west-3", "secret-1"),
+        (next_day, "us-east-1", "secret-1"),
+        (next_day, "us-east-1", "secret-2"),
+        (NOW, "eu-west-3", "secret-1"),
+    ]:
+        credentials = Credentials("AKIDEXAMPLE", secret)
+        ours = sign("GET", URL, {}, credentials, region, now=now)
+        assert ours == botocore_headers("GET", URL, {}, credentials, region, now)
 
 
 def test_listing_query_is_canonicalised_like_botocore() -> None:

@@ -174,6 +174,24 @@ def test_preallocation_on_a_full_disk(tmp_path: Path, monkeypatch: pytest.Monkey
     assert entries(tmp_path) == []
 
 
+def test_a_new_directory_is_checked_for_space_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The directory is made only when creating the file finds it missing;
+    # the free-space check must still see the file system it is on.
+    def one_mib_free(path: str | Path) -> os.statvfs_result:
+        assert Path(path) == tmp_path / "new"
+        return os.statvfs_result((4096, 4096, 1 << 20, 256, 256, 0, 0, 0, 0, 255))
+
+    monkeypatch.setattr(os, "statvfs", one_mib_free)
+    with (
+        pytest.raises(DiskFullError, match="the object needs"),
+        TempFile(tmp_path / "new" / "f", 2 << 20),
+    ):
+        pass
+    assert entries(tmp_path / "new") == []
+
+
 def test_preallocation_unsupported_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def unsupported(fd: int, offset: int, length: int) -> None:
         raise OSError(errno.EOPNOTSUPP, "Operation not supported")
