@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from s3pull import AsyncClient, Client, RetryConfig, Timeouts, TransferConfig
+from s3pull import AsyncClient, Client, RetryConfig, Subscriber, Timeouts, TransferConfig
 from s3pull.testing import Fault, FaultServer, generate_bytes
 
 from ..support import leftovers
@@ -118,7 +118,7 @@ async def test_cancelling_stops_threads_waiting_for_an_answer(
     assert leftovers(tmp_path) == []
 
 
-class _Progress:
+class _Progress(Subscriber):
     def __init__(self) -> None:
         self.seen: list[tuple[int, int]] = []
 
@@ -128,11 +128,13 @@ class _Progress:
 
 def test_progress_is_reported_while_a_thread_reads_a_part(s3: FaultServer, tmp_path: Path) -> None:
     # One 8 MiB part: all progress but the last comes from the worker thread.
+    # It posts once a MiB has come since its last post; a read fills at most
+    # stream_cost (768 KiB), so a post comes at least every 1.75 MiB.
     config = TransferConfig(part_size=8 * MiB, retry=RETRY)
     progress = _Progress()
     with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[progress]) as client:
-        client.download_file("s3://bucket/b.bin", tmp_path / "b.bin")
+        client.download_file("s3://bucket/a.bin", tmp_path / "a.bin")
     dones = [done for done, _ in progress.seen if done > 0]
     assert dones == sorted(dones)  # reported on the loop thread, in order
-    assert len(dones) >= 4  # about once a MiB, not only when the part ends
-    assert progress.seen[-1] == (4 * MiB + 5, 4 * MiB + 5)
+    assert len(dones) >= 5  # 4 posts in 8 MiB at the least, and the end
+    assert progress.seen[-1] == (8 * MiB, 8 * MiB)
