@@ -294,7 +294,7 @@ F, D = False, True  # file, directory marker
 @pytest.mark.parametrize(
     ("earlier", "later", "reason"),
     [
-        ([("A.txt", F)], ("a.txt", F), "the same file (names may differ only in case)"),
+        ([("A.txt", F)], ("a.txt", F), "(the same key twice, or names that differ only in case)"),
         ([("a.txt", F)], ("a.txt", F), "the same file"),
         ([("x/Report.PDF", F)], ("X/report.pdf", F), "the same file"),
         ([("\u00e9", F)], ("e\u0301", F), "the same file"),  # NFC and NFD spellings of é

@@ -314,7 +314,7 @@ class PathClaims:
         >>> claims.claim(LocalTarget("dir/A.TXT", False), source="s3://b/A")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        s3pull._errors.UnsafePathError: s3://b/A: the key conflicts with another key ...
+        s3pull._errors.UnsafePathError: s3://b/A: the key maps to the same file as another item ...
     """
 
     __slots__ = ("_directories", "_files")
@@ -344,8 +344,8 @@ class PathClaims:
             problem = (
                 "the directory marker maps to a file of this batch"
                 if target.is_directory
-                else "the key conflicts with another key that maps to the same file"
-                " (names may differ only in case)"
+                else "the key maps to the same file as another item of this batch"
+                " (the same key twice, or names that differ only in case)"
             )
             raise UnsafePathError(problem, source=source)
         if digest in self._directories:
