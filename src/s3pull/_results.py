@@ -104,6 +104,7 @@ class DownloadResult:
 DOWNLOADED = "downloaded"
 EXISTING = "existing"
 DIRECTORY = "directory"
+NONCURRENT = "noncurrent"
 FAILED = "failed"
 
 
@@ -116,8 +117,9 @@ class ObjectOutcome:
         path: the local file (or directory, for a directory-marker key); None
             when the key was refused before a path was chosen.
         status: ``"downloaded"``, ``"existing"`` (``skip_existing`` found it
-            already there), ``"directory"`` (a directory marker, created) or
-            ``"failed"``.
+            already there), ``"directory"`` (a directory marker, created),
+            ``"noncurrent"`` (an inventory record of a noncurrent version or
+            of a delete marker: nothing to download) or ``"failed"``.
         result: the :class:`DownloadResult` when downloaded.
         error: the error when failed: a transfer error, an ``UnsafePathError``
             (the key was refused), or a ``CircuitOpenError`` (not attempted).
@@ -146,6 +148,8 @@ class BatchResult:
         downloaded: objects downloaded and verified.
         existing: objects skipped because they were already there.
         directories: directory markers created.
+        noncurrent: inventory records of noncurrent versions and delete
+            markers, passed over.
         failed: objects that failed, were refused or were not attempted.
         bytes: bytes downloaded.
         seconds: wall time of the batch.
@@ -159,6 +163,7 @@ class BatchResult:
     downloaded: int = 0
     existing: int = 0
     directories: int = 0
+    noncurrent: int = 0
     failed: int = 0
     bytes: int = 0
     seconds: float = 0.0
@@ -173,7 +178,7 @@ class BatchResult:
 
     @property
     def objects(self) -> int:
-        return self.downloaded + self.existing + self.directories + self.failed
+        return self.downloaded + self.existing + self.directories + self.noncurrent + self.failed
 
     def add(self, outcome: ObjectOutcome) -> None:
         """Count one outcome."""
@@ -184,6 +189,8 @@ class BatchResult:
             self.existing += 1
         elif outcome.status == DIRECTORY:
             self.directories += 1
+        elif outcome.status == NONCURRENT:
+            self.noncurrent += 1
         else:
             self.failed += 1
             name = type(outcome.error).__name__
@@ -209,6 +216,8 @@ class BatchResult:
             parts.append(f"{self.existing} already there")
         if self.directories:
             parts.append(f"{self.directories} directories")
+        if self.noncurrent:
+            parts.append(f"{self.noncurrent} noncurrent versions or delete markers passed over")
         if self.failed:
             kinds = ", ".join(f"{name}: {count}" for name, count in sorted(self.errors.items()))
             parts.append(f"{self.failed} failed ({kinds})")

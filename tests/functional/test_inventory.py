@@ -31,7 +31,16 @@ from ..support import pattern
 
 CONFIG = TransferConfig(concurrency=4, retry=RetryConfig(backoff_base=0.001, backoff_cap=0.01))
 MANIFEST = "s3://inventory/source/config/2024-05-01T01-00Z/manifest.json"
-SCHEMA = ["Bucket", "Key", "Size", "LastModifiedDate", "ETag", "StorageClass", "IsLatest"]
+SCHEMA = [
+    "Bucket",
+    "Key",
+    "Size",
+    "LastModifiedDate",
+    "ETag",
+    "StorageClass",
+    "IsLatest",
+    "ReplicationStatus",
+]
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,8 @@ def _csv_gz(rows: list[Row]) -> bytes:
     writer = csv.writer(out, quoting=csv.QUOTE_ALL)
     for r in rows:
         key = quote_plus(r.key, safe="/")  # inventory CSV keys are URL-encoded
-        writer.writerow(["source", key, r.size, r.modified, r.etag, r.storage_class, "true"])
+        row = ["source", key, r.size, r.modified, r.etag, r.storage_class, "true", "COMPLETED"]
+        writer.writerow(row)
     return gzip.compress(out.getvalue().encode(), 1)
 
 
@@ -160,8 +170,9 @@ async def test_every_record_once_with_decoded_keys(s3: FaultServer, fmt: str) ->
         row.storage_class,
     )
     assert got.last_modified == datetime.fromisoformat(row.modified)
-    if fmt == "CSV":
-        assert got.extra == {"IsLatest": "true"}
+    if fmt == "CSV":  # the CSV report has more columns than the Parquet one
+        assert got.is_latest is True
+        assert got.extra == {"ReplicationStatus": "COMPLETED"}
 
 
 async def test_a_prefix_filter_keeps_only_matching_keys(s3: FaultServer) -> None:
@@ -347,3 +358,102 @@ def test_sync_client_downloads_inventory_records(s3: FaultServer, tmp_path: Path
         batch = client.download_many(records, tmp_path, skip_existing=True)
     assert batch.ok and batch.downloaded == 10
     assert (tmp_path / "plus+sign/obj-002.bin").read_bytes() == objects["plus+sign/obj-002.bin"]
+
+
+def _put_versioned_inventory(s3: FaultServer, fmt: str) -> dict[str, bytes]:
+    """An inventory of all versions of a versioned bucket: ``a.txt`` overwritten
+    once, ``b.txt`` deleted (its delete marker is current), ``c.txt`` written
+    once. Returns what each key holds now."""
+    s3.create_bucket("source", versioned=True)
+    old_a = s3.put_object("source", "a.txt", b"old a")
+    new_a = s3.put_object("source", "a.txt", b"new a, longer")
+    old_b = s3.put_object("source", "b.txt", b"b")
+    s3.delete_object("source", "b.txt")
+    c = s3.put_object("source", "c.txt", b"c")
+    # (key, object or None for the delete marker, version, is latest)
+    versions = [
+        ("a.txt", old_a, old_a.version_id, False),
+        ("a.txt", new_a, new_a.version_id, True),
+        ("b.txt", old_b, old_b.version_id, False),
+        ("b.txt", None, "marker-b", True),
+        ("c.txt", c, c.version_id, True),
+    ]
+    columns: dict[str, list[object]] = {
+        "Bucket": ["source"] * len(versions),
+        "Key": [key for key, *_ in versions],
+        "VersionId": [version for _, _, version, _ in versions],
+        "IsLatest": [latest for *_, latest in versions],
+        "IsDeleteMarker": [obj is None for _, obj, _, _ in versions],
+        "Size": [None if obj is None else obj.size for _, obj, _, _ in versions],
+        "ETag": [None if obj is None else obj.etag.strip('"') for _, obj, _, _ in versions],
+    }
+    if fmt == "CSV":
+        out = io.StringIO()
+        writer = csv.writer(out, quoting=csv.QUOTE_ALL)
+        for row in zip(*columns.values(), strict=True):
+            writer.writerow(
+                ["" if v is None else str(v).lower() if v in (True, False) else v for v in row]
+            )
+        body = gzip.compress(out.getvalue().encode())
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        # Parquet reports name their columns in snake case.
+        names = ["bucket", "key", "version_id", "is_latest", "is_delete_marker", "size", "e_tag"]
+        table = pa.table(dict(zip(names, columns.values(), strict=True)))
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        body = buffer.getvalue()
+    key = f"source/config/data/0000.{'csv.gz' if fmt == 'CSV' else 'parquet'}"
+    s3.put_object("inventory", key, body)
+    manifest = {
+        "sourceBucket": "source",
+        "destinationBucket": "arn:aws:s3:::inventory",
+        "fileFormat": fmt,
+        "fileSchema": ", ".join(columns) if fmt == "CSV" else "message s3.inventory { ... }",
+        "files": [{"key": key, "size": len(body), "MD5checksum": hashlib.md5(body).hexdigest()}],
+    }
+    s3.put_object(
+        "inventory", MANIFEST.removeprefix("s3://inventory/"), json.dumps(manifest).encode()
+    )
+    return {"a.txt": b"new a, longer", "c.txt": b"c"}
+
+
+@pytest.mark.parametrize("fmt", ["CSV", "Parquet"])
+def test_an_inventory_of_all_versions_downloads_the_current_ones(
+    s3: FaultServer, tmp_path: Path, fmt: str
+) -> None:
+    current = _put_versioned_inventory(s3, fmt)
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        records = list(client.iter_inventory(MANIFEST))
+        batch = client.download_many(records, tmp_path)
+    latest = {(r.key, r.is_latest, r.is_delete_marker) for r in records}
+    assert latest == {
+        ("a.txt", False, False),
+        ("a.txt", True, False),
+        ("b.txt", False, False),
+        ("b.txt", True, True),
+        ("c.txt", True, False),
+    }
+    assert all(r.version_id for r in records) and not any(r.extra for r in records)
+    # Old versions and the delete marker are passed over, not clashes or 404s.
+    assert batch.ok, batch.failures
+    assert (batch.downloaded, batch.noncurrent) == (2, 3)
+    got = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert got == current
+    gets = [r for r in s3.requests if r.bucket == "source"]
+    assert sorted(r.key for r in gets) == ["a.txt", "c.txt"]
+    assert all(r.version_id is None for r in gets)  # as a listing's GET: no GetObjectVersion
+
+
+def test_cli_download_of_an_inventory_of_all_versions(s3: FaultServer, tmp_path: Path) -> None:
+    current = _put_versioned_inventory(s3, "CSV")
+    done = _cli(s3, "--download", str(tmp_path / "out"), "--to-jsonl", "-")
+    assert done.returncode == 0, done.stderr
+    assert "2 downloaded, 3 noncurrent versions or delete markers passed over" in done.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == current
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    marker = next(line for line in lines if line["version_id"] == "marker-b")
+    assert marker["is_latest"] is True and marker["is_delete_marker"] is True
+    assert marker["size"] is None

@@ -81,6 +81,11 @@ class InventoryRecord:
         last_modified: when the object was written, if listed.
         etag: the ETag (without quotes), if listed.
         storage_class: ``STANDARD``, ``GLACIER``..., if listed.
+        version_id: the version (``"null"`` for one written before the bucket
+            was versioned), in an inventory of all versions.
+        is_latest: whether this version is the current one, in an inventory
+            of all versions (None in one of current versions only).
+        is_delete_marker: whether this version is a delete marker, likewise.
         extra: every other column, by its name in the schema.
     """
 
@@ -90,7 +95,22 @@ class InventoryRecord:
     last_modified: datetime | None = None
     etag: str | None = None
     storage_class: str | None = None
+    version_id: str | None = None
+    is_latest: bool | None = None
+    is_delete_marker: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_current(self) -> bool:
+        """Whether the record is of an object as the bucket holds it now: not a
+        noncurrent version, not a delete marker (an inventory of current
+        versions lists nothing else).
+
+        Example:
+            >>> InventoryRecord("b", "k", 5, version_id="v2", is_latest=False).is_current
+            False
+        """
+        return self.is_latest is not False and not self.is_delete_marker
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO 8601)."""
@@ -102,8 +122,18 @@ class InventoryRecord:
             "last_modified": self.last_modified.isoformat() if self.last_modified else None,
             "etag": self.etag,
             "storage_class": self.storage_class,
+            **self._version_fields(),
             **({"extra": extra} if extra else {}),
         }
+
+    def _version_fields(self) -> dict[str, Any]:
+        """The version columns, in the JSON of a record that has them only."""
+        fields = {
+            "version_id": self.version_id,
+            "is_latest": self.is_latest,
+            "is_delete_marker": self.is_delete_marker,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -177,7 +207,24 @@ def _normal(name: str) -> str:
     return name.replace("_", "").lower()
 
 
-_KNOWN = {"bucket", "key", "size", "lastmodifieddate", "etag", "storageclass"}
+_KNOWN = {
+    "bucket",
+    "key",
+    "size",
+    "lastmodifieddate",
+    "etag",
+    "storageclass",
+    "versionid",
+    "islatest",
+    "isdeletemarker",
+}
+
+
+def _flag(value: Any) -> bool | None:
+    """A boolean column: ``true``/``false`` in CSV, a bool in Parquet."""
+    if value is None or isinstance(value, bool):
+        return value
+    return str(value).lower() == "true"
 
 
 def _record_maker(
@@ -205,6 +252,9 @@ def _record_maker(
             else modified,
             etag=get(row, "etag"),
             storage_class=get(row, "storageclass"),
+            version_id=get(row, "versionid"),
+            is_latest=_flag(get(row, "islatest")),
+            is_delete_marker=_flag(get(row, "isdeletemarker")),
             extra={name: row[i] for name, i in extras if i < len(row)},
         )
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from .._config import TransferConfig
 from .._errors import CircuitOpenError, ConfigError, ProtocolError, S3PullError, UnsafePathError
-from .._results import DIRECTORY, DOWNLOADED, EXISTING, FAILED, ObjectOutcome
+from .._results import DIRECTORY, DOWNLOADED, EXISTING, FAILED, NONCURRENT, ObjectOutcome
 from .._source import HttpSource, S3Source, Source, parse_source
 from ..planning._paths import LocalTarget, PathClaims, destination_file, key_to_target
 from ..sinks import local_error
@@ -56,6 +56,8 @@ class BatchItem:
         listed: size and ETag from a listing or inventory, if known.
         directory: a directory-marker key: create ``destination`` as a directory.
         refused: the reason a key was refused (an ``UnsafePathError``): not downloaded.
+        noncurrent: an inventory record of a noncurrent version or a delete
+            marker: nothing to download, and no path claimed.
     """
 
     source: Source
@@ -63,6 +65,7 @@ class BatchItem:
     listed: ListedObject | None = None
     directory: bool = False
     refused: S3PullError | None = None
+    noncurrent: bool = False
 
 
 class BatchItems:
@@ -115,11 +118,22 @@ class BatchItems:
 
     def from_item(self, item: Any) -> BatchItem | None:
         """A source, a ``(source, destination)`` pair, or a listing or
-        inventory record (``bucket``, ``key``, ``size``, ``etag``...)."""
+        inventory record (``bucket``, ``key``, ``size``, ``etag``...).
+
+        A record of a noncurrent version or a delete marker (from an
+        inventory of all versions) is passed over: what lands is each key's
+        current object, as from an inventory of current versions. The GET
+        names no version, as a listing's would not (reading a version by its
+        id needs ``s3:GetObjectVersion`` as well); the record's ETag still
+        pins the bytes.
+        """
         if isinstance(item, tuple):
             return self.paired(parse_source(item[0]), item[1])
         if isinstance(item, str | S3Source | HttpSource):
             return self.keyed(parse_source(item))
+        if not getattr(item, "is_current", True):
+            version = S3Source(item.bucket, item.key, getattr(item, "version_id", None))
+            return BatchItem(version, None, noncurrent=True)
         return self.keyed(S3Source(item.bucket, item.key), _listed(item))
 
 
@@ -243,6 +257,10 @@ class Batch:
             async for item in items:
                 if item.refused is not None:
                     await self._emit(outcomes, _failed(item, item.refused))
+                    continue
+                if item.noncurrent:
+                    passed_over = ObjectOutcome(item.source.redacted, None, NONCURRENT)
+                    await self._emit(outcomes, passed_over)
                     continue
                 size = item.listed.size if item.listed is not None else None
                 big = size is not None and size > config.large_object_threshold
