@@ -123,9 +123,9 @@ class BatchItems:
         A record of a noncurrent version or a delete marker (from an
         inventory of all versions) is passed over: what lands is each key's
         current object, as from an inventory of current versions. The GET
-        names no version, as a listing's would not (reading a version by its
-        id needs ``s3:GetObjectVersion`` as well); the record's ETag still
-        pins the bytes.
+        names no version, as after a listing (reading a version by its id
+        needs ``s3:GetObjectVersion`` as well), so an object overwritten since
+        the report lands as it is now.
         """
         if isinstance(item, tuple):
             return self.paired(parse_source(item[0]), item[1])
