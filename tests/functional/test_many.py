@@ -225,6 +225,44 @@ def test_hostile_listing_writes_only_the_safe_key(s3: FaultServer, tmp_path: Pat
     assert all(gets(s3, key) == 0 for key in hostile if key != "ok/file.txt")
 
 
+def test_symbolic_links_inside_the_destination_are_not_followed(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    # Someone who can write to the destination planted links to elsewhere:
+    # keys are safe, but their paths would lead through the links.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    destination = tmp_path / "dest"
+    (destination / "real").mkdir(parents=True)
+    (destination / "link").symlink_to(outside)
+    (destination / "real" / "deep").symlink_to(outside)
+    objects = {
+        "link/": b"",  # a directory marker
+        "link/big.bin": pattern(3 * MiB),  # HEAD and ranged GETs
+        "link/small.txt": b"s",  # one GET
+        "real/deep/x.txt": b"x",
+        "real/ok.txt": b"ok",
+        "top.txt": b"t",
+    }
+    for key, data in objects.items():
+        s3.put_object("bucket", key, data)
+    root_link = tmp_path / "root-link"  # the destination itself is the user's to choose
+    root_link.symlink_to(destination)
+    config = TransferConfig(part_size=1 * MiB)
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket", root_link)
+    assert sorted(os.listdir(outside)) == []
+    assert files_under(destination) == {"real/ok.txt": b"ok", "top.txt": b"t"}
+    refused = {o.source.removeprefix("s3://bucket/"): o.error for o in batch.failures}
+    assert sorted(refused) == ["link/", "link/big.bin", "link/small.txt", "real/deep/x.txt"]
+    for key, error in refused.items():
+        assert isinstance(error, UnsafePathError)
+        link = "real/deep" if key.startswith("real") else "link"
+        assert str(error).endswith(
+            f"{root_link / link} is a symbolic link inside the destination: not followed"
+        )
+
+
 def test_file_directory_and_case_conflicts_are_refused(s3: FaultServer, tmp_path: Path) -> None:
     for key in ("a", "a/b", "Report.txt", "report.txt"):
         s3.put_object("bucket", f"p/{key}", key.encode())

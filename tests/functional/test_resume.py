@@ -17,7 +17,6 @@ import pytest
 
 import s3pull
 from s3pull import Client, RetryConfig, Subscriber, TransferConfig
-from s3pull.sinks import journal_path
 from s3pull.testing import Fault, FaultServer, kill_when_journaled
 
 from ..support import leftovers, pattern
@@ -202,13 +201,13 @@ def test_a_download_that_cannot_fit_is_refused_before_any_get(
     s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s3.put_object("bucket", "big.bin", pattern(2 * MiB))
-    real_statvfs = os.statvfs
+    real_statvfs = os.fstatvfs
 
-    def one_mib_free(path: Any) -> Any:
-        real = real_statvfs(path)
+    def one_mib_free(fd: Any) -> Any:
+        real = real_statvfs(fd)
         return os.statvfs_result((real.f_bsize, 4096, real.f_blocks, 256, 256, *tuple(real)[5:]))
 
-    monkeypatch.setattr(os, "statvfs", one_mib_free)
+    monkeypatch.setattr(os, "fstatvfs", one_mib_free)
     with (
         Client(endpoint_url=s3.endpoint_url, config=CONFIG, subscribers=[]) as client,
         pytest.raises(s3pull.DiskFullError, match=r"needs 2097152 bytes, 1048576 are free"),
@@ -303,11 +302,6 @@ def test_clean_respects_age_and_refuses_a_missing_directory(tmp_path: Path) -> N
     assert missing.stderr.strip().startswith("s3pull: error: not a directory")
     bad = _clean(str(tmp_path), "--older-than", "soon")
     assert bad.returncode == 2 and "not a duration" in bad.stderr
-
-
-def test_the_journal_sits_beside_the_temp_file(tmp_path: Path) -> None:
-    part = tmp_path / ".a.bin.s3pull-0123456789ab.part"
-    assert journal_path(part) == tmp_path / ".a.bin.s3pull-0123456789ab.journal"
 
 
 def test_sigterm_cleans_up_like_ctrl_c(s3: FaultServer, tmp_path: Path) -> None:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from s3pull.sinks import (
+    Directory,
     Identity,
     Journal,
     TempFile,
     find_resumable,
     is_own_file,
-    journal_path,
+    journal_name,
     stale_files,
     temp_prefix,
 )
@@ -36,14 +38,21 @@ async def _journal_with(tmp_path: Path, parts: dict[int, int | None]) -> TempFil
     """A temp file of ``big.bin`` with a written journal of ``parts``, as a crash leaves it."""
     sink = TempFile(tmp_path / "big.bin", IDENTITY.size)
     sink.__enter__()
-    journal = Journal(journal_path(sink.path), IDENTITY, interval=0.0)
+    journal = Journal(sink.directory, journal_name(sink.name), IDENTITY, interval=0.0)
     for index, crc in parts.items():
         journal.record(index, crc, sink.fd)
     # the write happens in a worker thread: poll the file it produces
-    while journal.parts and read_journal(journal.path) is None:  # noqa: ASYNC110
+    while journal.parts and read_journal(journal.name, sink.directory) is None:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     await journal.close()
     return sink
+
+
+@pytest.fixture
+def opened(tmp_path: Path) -> Iterator[Directory]:
+    """``tmp_path``, open as a download's directory."""
+    with Directory.open(tmp_path) as directory:
+        yield directory
 
 
 def _crash(sink: TempFile) -> None:
@@ -54,53 +63,57 @@ def _crash(sink: TempFile) -> None:
 
 async def test_journal_records_parts_and_crcs_durably(tmp_path: Path) -> None:
     sink = await _journal_with(tmp_path, {0: 123, 2: 456})
-    recorded = read_journal(journal_path(sink.path))
+    recorded = read_journal(journal_name(sink.name), sink.directory)
     assert recorded == (IDENTITY, {0: 123, 2: 456})
     _crash(sink)
 
 
-async def test_a_crashed_run_is_found_and_reopened(tmp_path: Path) -> None:
+async def test_a_crashed_run_is_found_and_reopened(tmp_path: Path, opened: Directory) -> None:
     sink = await _journal_with(tmp_path, {1: 7})
     _crash(sink)
-    found = find_resumable(temp_prefix(sink.destination), tmp_path, IDENTITY)
+    found = find_resumable(temp_prefix(sink.destination), opened, IDENTITY)
     assert found is not None
-    assert found.part_path == sink.path
+    assert found.part_name == sink.name
     assert found.parts == {1: 7}
-    with TempFile(sink.destination, IDENTITY.size, resume=found.part_path) as again:
+    with TempFile(sink.destination, IDENTITY.size, resume=found.part_name) as again:
         assert again.resumed and again.path == sink.path
 
 
-async def test_a_live_download_is_never_resumed_by_another(tmp_path: Path) -> None:
+async def test_a_live_download_is_never_resumed_by_another(
+    tmp_path: Path, opened: Directory
+) -> None:
     sink = await _journal_with(tmp_path, {1: 7})  # still open: its lock is held
-    assert find_resumable(temp_prefix(sink.destination), tmp_path, IDENTITY) is None
+    assert find_resumable(temp_prefix(sink.destination), opened, IDENTITY) is None
     assert sink.path.exists()  # and not removed either
     _crash(sink)
 
 
-async def test_a_changed_object_removes_the_old_files(tmp_path: Path) -> None:
+async def test_a_changed_object_removes_the_old_files(tmp_path: Path, opened: Directory) -> None:
     sink = await _journal_with(tmp_path, {0: 1})
     _crash(sink)
     changed = replace(IDENTITY, etag='"new-3"')
-    assert find_resumable(temp_prefix(sink.destination), tmp_path, changed) is None
+    assert find_resumable(temp_prefix(sink.destination), opened, changed) is None
     assert sorted(os.listdir(tmp_path)) == []
 
 
-async def test_another_destinations_journal_is_left_alone(tmp_path: Path) -> None:
+async def test_another_destinations_journal_is_left_alone(
+    tmp_path: Path, opened: Directory
+) -> None:
     sink = await _journal_with(tmp_path, {0: 1})
     _crash(sink)
     other = replace(IDENTITY, source="s3://bucket/other")
-    assert find_resumable(temp_prefix(sink.destination), tmp_path, other) is None
-    assert sink.path.exists() and journal_path(sink.path).exists()
+    assert find_resumable(temp_prefix(sink.destination), opened, other) is None
+    assert sink.path.exists() and (tmp_path / journal_name(sink.name)).exists()
 
 
 def test_a_resumed_file_of_the_wrong_size_is_not_reused(tmp_path: Path) -> None:
     with TempFile(tmp_path / "a.bin", 10) as first:
-        planted = first.path
-        os.link(planted, tmp_path / "keep")  # survive the discard
-    os.rename(tmp_path / "keep", planted)
+        planted = first.name
+        os.link(first.path, tmp_path / "keep")  # survive the discard
+    os.rename(tmp_path / "keep", tmp_path / planted)
     with TempFile(tmp_path / "a.bin", 99, resume=planted) as sink:
         assert not sink.resumed
-        assert sink.path != planted
+        assert sink.name != planted
 
 
 def test_a_symlink_is_never_resumed(tmp_path: Path) -> None:
@@ -108,7 +121,7 @@ def test_a_symlink_is_never_resumed(tmp_path: Path) -> None:
     victim.write_bytes(b"x" * 8)
     planted = tmp_path / f"{temp_prefix(tmp_path / 'a.bin')}0123456789ab.part"
     planted.symlink_to(victim)
-    with TempFile(tmp_path / "a.bin", 8, resume=planted) as sink:
+    with TempFile(tmp_path / "a.bin", 8, resume=planted.name) as sink:
         assert not sink.resumed
         sink.pwrite(b"attacker", 0)
     assert victim.read_bytes() == b"x" * 8
@@ -155,7 +168,7 @@ def test_stale_files_by_age_and_ownership(tmp_path: Path) -> None:
 
 def test_a_locked_temp_file_and_its_journal_are_not_stale(tmp_path: Path) -> None:
     with TempFile(tmp_path / "a.bin", 4) as sink:
-        journal = _touch(journal_path(sink.path), 7200)
+        journal = _touch(tmp_path / journal_name(sink.name), 7200)
         os.utime(sink.path, (0, 0))
         assert stale_files(tmp_path, 0, recursive=False, now=time.time()) == []
     assert stale_files(tmp_path, 0, recursive=False, now=time.time()) == [journal]

@@ -35,10 +35,11 @@ def umask() -> Iterator[None]:
 def test_temp_name_is_next_to_the_destination_and_marked(tmp_path: Path) -> None:
     destination = tmp_path / "out.bin"
     name = temp_name(destination)
-    assert name.parent == tmp_path
     assert re.fullmatch(
-        rf"\.out\.bin{re.escape(TEMP_MARKER)}[0-9a-f]{{12}}{re.escape(TEMP_SUFFIX)}", name.name
+        rf"\.out\.bin{re.escape(TEMP_MARKER)}[0-9a-f]{{12}}{re.escape(TEMP_SUFFIX)}", name
     )
+    with TempFile(destination, size=1) as sink:
+        assert sink.path.parent == tmp_path and sink.path.exists()
     assert len({temp_name(destination) for _ in range(50)}) == 50  # random token
 
 
@@ -47,9 +48,9 @@ def test_temp_name_fits_in_255_bytes(tmp_path: Path, name: str) -> None:
     destination = tmp_path / name
     assert len(os.fsencode(destination.name)) <= 255
     temp = temp_name(destination)
-    assert len(os.fsencode(temp.name)) <= 255
-    assert TEMP_MARKER in temp.name
-    temp.name.encode("utf-8")  # truncation never splits a character
+    assert len(os.fsencode(temp)) <= 255
+    assert TEMP_MARKER in temp
+    temp.encode("utf-8")  # truncation never splits a character
     with TempFile(destination, size=3) as sink:  # and the file system accepts it
         sink.pwrite(b"abc", 0)
         sink.commit()
@@ -157,7 +158,7 @@ def test_file_mode_respects_the_umask(tmp_path: Path, mask: int, mode: int) -> N
 def test_unwritable_directory_is_a_local_error(tmp_path: Path) -> None:
     parent = tmp_path / "file-not-dir"
     parent.write_bytes(b"")
-    with pytest.raises(LocalError, match="cannot create a file in"), TempFile(parent / "x", 1):
+    with pytest.raises(LocalError, match="cannot open the directory"), TempFile(parent / "x", 1):
         pass
 
 
@@ -177,19 +178,22 @@ def test_preallocation_on_a_full_disk(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_a_new_directory_is_checked_for_space_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The directory is made only when creating the file finds it missing;
-    # the free-space check must still see the file system it is on.
-    def one_mib_free(path: str | Path) -> os.statvfs_result:
-        assert Path(path) == tmp_path / "new"
+    # The free-space check asks about the new file itself, so a directory
+    # made for it is on the file system it checks.
+    checked: list[int] = []
+
+    def one_mib_free(fd: int) -> os.statvfs_result:
+        checked.append(os.fstat(fd).st_ino)
         return os.statvfs_result((4096, 4096, 1 << 20, 256, 256, 0, 0, 0, 0, 255))
 
-    monkeypatch.setattr(os, "statvfs", one_mib_free)
+    monkeypatch.setattr(os, "fstatvfs", one_mib_free)
     with (
         pytest.raises(DiskFullError, match="the object needs"),
         TempFile(tmp_path / "new" / "f", 2 << 20),
     ):
         pass
     assert entries(tmp_path / "new") == []
+    assert len(checked) == 1
 
 
 def test_preallocation_unsupported_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,7 +40,7 @@ from .._errors import CircuitOpenError, ConfigError, ProtocolError, S3PullError,
 from .._results import DIRECTORY, DOWNLOADED, EXISTING, FAILED, NONCURRENT, ObjectOutcome
 from .._source import HttpSource, S3Source, Source, parse_source
 from ..planning._paths import LocalTarget, PathClaims, destination_file, key_to_target
-from ..sinks import local_error
+from ..sinks import Directory
 from ..transport import ListedObject, Transport
 from ._breaker import Breakers
 from ._download import Downloader, first_cause
@@ -58,6 +58,8 @@ class BatchItem:
         refused: the reason a key was refused (an ``UnsafePathError``): not downloaded.
         noncurrent: an inventory record of a noncurrent version or a delete
             marker: nothing to download, and no path claimed.
+        root: the batch's destination directory, for a key's item:
+            ``destination`` is below it, reached through no symbolic link.
     """
 
     source: Source
@@ -66,6 +68,7 @@ class BatchItem:
     directory: bool = False
     refused: S3PullError | None = None
     noncurrent: bool = False
+    root: Path | None = None
 
 
 class BatchItems:
@@ -100,7 +103,11 @@ class BatchItems:
         except UnsafePathError as error:
             return BatchItem(source, None, refused=error)
         return BatchItem(
-            source, self.root / target.relative, listed=listed, directory=target.is_directory
+            source,
+            self.root / target.relative,
+            listed=listed,
+            directory=target.is_directory,
+            root=self.root,
         )
 
     def paired(self, source: Source, destination: str | os.PathLike[str]) -> BatchItem:
@@ -317,9 +324,10 @@ class Batch:
         assert item.destination is not None
         if item.directory:
             try:
-                await asyncio.to_thread(item.destination.mkdir, parents=True, exist_ok=True)
-            except OSError as exc:
-                return _failed(item, local_error(exc, "create the directory", item.destination))
+                opened = await asyncio.to_thread(Directory.open, item.destination, root=item.root)
+            except S3PullError as error:
+                return _failed(item, error)
+            opened.close()
             return ObjectOutcome(item.source.redacted, item.destination, DIRECTORY)
         key = item.source.redacted
         if not self.breakers.admit(key):
@@ -338,7 +346,7 @@ class Batch:
                     self.breakers.succeeded(key)
                     return ObjectOutcome(key, item.destination, EXISTING)
                 result = await self.downloader.download(
-                    item.source, item.destination, listed=item.listed
+                    item.source, item.destination, listed=item.listed, root=item.root
                 )
         except S3PullError as error:
             self.breakers.failed(key, error)

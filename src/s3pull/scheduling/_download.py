@@ -49,10 +49,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -80,12 +80,13 @@ from .._source import S3Source, Source
 from ..planning._ranges import Part, choose_concurrency, choose_part_size, plan_parts
 from ..planning._retry import GiveUp, RetryBudget, decide
 from ..sinks import (
+    Directory,
     Identity,
     Journal,
     TempFile,
     find_resumable,
-    journal_path,
-    stale_files,
+    journal_name,
+    remove_stale,
     temp_prefix,
 )
 from ..transport import BlockingResponse, ListedObject, ResponseHead, Transport
@@ -215,6 +216,20 @@ class ObjectDownload:
                 self.journal.remove()
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where a download lands: the file, and the batch's destination
+    directory it must stay inside (None: the caller named the file)."""
+
+    file: Path
+    root: Path | None
+
+    def directory(self) -> Directory:
+        """The file's directory, open, made if missing; through no symbolic
+        link below ``root``."""
+        return Directory.open(self.file.parent, root=self.root)
+
+
 class Downloader:
     """Downloads single objects for a client; see the module docstring.
 
@@ -272,6 +287,7 @@ class Downloader:
         *,
         info: ObjectInfo | None = None,
         listed: ListedObject | None = None,
+        root: Path | None = None,
     ) -> DownloadResult:
         """Download ``source`` to ``destination`` atomically; see the module docstring.
 
@@ -281,6 +297,9 @@ class Downloader:
             info: a previous stat of the object, to skip the HEAD.
             listed: what a listing said about it: a small object is then
                 fetched with one GET and no HEAD.
+            root: a batch's destination directory, which ``destination`` is
+                inside: no symbolic link between the two is followed
+                (see ``sinks._directory``).
 
         Returns:
             The :class:`DownloadResult`.
@@ -289,10 +308,11 @@ class Downloader:
             S3PullError: the download failed; the destination is untouched.
         """
         started = self.clock()
-        await self._clean_stale(destination.parent)
+        await self._clean_stale(destination.parent, root)
+        target = _Target(destination, root)
         try:
             async with asyncio.timeout(self.config.timeouts.total):
-                result = await self._download_restarting(source, destination, info, listed, started)
+                result = await self._download_restarting(source, target, info, listed, started)
         except S3PullError as error:
             self.events.error(source.redacted, error)
             raise
@@ -309,7 +329,7 @@ class Downloader:
     async def _download_restarting(
         self,
         source: Source,
-        destination: Path,
+        target: _Target,
         info: ObjectInfo | None,
         listed: ListedObject | None,
         started: float,
@@ -324,7 +344,7 @@ class Downloader:
         restarted = False
         if info is None and listed is not None and self._fits_one_part(listed.size):
             try:
-                return await self._download_whole(source, listed, destination, started)
+                return await self._download_whole(source, listed, target, started)
             except _FastPathFailed as failed:
                 attempts = failed.attempts  # on to the HEAD and ranged GETs
                 restarted = failed.mismatched  # a checksum mismatch is retried once, not twice
@@ -333,7 +353,7 @@ class Downloader:
                 if info is None:
                     info, stat_attempts = await self._stat(source)
                     attempts += stat_attempts
-                return await self._download(source, info, destination, started, attempts)
+                return await self._download(source, info, target, started, attempts)
             except (IntegrityError, ObjectChangedError) as error:
                 changed = isinstance(error, ObjectChangedError)
                 if restarted or (changed and self.config.on_change != "restart"):
@@ -345,8 +365,9 @@ class Downloader:
                     info = None  # learn what the object is now
 
     async def _download(
-        self, source: Source, info: ObjectInfo, destination: Path, started: float, attempts: int
+        self, source: Source, info: ObjectInfo, target: _Target, started: float, attempts: int
     ) -> DownloadResult:
+        destination = target.file
         original = source
         if isinstance(source, S3Source) and info.version_id and not source.version_id:
             source = S3Source(source.bucket, source.key, info.version_id)
@@ -354,30 +375,28 @@ class Downloader:
         parts = plan_parts(info.size, choose_part_size(info.size, self.config.part_size))
         self.events.queued(source.redacted, info.size)
         identity = self._identity(original, info, parts, check)
-        resumable = None
-        if identity is not None:
-            prefix = temp_prefix(destination)
-            resumable = await asyncio.to_thread(
-                find_resumable, prefix, destination.parent, identity
-            )
-        with TempFile(
-            destination, info.size, resume=resumable.part_path if resumable else None
-        ) as file:
-            state = ObjectDownload(source, info, file, check, file)
-            state.attempts = attempts
+        with target.directory() as directory:
+            resumable = None
             if identity is not None:
-                known = resumable.parts if resumable is not None and file.resumed else {}
-                state.journal = Journal(journal_path(file.path), identity, known)
-            try:
-                await self.fetch_all(state, state.start(parts))
-                verified = await self.verify(state)
-            except BaseException:
-                await state.close(keep_journal=False)
-                raise
-            await state.close(keep_journal=True)
-            await file.finish(mtime=_timestamp(info))
-            if state.journal is not None:
-                state.journal.remove()
+                prefix = temp_prefix(destination)
+                resumable = await asyncio.to_thread(find_resumable, prefix, directory, identity)
+            resume = resumable.part_name if resumable else None
+            with TempFile(destination, info.size, directory=directory, resume=resume) as file:
+                state = ObjectDownload(source, info, file, check, file)
+                state.attempts = attempts
+                if identity is not None:
+                    known = resumable.parts if resumable is not None and file.resumed else {}
+                    state.journal = Journal(directory, journal_name(file.name), identity, known)
+                try:
+                    await self.fetch_all(state, state.start(parts))
+                    verified = await self.verify(state)
+                except BaseException:
+                    await state.close(keep_journal=False)
+                    raise
+                await state.close(keep_journal=True)
+                await file.finish(mtime=_timestamp(info))
+                if state.journal is not None:
+                    state.journal.remove()
         return self._result(state, destination, started, verified)
 
     def _result(
@@ -400,7 +419,7 @@ class Downloader:
         return size <= choose_part_size(size, self.config.part_size)
 
     async def _download_whole(
-        self, source: Source, listed: ListedObject, destination: Path, started: float
+        self, source: Source, listed: ListedObject, target: _Target, started: float
     ) -> DownloadResult:
         """One plain GET for a small listed object; see step 6 of the module docstring.
 
@@ -411,7 +430,11 @@ class Downloader:
         """
         etag = listed.etag if listed.etag and not listed.etag.startswith("W/") else None
         redacted = source.redacted
-        with TempFile(destination, listed.size) as file:
+        destination = target.file
+        with (
+            target.directory() as directory,
+            TempFile(destination, listed.size, directory=directory) as file,
+        ):
             state: ObjectDownload | None = None
             try:
                 async with (
@@ -474,19 +497,14 @@ class Downloader:
             checksum=check.algorithm if check is not None else None,
         )
 
-    async def _clean_stale(self, directory: Path) -> None:
+    async def _clean_stale(self, directory: Path, root: Path | None) -> None:
         """Remove crashed runs' leftovers from a destination directory, once per
         directory per client, if they are older than ``stale_age``."""
         age = self.config.stale_age
         if age is None or directory in self._cleaned:
             return
         self._cleaned.add(directory)
-        stale = await asyncio.to_thread(
-            stale_files, directory, age, recursive=False, now=time.time()
-        )
-        for path in stale:
-            with contextlib.suppress(OSError):
-                path.unlink()
+        await asyncio.to_thread(remove_stale, directory, age, root=root, now=time.time())
 
     async def fetch_all(
         self,

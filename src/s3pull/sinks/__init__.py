@@ -1,27 +1,33 @@
 """Sinks: where downloaded bytes go."""
 
+from ._directory import Directory, local_error
 from ._journal import (
     Identity,
     Journal,
     Resumable,
     find_resumable,
     is_own_file,
-    journal_path,
+    journal_name,
+    remove_stale,
     stale_files,
+    stale_names,
 )
-from ._tempfile import TEMP_MARKER, TEMP_SUFFIX, TempFile, local_error, temp_prefix
+from ._tempfile import TEMP_MARKER, TEMP_SUFFIX, TempFile, temp_prefix
 
 __all__ = [
     "TEMP_MARKER",
     "TEMP_SUFFIX",
+    "Directory",
     "Identity",
     "Journal",
     "Resumable",
     "TempFile",
     "find_resumable",
     "is_own_file",
-    "journal_path",
+    "journal_name",
     "local_error",
+    "remove_stale",
     "stale_files",
+    "stale_names",
     "temp_prefix",
 ]

@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .._errors import S3PullError
+from ._directory import Directory
 from ._tempfile import TEMP_MARKER, TEMP_SUFFIX, try_lock
 
 JOURNAL_SUFFIX = ".journal"
@@ -62,15 +64,21 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class Resumable:
-    """A crashed run's temp file and the parts it holds (index -> CRC or None)."""
+    """A crashed run's temp file (its name in the directory searched) and the
+    parts it holds (index -> CRC or None)."""
 
-    part_path: Path
+    part_name: str
     parts: dict[int, int | None]
 
 
-def journal_path(part_path: Path) -> Path:
-    """The journal beside a temp file."""
-    return part_path.with_name(part_path.name.removesuffix(TEMP_SUFFIX) + JOURNAL_SUFFIX)
+def journal_name(part_name: str) -> str:
+    """The name of the journal beside a temp file.
+
+    Example:
+        >>> journal_name(".a.bin.s3pull-0123456789ab.part")
+        '.a.bin.s3pull-0123456789ab.journal'
+    """
+    return part_name.removesuffix(TEMP_SUFFIX) + JOURNAL_SUFFIX
 
 
 def is_own_file(name: str) -> bool:
@@ -78,10 +86,10 @@ def is_own_file(name: str) -> bool:
     return _OWN_FILE.match(name) is not None
 
 
-def in_use(path: Path) -> bool:
-    """Whether a live download (in any process) holds ``path`` locked."""
+def in_use(name: str, directory: Directory) -> bool:
+    """Whether a live download (in any process) holds file ``name`` locked."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory.fd)
     except OSError:
         return False
     try:
@@ -94,7 +102,8 @@ class Journal:
     """The durable record of one temp file's complete parts.
 
     Args:
-        path: the journal file (see :func:`journal_path`).
+        directory: the temp file's directory.
+        name: the journal's name there (see :func:`journal_name`).
         identity: what the temp file holds.
         parts: parts already known durable (from a crashed run).
         interval: the shortest time between two writes.
@@ -103,14 +112,16 @@ class Journal:
 
     def __init__(
         self,
-        path: Path,
+        directory: Directory,
+        name: str,
         identity: Identity,
         parts: dict[int, int | None] | None = None,
         *,
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.path = path
+        self.directory = directory
+        self.name = name
         self.identity = identity
         self.interval = interval
         self._clock = clock
@@ -121,6 +132,11 @@ class Journal:
         self._writing = False
         self._closed = False
         self.failed = False
+
+    @property
+    def path(self) -> Path:
+        """Where the journal is (the directory is what operations use)."""
+        return self.directory / self.name
 
     @property
     def parts(self) -> dict[int, int | None]:
@@ -154,15 +170,15 @@ class Journal:
     def _write(self, fd: int, parts: dict[int, int | None]) -> None:
         os.fdatasync(fd)  # the bytes first, then the claim that they are there
         record = {"format": _FORMAT, "identity": asdict(self.identity), "parts": parts}
-        new = self.path.with_name(self.path.name + ".new")
+        new, at = self.name + ".new", self.directory.fd
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        out = os.open(new, flags, 0o600)
+        out = os.open(new, flags, 0o600, dir_fd=at)
         try:
             os.write(out, json.dumps(record, separators=(",", ":")).encode())
             os.fsync(out)
         finally:
             os.close(out)
-        os.replace(new, self.path)
+        os.replace(new, self.name, src_dir_fd=at, dst_dir_fd=at)
 
     async def close(self) -> None:
         """Stop writing (the download is over, one way or another).
@@ -180,15 +196,17 @@ class Journal:
             await task
 
     def remove(self) -> None:
-        for path in (self.path, self.path.with_name(self.path.name + ".new")):
+        for name in (self.name, self.name + ".new"):
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                os.unlink(name, dir_fd=self.directory.fd)
 
 
-def read_journal(path: Path) -> tuple[Identity, dict[int, int | None]] | None:
-    """The identity and parts a journal records, or None if it is unreadable."""
+def read_journal(name: str, directory: Directory) -> tuple[Identity, dict[int, int | None]] | None:
+    """The identity and parts journal ``name`` records, or None if it is unreadable."""
     try:
-        record = json.loads(path.read_bytes())
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory.fd)
+        with os.fdopen(fd, "rb") as file:
+            record = json.loads(file.read())
         if record.get("format") != _FORMAT:
             return None
         identity = Identity(**record["identity"])
@@ -198,7 +216,7 @@ def read_journal(path: Path) -> tuple[Identity, dict[int, int | None]] | None:
     return identity, parts
 
 
-def find_resumable(temp_prefix: str, directory: Path, identity: Identity) -> Resumable | None:
+def find_resumable(temp_prefix: str, directory: Directory, identity: Identity) -> Resumable | None:
     """A crashed run's temp file for the same object, if one is there.
 
     Journals of the same destination (their names start with ``temp_prefix``)
@@ -207,66 +225,94 @@ def find_resumable(temp_prefix: str, directory: Path, identity: Identity) -> Res
     """
     found = None
     for journal in _own_journals(directory, temp_prefix):
-        part_path = journal.with_name(journal.name.removesuffix(JOURNAL_SUFFIX) + TEMP_SUFFIX)
-        if in_use(part_path):
+        part = journal.removesuffix(JOURNAL_SUFFIX) + TEMP_SUFFIX
+        if in_use(part, directory):
             continue  # another run is downloading it right now
-        recorded = read_journal(journal)
+        recorded = read_journal(journal, directory)
         same = recorded is not None and recorded[0] == identity
-        if found is None and recorded is not None and same and part_path.is_file():
-            found = Resumable(part_path, recorded[1])
+        if found is None and recorded is not None and same and _is_file(part, directory):
+            found = Resumable(part, recorded[1])
             continue
         if recorded is None or recorded[0].source == identity.source:
-            _remove_quietly(part_path, journal)
+            _remove_quietly(directory, part, journal)
     return found
 
 
-def _own_journals(directory: Path, temp_prefix: str) -> Iterator[Path]:
+def _own_journals(directory: Directory, temp_prefix: str) -> Iterator[str]:
     try:
-        entries = list(os.scandir(directory))
+        names = directory.names()
     except OSError:
         return
-    for entry in entries:
-        name = entry.name
+    for name in names:
         if name.startswith(temp_prefix) and name.endswith(JOURNAL_SUFFIX) and is_own_file(name):
-            yield Path(entry.path)
+            yield name
+
+
+def stale_names(directory: Directory, older_than: float, *, now: float) -> list[str]:
+    """s3pull's own leftovers in ``directory`` untouched for ``older_than``
+    seconds and not held by a live download."""
+    try:
+        names = directory.names()
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        if not is_own_file(name):
+            continue
+        try:
+            status = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
+        except OSError:
+            continue
+        if now - status.st_mtime < older_than or not stat.S_ISREG(status.st_mode):
+            continue
+        if in_use(_part_of(name), directory):
+            continue
+        found.append(name)
+    return found
 
 
 def stale_files(root: Path, older_than: float, *, recursive: bool, now: float) -> list[Path]:
-    """s3pull's own leftovers under ``root`` untouched for ``older_than`` seconds
-    and not held by a live download."""
+    """:func:`stale_names` of ``root`` (and, if ``recursive``, of every
+    directory below it, through no symbolic link), as paths."""
     found = []
-    walk = os.walk(root) if recursive else [(str(root), [], _names(root))]
-    for directory, _, names in walk:
-        for name in names:
-            if not is_own_file(name):
-                continue
-            path = Path(directory, name)
-            try:
-                status = path.lstat()
-            except OSError:
-                continue
-            if now - status.st_mtime < older_than or not stat.S_ISREG(status.st_mode):
-                continue
-            if in_use(_part_of(path)):
-                continue
-            found.append(path)
+    walk = os.walk(root) if recursive else [(str(root), [], [])]
+    for path, _, _ in walk:
+        try:
+            directory = Directory.open(Path(path), root=root, create=False)
+        except (OSError, S3PullError):
+            continue  # gone, or replaced by a link, since the walk saw it
+        with directory:
+            found += [directory / name for name in stale_names(directory, older_than, now=now)]
     return found
 
 
-def _names(directory: Path) -> list[str]:
-    try:
-        return os.listdir(directory)
-    except OSError:
-        return []
-
-
-def _part_of(path: Path) -> Path:
+def _part_of(name: str) -> str:
     """The temp file an s3pull file belongs to (itself, for a temp file)."""
-    stem, _, rest = path.name.rpartition(TEMP_MARKER)
-    return path.with_name(f"{stem}{TEMP_MARKER}{rest[:12]}{TEMP_SUFFIX}")
+    stem, _, rest = name.rpartition(TEMP_MARKER)
+    return f"{stem}{TEMP_MARKER}{rest[:12]}{TEMP_SUFFIX}"
 
 
-def _remove_quietly(*paths: Path) -> None:
-    for path in paths:
+def _is_file(name: str, directory: Directory) -> bool:
+    try:
+        status = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISREG(status.st_mode)
+
+
+def _remove_quietly(directory: Directory, *names: str) -> None:
+    for name in names:
         with contextlib.suppress(OSError):
-            path.unlink()
+            os.unlink(name, dir_fd=directory.fd)
+
+
+def remove_stale(path: Path, older_than: float, *, root: Path | None, now: float) -> None:
+    """Remove the :func:`stale_names` of directory ``path`` (inside ``root``,
+    as for :meth:`Directory.open`). Quietly: it is a courtesy to the user,
+    and a download does not depend on it."""
+    try:
+        directory = Directory.open(path, root=root, create=False)
+    except (OSError, S3PullError):
+        return
+    with directory:
+        _remove_quietly(directory, *stale_names(directory, older_than, now=now))

@@ -7,7 +7,8 @@ nothing) or the complete object. The temp file:
 - is created next to the destination (same file system, so the final
   ``rename`` is atomic) with a random name, ``O_EXCL`` (never reuse or follow
   someone else's file) and ``O_NOFOLLOW`` (never write through a planted
-  symlink);
+  symlink), in the download's open :class:`Directory`: the create, the
+  rename and the clean-up all name the file in that descriptor;
 - is refused up front when the file system has less free space than the
   object needs, and preallocated to the object size, so a full disk is found
   before the first byte is fetched rather than after 9 GB. Not on tmpfs:
@@ -33,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import errno
 import fcntl
 import functools
 import os
@@ -42,7 +42,8 @@ import stat
 import sys
 from pathlib import Path
 
-from .._errors import DiskFullError, LocalError
+from .._errors import DiskFullError
+from ._directory import DISK_FULL, Directory, local_error
 
 #: Every temp file s3pull creates carries this marker, so cleaning up after a
 #: crash only ever touches s3pull's own files.
@@ -50,17 +51,8 @@ TEMP_MARKER = ".s3pull-"
 TEMP_SUFFIX = ".part"
 # Room left for the marker and random token within NAME_MAX (255 bytes).
 _MAX_STEM_BYTES = 150
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 #: ``statfs.f_type`` of tmpfs (linux/magic.h).
 _TMPFS_MAGIC = 0x01021994
-
-
-def local_error(exc: OSError, action: str, path: Path | str) -> LocalError:
-    """Translate an OS error on the local side; ENOSPC/EDQUOT become DiskFullError."""
-    reason = exc.strerror or str(exc)
-    if exc.errno in _DISK_FULL:
-        return DiskFullError(f"disk full while {action} {path}: {reason}")
-    return LocalError(f"cannot {action} {path}: {reason}")
 
 
 def temp_prefix(destination: Path) -> str:
@@ -69,9 +61,9 @@ def temp_prefix(destination: Path) -> str:
     return f".{stem}{TEMP_MARKER}"
 
 
-def temp_name(destination: Path) -> Path:
-    """A fresh, recognisable temp path next to ``destination``."""
-    return destination.with_name(f"{temp_prefix(destination)}{secrets.token_hex(6)}{TEMP_SUFFIX}")
+def temp_name(destination: Path) -> str:
+    """A fresh, recognisable temp file name for ``destination``, in its directory."""
+    return f"{temp_prefix(destination)}{secrets.token_hex(6)}{TEMP_SUFFIX}"
 
 
 def try_lock(fd: int) -> bool:
@@ -89,16 +81,33 @@ class TempFile:
     Use as a context manager: leaving the block without ``commit()`` (an
     exception, a cancellation) removes the temp file.
 
+    Args:
+        destination: the file to replace (for its name, and for messages).
+        size: the object's size.
+        directory: the open directory of ``destination``; by default its
+            parent is opened (and created if missing) for the file's life.
+        resume: the name of a crashed run's temp file in that directory, to
+            take over if it is still what it should be.
+
     Example:
         >>> with TempFile(Path("/tmp/out.bin"), size=3) as f:  # doctest: +SKIP
         ...     f.pwrite(b"abc", 0)
         ...     f.commit()
     """
 
-    def __init__(self, destination: Path, size: int, *, resume: Path | None = None) -> None:
+    def __init__(
+        self,
+        destination: Path,
+        size: int,
+        *,
+        directory: Directory | None = None,
+        resume: str | None = None,
+    ) -> None:
         self.destination = destination
         self.size = size
-        self.path = temp_name(destination)
+        self.name = temp_name(destination)
+        self._directory = directory
+        self._owns_directory = directory is None
         self._resume = resume
         self.fd = -1
         #: True when this is a crashed run's temp file, reopened to be completed.
@@ -106,11 +115,32 @@ class TempFile:
         self._committed = False
         self._on_tmpfs = False
 
+    @property
+    def directory(self) -> Directory:
+        assert self._directory is not None, "use TempFile as a context manager"
+        return self._directory
+
+    @property
+    def path(self) -> Path:
+        """Where the temp file is (for messages: operations use the directory)."""
+        return self.destination.parent / self.name
+
     def __enter__(self) -> TempFile:
+        if self._directory is None:
+            self._directory = Directory.open(self.destination.parent)
+        try:
+            return self._enter()
+        except BaseException:
+            self._close_directory()
+            raise
+
+    def _enter(self) -> TempFile:
         if self._resume is not None and self._reopen(self._resume):
             return self
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            self.fd = self._create()
+            # 0o666 filtered by the umask, like any file the user creates.
+            self.fd = os.open(self.name, flags, 0o666, dir_fd=self.directory.fd)
         except OSError as exc:
             raise local_error(exc, "create a file in", self.destination.parent) from exc
         try:
@@ -123,34 +153,23 @@ class TempFile:
             raise
         return self
 
-    def _create(self) -> int:
-        """Create the temp file, and its directory if that is missing (the
-        directory is nearly always there: one syscall rather than two)."""
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        try:
-            # 0o666 filtered by the umask, like any file the user creates.
-            return os.open(self.path, flags, 0o666)
-        except FileNotFoundError:
-            self.destination.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.path, flags, 0o666)
-
-    def _reopen(self, path: Path) -> bool:
+    def _reopen(self, name: str) -> bool:
         """Take over a crashed run's temp file, if it is still what it should be."""
         try:
-            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.directory.fd)
         except OSError:
             return False
         if not try_lock(fd) or not _is_file_of_size(fd, self.size):
             os.close(fd)
             return False
-        self.fd, self.path, self.resumed = fd, path, True
+        self.fd, self.name, self.resumed = fd, name, True
         self._on_tmpfs = is_tmpfs(fd)
         return True
 
     def _check_free_space(self) -> None:
         """Refuse a download the file system cannot hold, before fetching anything."""
         try:
-            fs = os.statvfs(self.destination.parent)
+            fs = os.fstatvfs(self.fd)
         except OSError:
             return  # cannot tell; preallocation or the writes will
         free = fs.f_bavail * fs.f_frsize
@@ -161,8 +180,16 @@ class TempFile:
             )
 
     def __exit__(self, *exc_info: object) -> None:
-        if not self._committed:
-            self._discard()
+        try:
+            if not self._committed:
+                self._discard()
+        finally:
+            self._close_directory()
+
+    def _close_directory(self) -> None:
+        if self._owns_directory and self._directory is not None:
+            self._directory.close()
+            self._directory = None
 
     def _preallocate(self) -> None:
         if self.size == 0 or self._on_tmpfs:
@@ -170,7 +197,7 @@ class TempFile:
         try:
             os.posix_fallocate(self.fd, 0, self.size)
         except OSError as exc:
-            if exc.errno in _DISK_FULL:
+            if exc.errno in DISK_FULL:
                 raise DiskFullError(
                     f"not enough space for {self.size} bytes in {self.destination.parent}"
                 ) from exc
@@ -202,18 +229,12 @@ class TempFile:
             os.fsync(self.fd)
             os.close(self.fd)
             self.fd = -1
-            os.replace(self.path, self.destination)
+            fd = self.directory.fd
+            os.replace(self.name, self.destination.name, src_dir_fd=fd, dst_dir_fd=fd)
             self._committed = True
         except OSError as exc:
             raise local_error(exc, "finish", self.destination) from exc
-        try:
-            dir_fd = os.open(self.destination.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:
-            pass  # some file systems cannot fsync a directory; the data itself is synced
+        self.directory.fsync()
 
     async def finish(self, *, mtime: float | None = None) -> None:
         """:meth:`commit` without holding up the event loop: on a worker
@@ -241,7 +262,7 @@ class TempFile:
             os.close(self.fd)
             self.fd = -1
         try:
-            os.unlink(self.path)
+            os.unlink(self.name, dir_fd=self.directory.fd)
         except FileNotFoundError:
             pass
 

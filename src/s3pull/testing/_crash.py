@@ -13,16 +13,22 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..sinks import Directory
 from ..sinks._journal import read_journal
 
 
 def journaled_parts(directory: Path) -> dict[int, int | None]:
     """The parts recorded by the journal in ``directory`` with the most of them."""
     best: dict[int, int | None] = {}
-    for path in directory.glob(".*.s3pull-*.journal"):
-        recorded = read_journal(path)
-        if recorded is not None and len(recorded[1]) > len(best):
-            best = recorded[1]
+    try:
+        opened = Directory.open(directory, create=False)
+    except FileNotFoundError:
+        return best  # not made yet
+    with opened:
+        for path in directory.glob(".*.s3pull-*.journal"):
+            recorded = read_journal(path.name, opened)
+            if recorded is not None and len(recorded[1]) > len(best):
+                best = recorded[1]
     return best
 
 
