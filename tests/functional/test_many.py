@@ -24,6 +24,7 @@ from s3pull import (
     UnsafePathError,
 )
 from s3pull.scheduling._breaker import Breakers
+from s3pull.scheduling._download import THREADED_BODY_ABOVE
 from s3pull.sinks import _tempfile
 from s3pull.testing import Fault, FaultServer, generate_bytes
 from s3pull.testing._rss import run_cli_measured
@@ -315,6 +316,31 @@ def test_small_listed_objects_take_one_get_and_no_head(s3: FaultServer, tmp_path
     assert [r.method for r in s3.requests if r.key.startswith("p/")] == ["GET", "GET"]
 
 
+async def test_listed_objects_over_1_mib_are_read_on_a_worker_thread(
+    s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Through aiohttp a body passes through the event loop, chunk by chunk:
+    # cheap for small objects, a ceiling for a batch of larger ones.
+    big, small = pattern(THREADED_BODY_ABOVE + 1, seed=3), pattern(THREADED_BODY_ABOVE, seed=4)
+    s3.put_object("bucket", "p/big.bin", big, checksum_algorithm="CRC64NVME")
+    s3.put_object("bucket", "p/small.bin", small, checksum_algorithm="CRC64NVME")
+    writers: dict[str, set[int]] = {}
+    real_pwrite = _tempfile.TempFile.pwrite
+
+    def pwrite(self: _tempfile.TempFile, data: bytes | memoryview, offset: int) -> None:
+        writers.setdefault(self.destination.name, set()).add(threading.get_ident())
+        real_pwrite(self, data, offset)
+
+    monkeypatch.setattr(_tempfile.TempFile, "pwrite", pwrite)
+    async with AsyncClient(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        outcomes = [o async for o in client.iter_download_prefix("s3://bucket/p/", tmp_path)]
+    assert [o.result.verified for o in outcomes if o.result] == ["CRC64NVME"] * 2
+    assert files_under(tmp_path) == {"big.bin": big, "small.bin": small}
+    assert [r.method for r in s3.requests if r.key.startswith("p/")] == ["GET", "GET"]
+    assert writers["small.bin"] == {threading.get_ident()}
+    assert threading.get_ident() not in writers["big.bin"]
+
+
 async def test_no_fsync_runs_on_the_event_loop(
     s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -352,8 +378,11 @@ def test_kms_object_etag_is_not_taken_for_an_md5(s3: FaultServer, tmp_path: Path
     assert [r.method for r in s3.requests if r.key == "p/kms.bin"] == ["GET"]
 
 
-def test_fast_path_failure_continues_down_the_normal_path(s3: FaultServer, tmp_path: Path) -> None:
-    data = pattern(200_000, seed=9)
+@pytest.mark.parametrize("size", [200_000, THREADED_BODY_ABOVE + 100_000])  # aiohttp, thread
+def test_fast_path_failure_continues_down_the_normal_path(
+    s3: FaultServer, tmp_path: Path, size: int
+) -> None:
+    data = pattern(size, seed=9)
     s3.put_object("bucket", "p/flaky.bin", data)
     s3.add_fault("bucket", "p/flaky.bin", Fault.reset(at_fraction=0.5, times=1), method="GET")
     with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:

@@ -207,12 +207,13 @@ class Transport:
         last: int | None = None,
         *,
         if_match: str | None = None,
+        checksum_mode: bool = False,
     ) -> AsyncIterator[BlockingResponse]:
         """:meth:`get` for a body that goes to a file: the request is sent and
         the body read on a worker thread (``BlockingResponse.pump``), so bulk
         bytes do not pass through the event loop (see ``_blocking``).
         """
-        headers, span = _get_headers(first, last, if_match, checksum_mode=False)
+        headers, span = _get_headers(first, last, if_match, checksum_mode)
         async with self._exchange(self._send_threaded, "GET", source, headers, span, None) as raw:
             yield raw
 
