@@ -18,8 +18,10 @@ from s3pull import (
     BreakerConfig,
     CircuitOpenError,
     Client,
+    NetworkError,
     NotFoundError,
     RetryConfig,
+    Timeouts,
     TransferConfig,
     UnsafePathError,
 )
@@ -33,6 +35,7 @@ from ..support import pattern
 
 MiB = 1024 * 1024
 NO_RETRY = RetryConfig(max_attempts=1)
+FAST_RETRY = RetryConfig(max_attempts=3, backoff_base=0.001, backoff_cap=0.001)
 
 
 @pytest.fixture
@@ -391,6 +394,50 @@ def test_fast_path_failure_continues_down_the_normal_path(
     assert (tmp_path / "flaky.bin").read_bytes() == data
     methods = [r.method for r in s3.requests if r.key == "p/flaky.bin"]
     assert methods[:2] == ["GET", "HEAD"]  # the broken fast GET, then the normal path
+
+
+ONE_GET_FAULTS = [
+    pytest.param(Fault.reset(at_fraction=0.5, times=1), 2, id="reset"),
+    pytest.param(Fault.truncate(at_fraction=0.7, times=1), 2, id="truncate"),
+    pytest.param(Fault.stall(at_fraction=0.3, times=1), 2, id="stall"),
+    pytest.param(Fault.flip_byte(times=1), 2, id="flipped-byte"),
+    pytest.param(Fault.status(503, times=1), 2, id="503"),
+    # Bytes past Content-Length are never read as the body's.
+    pytest.param(Fault.extra_bytes(times=1), 1, id="extra-bytes"),
+]
+
+
+@pytest.mark.parametrize(("fault", "least_gets"), ONE_GET_FAULTS)
+def test_a_threaded_one_get_survives_body_faults(
+    s3: FaultServer, tmp_path: Path, fault: Fault, least_gets: int
+) -> None:
+    # A listed object over THREADED_BODY_ABOVE: its one GET is read on a
+    # worker thread. The fault hits that GET; the object must still land
+    # whole and verified, through the ranged path if need be.
+    data = pattern(THREADED_BODY_ABOVE + 300_000, seed=11)
+    s3.put_object("bucket", "p/obj.bin", data, checksum_algorithm="CRC64NVME")
+    s3.add_fault("bucket", "p/obj.bin", fault, method="GET")
+    timeouts = Timeouts(10, first_byte=1.0, read=0.3, stall_window=0.2)
+    config = TransferConfig(retry=FAST_RETRY, timeouts=timeouts)
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/p/", tmp_path)
+    assert batch.ok, batch.failures
+    assert files_under(tmp_path) == {"obj.bin": data}
+    gets = [r for r in s3.requests if r.method == "GET" and r.key == "p/obj.bin"]
+    assert len(gets) >= least_gets and gets[0].range_header is None  # the one GET first
+
+
+def test_a_threaded_one_get_that_keeps_failing_leaves_nothing(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    s3.put_object("bucket", "p/obj.bin", pattern(THREADED_BODY_ABOVE + 1, seed=12))
+    s3.add_fault("bucket", "p/obj.bin", Fault.reset(at_fraction=0.5), method="GET")
+    config = TransferConfig(retry=FAST_RETRY)
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/p/", tmp_path)
+    assert (batch.downloaded, batch.failed) == (0, 1)
+    assert isinstance(batch.failures[0].error, NetworkError)
+    assert sorted(os.listdir(tmp_path)) == []
 
 
 def test_large_objects_do_not_hold_up_small_ones(s3: FaultServer, tmp_path: Path) -> None:
