@@ -38,18 +38,24 @@ class Layout:
     medium_size: int
     small_count: int
     small_size: int
+    #: Objects small enough for one GET each but too large to be cheap:
+    #: documents, images, Parquet row groups.
+    mid_count: int = 0
+    mid_size: int = 0
 
     @classmethod
     def scaled(cls, scale: float) -> Layout:
         # The large object and the object counts shrink with the scale; the
         # per-object size of the medium and small sets does not, so the
-        # request pattern (16 MiB objects, 64 KiB objects) stays the same.
+        # request pattern (16 MiB, 4 MiB and 64 KiB objects) stays the same.
         return cls(
             large_size=max(MiB, int(GiB * scale) // MiB * MiB),
             medium_count=max(4, round(100 * scale)),
             medium_size=16 * MiB,
             small_count=max(50, round(2000 * scale)),
             small_size=64 * 1024,
+            mid_count=max(8, round(300 * scale)),
+            mid_size=4 * MiB,
         )
 
     @property
@@ -57,6 +63,7 @@ class Layout:
         return (
             f"L{self.large_size // MiB}M-m{self.medium_count}x{self.medium_size // MiB}M"
             f"-s{self.small_count}x{self.small_size // 1024}K"
+            + (f"-d{self.mid_count}x{self.mid_size // MiB}M" if self.mid_count else "")
         )
 
     def objects(self) -> list[tuple[str, int]]:
@@ -64,6 +71,7 @@ class Layout:
         keys = [("large/object.bin", self.large_size)]
         keys += [(f"medium/{i:04d}.bin", self.medium_size) for i in range(self.medium_count)]
         keys += [(f"small/{i:05d}.bin", self.small_size) for i in range(self.small_count)]
+        keys += [(f"mid/{i:04d}.bin", self.mid_size) for i in range(self.mid_count)]
         return sorted(keys, key=lambda item: item[0].encode())
 
 
@@ -158,7 +166,7 @@ def md5_of(path: Path) -> str:
 
 
 def describe(layout: Layout) -> dict[str, str]:
-    """Human-readable sizes for scenario titles: {large}, {medium}, {small}."""
+    """Human-readable sizes for scenario titles: {large}, {medium}, {mid}, {small}."""
 
     def size(n: int) -> str:
         if n >= GiB:
@@ -169,4 +177,5 @@ def describe(layout: Layout) -> dict[str, str]:
         "large": size(layout.large_size),
         "medium": f"{layout.medium_count} x {size(layout.medium_size)}",
         "small": f"{layout.small_count} x {size(layout.small_size)}",
+        "mid": f"{layout.mid_count} x {size(layout.mid_size)}",
     }

@@ -54,7 +54,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--size-scale",
         type=float,
         default=1.0,
-        help="scale the data set (1 GiB object, 100 medium and 2000 small objects) by this "
+        help="scale the data set (1 GiB object, 100 x 16 MiB, 300 x 4 MiB and 2000 x 64 KiB "
+        "objects) by this "
         "factor, e.g. 0.0625 for a 64 MiB object while developing (default: 1)",
     )
     parser.add_argument(

@@ -18,10 +18,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench import data, measure
-from bench.scenarios import CLIENTS, LARGE_KEY, MEDIUM_PREFIX, SMALL_PREFIX, Job, Scenario, command
+from bench.scenarios import (
+    CLIENTS,
+    LARGE_KEY,
+    MEDIUM_PREFIX,
+    MID_PREFIX,
+    SMALL_PREFIX,
+    Job,
+    Scenario,
+    command,
+)
 from bench.server import Endpoints
 
-_PREFIXES = {"medium": MEDIUM_PREFIX, "small": SMALL_PREFIX}
+_PREFIXES = {"medium": MEDIUM_PREFIX, "mid": MID_PREFIX, "small": SMALL_PREFIX}
 
 
 @dataclass

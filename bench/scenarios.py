@@ -21,6 +21,7 @@ PEERS_DIR = Path(__file__).resolve().parent / "peers"
 LARGE_KEY = "large/object.bin"
 MEDIUM_PREFIX = "medium/"
 SMALL_PREFIX = "small/"
+MID_PREFIX = "mid/"
 SWEEP = (1, 2, 4, 8, 16, 32)
 
 
@@ -63,8 +64,9 @@ CLIENTS: dict[str, Client] = {
             "boto3",
             "boto3_get.py",
             # 16 MiB objects: each download_file already runs 2 parts in
-            # parallel, so fewer threads; 64 KiB objects: one GET per thread.
-            prefix_concurrency={MEDIUM_PREFIX: 8, SMALL_PREFIX: 32},
+            # parallel, so fewer threads; 4 MiB and 64 KiB objects: one GET
+            # per thread.
+            prefix_concurrency={MEDIUM_PREFIX: 8, MID_PREFIX: 16, SMALL_PREFIX: 32},
             prefix_label="boto3 list + {n} threads x download_file",
         ),
         Client(
@@ -79,7 +81,7 @@ CLIENTS: dict[str, Client] = {
             "obstore get (1 stream)",
             "obstore",
             "obstore_get.py",
-            prefix_concurrency={MEDIUM_PREFIX: 16, SMALL_PREFIX: 64},
+            prefix_concurrency={MEDIUM_PREFIX: 16, MID_PREFIX: 32, SMALL_PREFIX: 64},
             prefix_label="obstore list + {n} concurrent get",
         ),
         Client(
@@ -95,7 +97,7 @@ CLIENTS: dict[str, Client] = {
             "aiobotocore get_object",
             "aiobotocore",
             "aiobotocore_get.py",
-            prefix_concurrency={MEDIUM_PREFIX: 64, SMALL_PREFIX: 64},
+            prefix_concurrency={MEDIUM_PREFIX: 64, MID_PREFIX: 64, SMALL_PREFIX: 64},
             prefix_label="aiobotocore list + {n} concurrent get_object",
         ),
         Client("s5cmd", "s5cmd cp", "s5cmd", prefix_label="s5cmd cp 'prefix/*'"),
@@ -123,7 +125,7 @@ class Scenario:
     name: str
     title: str  # a template: {large}, {medium}, {small} name the data set's sizes
     profile: str  # "raw" or "wan"
-    target: str  # "large", "medium" or "small"
+    target: str  # "large", "medium", "mid" or "small"
     dest: str  # "shm" or "disk"
     clients: tuple[str, ...]
     quick: bool = False  # part of --quick
@@ -155,6 +157,14 @@ SCENARIOS: list[Scenario] = [
         "{medium} under a prefix, wan, to tmpfs",
         "wan",
         "medium",
+        "shm",
+        ("s3pull", "boto3", "crt", "obstore", "s5cmd"),
+    ),
+    Scenario(
+        "mid-wan",
+        "{mid} under a prefix, wan, to tmpfs",
+        "wan",
+        "mid",
         "shm",
         ("s3pull", "boto3", "crt", "obstore", "s5cmd"),
     ),
