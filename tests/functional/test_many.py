@@ -344,6 +344,35 @@ async def test_listed_objects_over_1_mib_are_read_on_a_worker_thread(
     assert threading.get_ident() not in writers["big.bin"]
 
 
+@pytest.mark.parametrize(
+    ("sizes", "imported"),
+    [((2 * MiB, 3 * MiB), False), ((2 * MiB, 1000), True)],
+    ids=["all-over-1-MiB", "one-small"],
+)
+def test_aiohttp_is_imported_only_for_small_bodies(
+    s3: FaultServer, tmp_path: Path, sizes: tuple[int, ...], imported: bool
+) -> None:
+    # Its import costs ~0.14 s of start-up: the listing, the HEADs and every
+    # body over THREADED_BODY_ABOVE go through the worker threads instead.
+    import subprocess
+
+    for i, size in enumerate(sizes):
+        s3.put_object("bucket", f"p/{i}.bin", pattern(size, seed=i))
+    script = (
+        "import sys\n"
+        "from s3pull import Client\n"
+        f"with Client(endpoint_url={s3.endpoint_url!r}, subscribers=[]) as client:\n"
+        f"    batch = client.download_prefix('s3://bucket/p/', {str(tmp_path)!r})\n"
+        f"assert batch.ok and batch.downloaded == {len(sizes)}, batch.failures\n"
+        "print('aiohttp' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(imported)
+
+
 async def test_no_fsync_runs_on_the_event_loop(
     s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -170,8 +170,10 @@ class BlockingResponse(ResponseHead):
                 return
             consume(view[:size], clock() - before)
 
-    async def read_error_body(self, limit: int) -> bytes:
-        """At most ``limit`` bytes of an error answer's body."""
+    async def read_upto(self, limit: int) -> bytes:
+        """The body until its end, or its first ``limit`` bytes (an error
+        answer, a listing page: a caller that gets ``limit`` bytes of a body
+        that may be larger asks for one more)."""
         return await asyncio.wrap_future(self._pool.executor.submit(self._raw.read, limit))
 
     def abort(self) -> None:
