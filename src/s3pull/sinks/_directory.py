@@ -11,10 +11,12 @@ A batch opens each directory *inside* its destination root
 component at a time with ``O_NOFOLLOW``, so a symbolic link below the root is
 refused (:class:`UnsafePathError`), not followed. Keys cannot name a path
 outside the destination (``planning._paths``); this keeps a link that
-someone else placed inside it from doing so either. It is what ``rsync``
-does by default (``--keep-dirlinks`` to follow) and GNU ``tar`` likewise
-(``--keep-directory-symlink``). The root itself, and the directory of a
-file the caller named, are the caller's to choose and may be links.
+someone else placed inside it from doing so either. ``rsync`` and GNU
+``tar`` do not follow such links by default either (``--keep-dirlinks``,
+``--keep-directory-symlink`` make them); they replace the link with a
+directory, where s3pull refuses the key and leaves the link alone. The
+root itself, and the directory of a file the caller named, are the
+caller's to choose and may be links.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class Directory:
         try:
             fd = _open_or_make(start, create)
             for depth, name in enumerate(below, 1):
-                fd = _step(fd, name, create, link=start.joinpath(*below[:depth]))
+                fd = _step(fd, name, create, shown=start.joinpath(*below[:depth]))
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and not create:
                 raise
@@ -117,8 +119,9 @@ def _open_or_make(path: Path, create: bool) -> int:
     return os.open(path, _FLAGS)
 
 
-def _step(parent: int, name: str, create: bool, *, link: Path) -> int:
-    """Open ``name`` in ``parent``, never through a link; closes ``parent``."""
+def _step(parent: int, name: str, create: bool, *, shown: Path) -> int:
+    """Open ``name`` in ``parent``, never through a link; closes ``parent``.
+    ``shown`` is its path, for the error."""
     try:
         try:
             return os.open(name, _FLAGS | os.O_NOFOLLOW, dir_fd=parent)
@@ -135,7 +138,7 @@ def _step(parent: int, name: str, create: bool, *, link: Path) -> int:
         # others ELOOP; either way, only a link is refused as unsafe.
         if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(name, parent):
             raise UnsafePathError(
-                f"{link} is a symbolic link inside the destination: not followed"
+                f"{shown} is a symbolic link inside the destination: not followed"
             ) from exc
         raise
     finally:
