@@ -163,10 +163,8 @@ def test_unwritable_directory_is_a_local_error(tmp_path: Path) -> None:
 
 
 def test_preallocation_on_a_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def full(fd: int, offset: int, length: int) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(os, "posix_fallocate", full)
+    monkeypatch.setattr(_tempfile, "fallocate", lambda fd, size: errno.ENOSPC)
+    monkeypatch.setattr(_tempfile, "is_tmpfs", lambda fd: False)
     with (
         pytest.raises(DiskFullError, match="not enough space for 1000 bytes"),
         TempFile(tmp_path / "big", 1000),
@@ -196,15 +194,41 @@ def test_a_new_directory_is_checked_for_space_too(
     assert len(checked) == 1
 
 
-def test_preallocation_unsupported_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def unsupported(fd: int, offset: int, length: int) -> None:
-        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+def test_preallocation_reserves_the_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_tempfile, "is_tmpfs", lambda fd: False)
+    with TempFile(tmp_path / "f", 4 << 20) as sink:
+        status = os.fstat(sink.fd)
+        assert status.st_size == 4 << 20
+        if status.st_blocks == 0:
+            pytest.skip("this file system cannot preallocate")
+        assert status.st_blocks * 512 >= 4 << 20
 
-    monkeypatch.setattr(os, "posix_fallocate", unsupported)
-    with TempFile(tmp_path / "f", 3) as sink:
+
+def test_a_file_system_that_cannot_preallocate_gets_nothing_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # glibc's posix_fallocate would emulate it there, writing a byte into
+    # every block of the file (on NFS, FUSE, ext2), on the event loop.
+    def emulating(fd: int, offset: int, length: int) -> None:
+        raise AssertionError("posix_fallocate called")
+
+    monkeypatch.setattr(os, "posix_fallocate", emulating)
+    monkeypatch.setattr(_tempfile, "fallocate", lambda fd, size: errno.EOPNOTSUPP)
+    monkeypatch.setattr(_tempfile, "is_tmpfs", lambda fd: False)
+    with TempFile(tmp_path / "f", 4 << 20) as sink:
+        assert os.fstat(sink.fd).st_blocks == 0  # nothing written, nothing reserved
         sink.pwrite(b"abc", 0)
         sink.commit()
     assert (tmp_path / "f").read_bytes() == b"abc"
+
+
+def test_fallocate_reports_the_errno() -> None:
+    read, write = os.pipe()
+    try:
+        assert _tempfile.fallocate(write, 100) == errno.ESPIPE  # not a file
+    finally:
+        os.close(read)
+        os.close(write)
 
 
 def test_short_writes_are_continued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -264,10 +288,10 @@ def test_local_error_translation(code: int, cls: type[LocalError]) -> None:
 
 def test_no_preallocation_on_tmpfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # fallocate on tmpfs zeroes every page before the first byte is fetched.
-    def must_not_run(fd: int, offset: int, length: int) -> None:
+    def must_not_run(fd: int, size: int) -> int:
         raise AssertionError("preallocated on tmpfs")
 
-    monkeypatch.setattr(os, "posix_fallocate", must_not_run)
+    monkeypatch.setattr(_tempfile, "fallocate", must_not_run)
     monkeypatch.setattr(_tempfile, "is_tmpfs", lambda fd: True)
     with TempFile(tmp_path / "f", 3) as sink:
         sink.pwrite(b"abc", 0)

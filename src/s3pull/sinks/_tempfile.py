@@ -34,12 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import fcntl
 import functools
 import os
 import secrets
 import stat
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .._errors import DiskFullError
@@ -194,14 +196,13 @@ class TempFile:
     def _preallocate(self) -> None:
         if self.size == 0 or self._on_tmpfs:
             return
-        try:
-            os.posix_fallocate(self.fd, 0, self.size)
-        except OSError as exc:
-            if exc.errno in DISK_FULL:
-                raise DiskFullError(
-                    f"not enough space for {self.size} bytes in {self.destination.parent}"
-                ) from exc
-            # EOPNOTSUPP / EINVAL: the file system cannot preallocate; writes still work.
+        code = fallocate(self.fd, self.size)
+        if code in DISK_FULL:
+            raise DiskFullError(
+                f"not enough space for {self.size} bytes in {self.destination.parent}"
+            )
+        # Any other failure (EOPNOTSUPP: NFS, FUSE, ext2...): the file system
+        # cannot preallocate; the writes still work.
 
     def pwrite(self, data: bytes | memoryview, offset: int) -> None:
         """Write ``data`` at ``offset`` (all of it: short writes are continued)."""
@@ -270,6 +271,37 @@ class TempFile:
 @functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
+
+
+def fallocate(fd: int, size: int) -> int:
+    """Reserve ``size`` bytes for ``fd`` with Linux's ``fallocate(2)``; 0, or
+    the errno of the failure (``ENOTSUP`` where it cannot tell).
+
+    Not ``os.posix_fallocate``: where the file system has no ``fallocate``
+    (NFS before 4.2, as EFS serves; most FUSE file systems; ext2), glibc
+    emulates it by writing a byte into every block of the file, here on the
+    event loop, and leaves nothing sparse. The system call says EOPNOTSUPP
+    instead, and the download goes on without preallocating.
+    """
+    call = _fallocate64()
+    if call is None:
+        return errno.ENOTSUP
+    if call(fd, 0, 0, size) == 0:
+        return 0
+    return ctypes.get_errno()
+
+
+@functools.cache
+def _fallocate64() -> Callable[[int, int, int, int], int] | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        call = _libc().fallocate64
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    call.restype = ctypes.c_int
+    return call
 
 
 def is_tmpfs(fd: int) -> bool:
