@@ -466,7 +466,9 @@ def _outcome_json(outcome: ObjectOutcome) -> str:
             seconds=outcome.result.seconds,
             attempts=outcome.result.attempts,
             etag=outcome.result.etag,
+            version_id=outcome.result.version_id,
             verified=outcome.result.verified,
+            resumed=outcome.result.resumed,
         )
     if outcome.error is not None:
         fields.update(error=type(outcome.error).__name__, message=str(outcome.error))

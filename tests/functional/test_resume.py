@@ -89,6 +89,32 @@ def test_a_killed_download_resumes_with_only_the_missing_bytes(
     assert leftovers(tmp_path) == ["big.bin"]
 
 
+def test_a_killed_batch_resumes_a_nested_object(s3: FaultServer, tmp_path: Path) -> None:
+    # The journal and the temp file are found again through the directory
+    # the batch opens under its destination, one component at a time.
+    size = 8 * MiB
+    data = pattern(size, seed=13)
+    s3.put_object("bucket", "logs/deep/dir/big.bin", data, checksum_algorithm="CRC32C")
+    s3.add_fault(
+        "bucket", "logs/deep/dir/big.bin", Fault.hang(), method="GET", min_range_start=size // 2
+    )
+    out = tmp_path / "out"
+    command = _cp(s3, out, "--recursive", "-q")
+    command[command.index("s3://bucket/big.bin")] = "s3://bucket/logs/"
+    kept = kill_when_journaled(command, out / "deep" / "dir", parts=(size // 2) // MiB)
+    s3.clear_faults()
+    s3.reset_log()
+
+    again = [*command[:-1], "--json"]  # without -q
+    done = subprocess.run(again, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (out / "deep" / "dir" / "big.bin").read_bytes() == data
+    sent = sum(r.body_bytes_sent for r in s3.requests if r.key == "logs/deep/dir/big.bin")
+    assert sent == size - len(kept) * MiB
+    assert f'"resumed": {len(kept) * MiB}' in done.stdout
+    assert leftovers(out / "deep" / "dir") == ["big.bin"]
+
+
 def test_a_changed_object_after_a_crash_is_fetched_from_zero(
     s3: FaultServer, tmp_path: Path
 ) -> None:
