@@ -28,7 +28,7 @@ from ._client import AsyncClient
 from ._config import TransferConfig
 from ._errors import ConfigError, InvalidSourceError, NotFoundError, S3PullError, UnsafePathError
 from ._events import LoggingSubscriber, Subscriber
-from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
+from ._results import EXISTING, BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
 from ._source import S3Source, parse_prefix
 from ._units import format_size, parse_duration, parse_size
 from .consumers import InventoryRecord
@@ -170,6 +170,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     many.add_argument(
         "--fail-fast", action="store_true", help="stop at the first failure (default: go on)"
+    )
+    many.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="download and write nothing: print each object that would be downloaded, "
+        "with its local path and size, and what would be kept or refused",
     )
     many.add_argument(
         "--objects",
@@ -470,6 +476,8 @@ def _outcome_json(outcome: ObjectOutcome) -> str:
             verified=outcome.result.verified,
             resumed=outcome.result.resumed,
         )
+    if outcome.size is not None:
+        fields["size"] = outcome.size
     if outcome.error is not None:
         fields.update(error=type(outcome.error).__name__, message=str(outcome.error))
     return json.dumps(fields)
@@ -509,6 +517,7 @@ def _check_many_options(args: argparse.Namespace) -> None:
                 ("--include/--exclude", args.filters),
                 ("--skip-existing", args.skip_existing),
                 ("--fail-fast", args.fail_fast),
+                ("--dry-run", args.dry_run),
                 ("--objects", args.objects),
             )
             if used
@@ -527,7 +536,7 @@ def _check_many_options(args: argparse.Namespace) -> None:
 
 
 async def _cp_many(args: argparse.Namespace) -> int:
-    show_bars = not args.quiet and not args.json and sys.stderr.isatty()
+    show_bars = not args.quiet and not args.json and not args.dry_run and sys.stderr.isatty()
     bars = _BatchBars() if show_bars else None
     async with _client(args, [bars] if bars else []) as client:
         if args.recursive:
@@ -537,6 +546,7 @@ async def _cp_many(args: argparse.Namespace) -> int:
                 filters=args.filters or (),
                 skip_existing=args.skip_existing,
                 fail_fast=args.fail_fast,
+                dry_run=args.dry_run,
             )
         else:
             base = parse_prefix(args.source) if args.source is not None else None
@@ -545,6 +555,7 @@ async def _cp_many(args: argparse.Namespace) -> int:
                 args.destination,
                 skip_existing=args.skip_existing,
                 fail_fast=args.fail_fast,
+                dry_run=args.dry_run,
             )
         result = BatchResult()
         started = time.monotonic()
@@ -556,6 +567,8 @@ async def _cp_many(args: argparse.Namespace) -> int:
                     print(_outcome_json(outcome), flush=False)
                 elif outcome.error is not None and not args.quiet:
                     print(f"s3pull: failed: {outcome.error}", file=sys.stderr)
+                elif args.dry_run and not args.quiet:
+                    print(_planned_line(outcome), flush=False)
                 if bars is not None:
                     bars.counted(result, None)
                 elif not args.quiet and not args.json and time.monotonic() >= next_report:
@@ -563,8 +576,19 @@ async def _cp_many(args: argparse.Namespace) -> int:
                     print(f"s3pull: so far {result.summary()}", file=sys.stderr)
         result.finish(time.monotonic() - started, fail_fast=args.fail_fast)
     if not args.quiet:
-        print(f"s3pull: {result.summary()}", file=sys.stderr)
+        dry = "dry run: " if args.dry_run else ""
+        print(f"s3pull: {dry}{result.summary()}", file=sys.stderr)
     return 0 if result.ok else EXIT_FAILED
+
+
+def _planned_line(outcome: ObjectOutcome) -> str:
+    """One object of a dry run, for the terminal."""
+    size = format_size(outcome.size) if outcome.size is not None else "?"
+    if outcome.source.endswith("/"):  # a directory marker
+        return f"(dry run) {outcome.source} -> {outcome.path} (directory)"
+    if outcome.status == EXISTING:
+        return f"(dry run) keep {outcome.path} ({size}): already there"
+    return f"(dry run) {outcome.source} -> {outcome.path} ({size})"
 
 
 async def _cp(args: argparse.Namespace) -> int:

@@ -162,6 +162,7 @@ class AsyncClient:
         filters: Sequence[tuple[str, str]] = (),
         skip_existing: bool = False,
         fail_fast: bool = False,
+        dry_run: bool = False,
     ) -> BatchResult:
         """Download every object under an S3 prefix into a directory.
 
@@ -181,6 +182,10 @@ class AsyncClient:
             skip_existing: keep files already there with the same size and a
                 modification time no older than the object's.
             fail_fast: stop at the first failure.
+            dry_run: download nothing, write nothing: report what would be
+                downloaded (``planned``, with each object's size), what
+                would be kept (``existing``) and what would fail (refused
+                keys; with no listing to tell, a HEAD finds missing objects).
 
         Example:
             >>> batch = await client.download_prefix("s3://b/logs/", "logs/")  # doctest: +SKIP
@@ -193,6 +198,7 @@ class AsyncClient:
             filters=filters,
             skip_existing=skip_existing,
             fail_fast=fail_fast,
+            dry_run=dry_run,
         )
         return await _collect(outcomes, fail_fast=fail_fast)
 
@@ -204,6 +210,7 @@ class AsyncClient:
         filters: Sequence[tuple[str, str]] = (),
         skip_existing: bool = False,
         fail_fast: bool = False,
+        dry_run: bool = False,
     ) -> AsyncGenerator[ObjectOutcome, None]:
         """Like :meth:`download_prefix`, yielding each :class:`ObjectOutcome` as it finishes."""
         prefix = parse_prefix(source)
@@ -219,7 +226,7 @@ class AsyncClient:
                     if item is not None:
                         yield item
 
-        async for outcome in self._run_batch(items(), skip_existing, fail_fast):
+        async for outcome in self._run_batch(items(), skip_existing, fail_fast, dry_run):
             yield outcome
 
     async def download_many(
@@ -229,6 +236,7 @@ class AsyncClient:
         *,
         skip_existing: bool = False,
         fail_fast: bool = False,
+        dry_run: bool = False,
     ) -> BatchResult:
         """Download many objects, concurrently, each atomically.
 
@@ -245,6 +253,7 @@ class AsyncClient:
             destination: the directory for items given without one.
             skip_existing: see :meth:`download_prefix`.
             fail_fast: stop at the first failure.
+            dry_run: see :meth:`download_prefix`.
 
         Example:
             >>> keys = ["s3://b/a/1.pdf", "s3://b/a/2.pdf"]
@@ -253,7 +262,7 @@ class AsyncClient:
             (True, [])
         """
         outcomes = self.iter_download_many(
-            items, destination, skip_existing=skip_existing, fail_fast=fail_fast
+            items, destination, skip_existing=skip_existing, fail_fast=fail_fast, dry_run=dry_run
         )
         return await _collect(outcomes, fail_fast=fail_fast)
 
@@ -264,6 +273,7 @@ class AsyncClient:
         *,
         skip_existing: bool = False,
         fail_fast: bool = False,
+        dry_run: bool = False,
     ) -> AsyncGenerator[ObjectOutcome, None]:
         """Like :meth:`download_many`, yielding each :class:`ObjectOutcome` as it finishes."""
         maker = BatchItems(Path(destination) if destination is not None else None)
@@ -274,11 +284,15 @@ class AsyncClient:
                 if built is not None:
                     yield built
 
-        async for outcome in self._run_batch(batch_items(), skip_existing, fail_fast):
+        async for outcome in self._run_batch(batch_items(), skip_existing, fail_fast, dry_run):
             yield outcome
 
     async def _run_batch(
-        self, items: AsyncIterable[BatchItem], skip_existing: bool, fail_fast: bool
+        self,
+        items: AsyncIterable[BatchItem],
+        skip_existing: bool,
+        fail_fast: bool,
+        dry_run: bool,
     ) -> AsyncGenerator[ObjectOutcome, None]:
         batch = Batch(
             self.config,
@@ -286,6 +300,7 @@ class AsyncClient:
             self.breakers,
             skip_existing=skip_existing,
             fail_fast=fail_fast,
+            dry_run=dry_run,
         )
         outcomes = batch.run(items)
         try:

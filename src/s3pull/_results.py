@@ -105,6 +105,7 @@ DOWNLOADED = "downloaded"
 EXISTING = "existing"
 DIRECTORY = "directory"
 NONCURRENT = "noncurrent"
+PLANNED = "planned"
 FAILED = "failed"
 
 
@@ -119,10 +120,12 @@ class ObjectOutcome:
         status: ``"downloaded"``, ``"existing"`` (``skip_existing`` found it
             already there), ``"directory"`` (a directory marker, created),
             ``"noncurrent"`` (an inventory record of a noncurrent version or
-            of a delete marker: nothing to download) or ``"failed"``.
+            of a delete marker: nothing to download), ``"planned"`` (a dry
+            run would download it) or ``"failed"``.
         result: the :class:`DownloadResult` when downloaded.
         error: the error when failed: a transfer error, an ``UnsafePathError``
             (the key was refused), or a ``CircuitOpenError`` (not attempted).
+        size: in a dry run, the object's size as listed or as a HEAD told.
     """
 
     source: str
@@ -130,6 +133,7 @@ class ObjectOutcome:
     status: str
     result: DownloadResult | None = None
     error: Exception | None = None
+    size: int | None = None
 
     @property
     def bytes(self) -> int:
@@ -150,6 +154,8 @@ class BatchResult:
         directories: directory markers created.
         noncurrent: inventory records of noncurrent versions and delete
             markers, passed over.
+        planned: objects a dry run would download.
+        planned_bytes: their sizes, summed.
         failed: objects that failed, were refused or were not attempted.
         bytes: bytes downloaded.
         seconds: wall time of the batch.
@@ -164,6 +170,8 @@ class BatchResult:
     existing: int = 0
     directories: int = 0
     noncurrent: int = 0
+    planned: int = 0
+    planned_bytes: int = 0
     failed: int = 0
     bytes: int = 0
     seconds: float = 0.0
@@ -178,7 +186,8 @@ class BatchResult:
 
     @property
     def objects(self) -> int:
-        return self.downloaded + self.existing + self.directories + self.noncurrent + self.failed
+        counted = self.downloaded + self.existing + self.directories + self.noncurrent
+        return counted + self.planned + self.failed
 
     def add(self, outcome: ObjectOutcome) -> None:
         """Count one outcome."""
@@ -191,6 +200,9 @@ class BatchResult:
             self.directories += 1
         elif outcome.status == NONCURRENT:
             self.noncurrent += 1
+        elif outcome.status == PLANNED:
+            self.planned += 1
+            self.planned_bytes += outcome.size or 0
         else:
             self.failed += 1
             name = type(outcome.error).__name__
@@ -210,8 +222,12 @@ class BatchResult:
         Example:
             >>> BatchResult(downloaded=3, bytes=3 << 20, seconds=1.5).summary()
             '3 downloaded; 3.0 MiB in 1.50 s (2.0 MiB/s)'
+            >>> BatchResult(planned=2, planned_bytes=5 << 20, existing=1, seconds=0.2).summary()
+            '2 to download (5.0 MiB), 1 already there; planned in 0.20 s, nothing written'
         """
         parts = [f"{self.downloaded} downloaded"]
+        if self.planned:  # a dry run
+            parts = [f"{self.planned} to download ({format_size(self.planned_bytes)})"]
         if self.existing:
             parts.append(f"{self.existing} already there")
         if self.directories:
@@ -226,6 +242,8 @@ class BatchResult:
             f"{', '.join(parts)}; {format_size(self.bytes)} in {self.seconds:.2f} s "
             f"({format_size(rate)}/s)"
         )
+        if self.planned:
+            line = f"{', '.join(parts)}; planned in {self.seconds:.2f} s, nothing written"
         if self.stopped:
             line += "; stopped at the first failure (--fail-fast)"
         return line

@@ -623,6 +623,7 @@ def test_cli_from_stdin_with_json_lines(s3: FaultServer, tmp_path: Path) -> None
     ("args", "message"),
     [
         (["--skip-existing", "s3://bucket/k", "out"], "only with --recursive or --from-file"),
+        (["--dry-run", "s3://bucket/k", "out"], "--dry-run: only with --recursive or --from-file"),
         (["-r", "--from-file", "f", "s3://bucket/", "out"], "not both"),
         (["-r", "--version-id", "v1", "s3://bucket/", "out"], "one object"),
         (["-r", "https://example.com/x", "out"], "expected s3://bucket/prefix"),
@@ -635,6 +636,65 @@ def test_cli_batch_usage_errors(
     code, _, err = run_cli(s3, "cp", *args)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+# Dry runs -----------------------------------------------------------------------------
+
+
+def test_a_dry_run_plans_from_the_listing_and_writes_nothing(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    keys = {"p/a.bin": 1000, "p/sub/b.bin": 3 * MiB, "p/old.bin": 10, "p/dir/": 0, "p/../x": 5}
+    for key, size in keys.items():
+        s3.put_object("bucket", key, pattern(size), last_modified=1_700_000_000)
+    destination = tmp_path / "out"
+    destination.mkdir()
+    (destination / "old.bin").write_bytes(pattern(10))  # up to date: kept
+    os.utime(destination / "old.bin", (1_800_000_000, 1_800_000_000))
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        outcomes = list(
+            client.iter_download_prefix(
+                "s3://bucket/p/", destination, skip_existing=True, dry_run=True
+            )
+        )
+        batch = client.download_prefix("s3://bucket/p/", destination, dry_run=True)
+    seen = {o.source.removeprefix("s3://bucket/p/"): (o.status, o.size) for o in outcomes}
+    assert seen == {
+        "a.bin": ("planned", 1000),
+        "sub/b.bin": ("planned", 3 * MiB),
+        "dir/": ("planned", 0),
+        "old.bin": ("existing", 10),
+        "../x": ("failed", None),
+    }
+    assert (batch.planned, batch.planned_bytes, batch.failed) == (4, 1000 + 3 * MiB + 10, 1)
+    assert not batch.ok  # what would fail for real fails here too
+    assert files_under(destination) == {"old.bin": pattern(10)}  # nothing written
+    assert [r.method for r in s3.requests] == ["GET", "GET"]  # the two listings only
+
+
+def test_a_dry_run_of_named_objects_heads_each_one(s3: FaultServer, tmp_path: Path) -> None:
+    s3.put_object("bucket", "k/a.bin", pattern(1234))
+    with Client(endpoint_url=s3.endpoint_url, subscribers=[]) as client:
+        batch = client.download_many(
+            ["s3://bucket/k/a.bin", "s3://bucket/k/missing.bin"], tmp_path / "out", dry_run=True
+        )
+    assert (batch.planned, batch.planned_bytes) == (1, 1234)
+    assert [type(o.error) for o in batch.failures] == [NotFoundError]
+    assert not (tmp_path / "out").exists()
+    assert sorted(r.method for r in s3.requests) == ["HEAD", "HEAD"]
+
+
+def test_cli_dry_run_prints_the_plan(s3: FaultServer, tmp_path: Path) -> None:
+    s3.put_object("bucket", "p/a.bin", pattern(2048))
+    s3.put_object("bucket", "p/dir/", b"")
+    code, out, err = run_cli(s3, "cp", "-r", "s3://bucket/p/", f"{tmp_path}/out", "--dry-run")
+    assert code == 0, err
+    assert sorted(out.splitlines()) == [  # in the order they finish
+        f"(dry run) s3://bucket/p/a.bin -> {tmp_path}/out/a.bin (2.0 KiB)",
+        f"(dry run) s3://bucket/p/dir/ -> {tmp_path}/out/dir (directory)",
+    ]
+    assert err.startswith("s3pull: dry run: 2 to download (2.0 KiB); planned in ")
+    assert not (tmp_path / "out").exists()
 
 
 # Memory -------------------------------------------------------------------------------

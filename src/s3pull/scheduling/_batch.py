@@ -22,6 +22,12 @@ The algorithm
    HEAD). Its failure is recorded, never raised: the batch goes on, unless
    ``fail_fast`` asks to stop at the first failure.
 4. **Outcomes** are yielded as they finish, through a bounded queue.
+
+A **dry run** (``dry_run``) goes through the same steps up to the
+download: keys are mapped and refused alike, ``skip_existing`` decides
+alike, and an object not known from a listing gets a HEAD (so a missing one
+is reported as it would be); then the outcome is ``planned``, with the
+object's size. Nothing is written and no breaker is consulted.
 """
 
 from __future__ import annotations
@@ -32,18 +38,30 @@ import os
 import stat
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .._config import TransferConfig
 from .._errors import CircuitOpenError, ConfigError, ProtocolError, S3PullError, UnsafePathError
-from .._results import DIRECTORY, DOWNLOADED, EXISTING, FAILED, NONCURRENT, ObjectOutcome
+from .._results import (
+    DIRECTORY,
+    DOWNLOADED,
+    EXISTING,
+    FAILED,
+    NONCURRENT,
+    PLANNED,
+    ObjectOutcome,
+)
 from .._source import HttpSource, S3Source, Source, parse_source
 from ..planning._paths import LocalTarget, PathClaims, destination_file, key_to_target
 from ..sinks import Directory
 from ..transport import ListedObject, Transport
 from ._breaker import Breakers
 from ._download import Downloader, first_cause
+
+#: An object's size and modification time, as a listing or a HEAD told them.
+_Facts = tuple[int, datetime | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +251,7 @@ class Batch:
             modified no earlier than the object).
         fail_fast: stop at the first failure; downloads in flight are
             cancelled and leave nothing behind.
+        dry_run: download nothing; see the module docstring.
     """
 
     def __init__(
@@ -243,12 +262,14 @@ class Batch:
         *,
         skip_existing: bool = False,
         fail_fast: bool = False,
+        dry_run: bool = False,
     ) -> None:
         self.config = config
         self.downloader = downloader
         self.breakers = breakers
         self.skip_existing = skip_existing
         self.fail_fast = fail_fast
+        self.dry_run = dry_run
 
     async def run(self, items: AsyncIterable[BatchItem]) -> AsyncGenerator[ObjectOutcome, None]:
         """Download ``items``; yield each outcome as it finishes."""
@@ -322,6 +343,8 @@ class Batch:
     async def _one(self, item: BatchItem) -> ObjectOutcome:
         """Download one item; every failure becomes an outcome."""
         assert item.destination is not None
+        if self.dry_run:
+            return await self._plan(item)
         if item.directory:
             try:
                 opened = await asyncio.to_thread(Directory.open, item.destination, root=item.root)
@@ -357,16 +380,32 @@ class Batch:
         self.breakers.succeeded(key)
         return ObjectOutcome(key, result.path, DOWNLOADED, result=result)
 
-    async def _existing(self, item: BatchItem) -> bool:
+    async def _existing(self, item: BatchItem, facts: _Facts | None = None) -> bool:
         assert item.destination is not None
-        listed = item.listed
-        if listed is not None:
-            size, modified = listed.size, listed.last_modified
-        else:
-            info = await self.downloader.stat(item.source)
-            size, modified = info.size, info.last_modified
+        size, modified = facts or await self._facts(item)
         stamp = modified.timestamp() if modified is not None else None
         return await asyncio.to_thread(is_up_to_date, item.destination, size, stamp)
+
+    async def _facts(self, item: BatchItem) -> _Facts:
+        """Size and modification time: the listing's, else a HEAD's."""
+        listed = item.listed
+        if listed is not None:
+            return listed.size, listed.last_modified
+        info = await self.downloader.stat(item.source)
+        return info.size, info.last_modified
+
+    async def _plan(self, item: BatchItem) -> ObjectOutcome:
+        """What a real run would do with ``item``, writing nothing."""
+        key = item.source.redacted
+        if item.directory:
+            return ObjectOutcome(key, item.destination, PLANNED, size=0)
+        try:
+            facts = await self._facts(item)
+        except S3PullError as error:
+            return _failed(item, error)
+        if self.skip_existing and await self._existing(item, facts):
+            return ObjectOutcome(key, item.destination, EXISTING, size=facts[0])
+        return ObjectOutcome(key, item.destination, PLANNED, size=facts[0])
 
 
 def _failed(item: BatchItem, error: S3PullError) -> ObjectOutcome:
