@@ -249,6 +249,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_int,
         help=f"with --download: objects at once (default: {TransferConfig.batch_concurrency})",
     )
+    inventory.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --download: write nothing; the summary says how many objects and bytes "
+        "would be downloaded, and every key that would be refused is reported",
+    )
     reading = inventory.add_argument_group("transfer")
     reading.add_argument(
         "--workers", type=_positive_int, default=4, help="data files read at once (default: 4)"
@@ -655,6 +661,8 @@ async def _cat(args: argparse.Namespace) -> int:
 
 
 async def _inventory(args: argparse.Namespace) -> int:
+    if args.dry_run and args.download is None:
+        raise ConfigError("--dry-run: only with --download")
     count = total = 0
     out = None
     if args.to_jsonl == "-":
@@ -688,7 +696,7 @@ async def _inventory(args: argparse.Namespace) -> int:
             else:
                 started = time.monotonic()
                 outcomes = client.iter_download_many(
-                    records(), args.download, skip_existing=args.skip_existing
+                    records(), args.download, skip_existing=args.skip_existing, dry_run=args.dry_run
                 )
                 async for outcome in outcomes:
                     batch.add(outcome)
@@ -709,7 +717,8 @@ async def _inventory(args: argparse.Namespace) -> int:
         if not quiet:
             print(f"{count} objects, {total} bytes ({format_size(total)})")
     if args.download is not None and not args.quiet:
-        print(f"s3pull: {batch.summary()}", file=sys.stderr)
+        dry = "dry run: " if args.dry_run else ""
+        print(f"s3pull: {dry}{batch.summary()}", file=sys.stderr)
     return 0 if batch.ok else EXIT_FAILED
 
 

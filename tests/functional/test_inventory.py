@@ -23,7 +23,7 @@ from urllib.parse import quote_plus
 import pytest
 
 import s3pull
-from s3pull import AsyncClient, Client, RetryConfig, TransferConfig
+from s3pull import AsyncClient, Client, RetryConfig, TransferConfig, format_size
 from s3pull.consumers import parse_manifest
 from s3pull.testing import Fault, FaultServer
 
@@ -349,6 +349,21 @@ def test_cli_download_fetches_exactly_the_listed_keys(s3: FaultServer, tmp_path:
     assert {r.method for r in requests} == {"GET"}
     assert sorted(r.key for r in requests) == sorted([*objects, "gone.bin"])
     assert not (tmp_path / "escape.bin").exists()
+
+
+def test_cli_download_dry_run_writes_nothing(s3: FaultServer, tmp_path: Path) -> None:
+    objects = _put_downloadable_inventory(s3)
+    out = tmp_path / "out"
+    done = _cli(s3, "--download", str(out), "--dry-run", "--count")
+    assert done.returncode == 1  # the hostile key would be refused for real too
+    total = sum(len(data) for data in objects.values()) + 7  # and gone.bin, as listed
+    assert f"dry run: {len(objects) + 1} to download ({format_size(total)})" in done.stderr
+    assert "1 failed (UnsafePathError: 1)" in done.stderr
+    assert not out.exists()
+    assert [r for r in s3.requests if r.bucket == "source"] == []  # the records tell all
+
+    usage = _cli(s3, "--dry-run", "--count")
+    assert usage.returncode == 2 and "only with --download" in usage.stderr
 
 
 def test_sync_client_downloads_inventory_records(s3: FaultServer, tmp_path: Path) -> None:
