@@ -222,6 +222,23 @@ def test_a_file_system_that_cannot_preallocate_gets_nothing_written(
     assert (tmp_path / "f").read_bytes() == b"abc"
 
 
+def test_a_libc_without_fallocate64_uses_fallocate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # musl >= 1.2.4 exports no *64 names.
+    class Musl:
+        fallocate = _tempfile._libc().fallocate
+
+    monkeypatch.setattr(_tempfile, "_libc", Musl)
+    _tempfile._fallocate64.cache_clear()
+    try:
+        with open(tmp_path / "f", "wb") as file:
+            assert _tempfile.fallocate(file.fileno(), 1 << 20) == 0
+            assert os.fstat(file.fileno()).st_size == 1 << 20
+    finally:
+        _tempfile._fallocate64.cache_clear()
+
+
 def test_fallocate_reports_the_errno() -> None:
     read, write = os.pipe()
     try:

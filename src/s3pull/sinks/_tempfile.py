@@ -293,15 +293,19 @@ def fallocate(fd: int, size: int) -> int:
 
 @functools.cache
 def _fallocate64() -> Callable[[int, int, int, int], int] | None:
+    """libc's fallocate with a 64-bit offset and length, if there is one."""
     if sys.platform != "linux":
         return None
-    try:
-        call = _libc().fallocate64
-    except (OSError, AttributeError):
-        return None
-    call.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
-    call.restype = ctypes.c_int
-    return call
+    # glibc has fallocate64; musl >= 1.2.4 has no *64 names, and its
+    # fallocate takes a 64-bit off_t wherever a long is 64 bits.
+    names = ["fallocate64"] + (["fallocate"] if ctypes.sizeof(ctypes.c_long) == 8 else [])
+    for name in names:
+        call = getattr(_libc(), name, None)
+        if call is not None:
+            call.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+            call.restype = ctypes.c_int
+            return call  # type: ignore[no-any-return]
+    return None
 
 
 def is_tmpfs(fd: int) -> bool:
