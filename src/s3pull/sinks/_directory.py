@@ -71,10 +71,19 @@ class Directory:
             FileNotFoundError: it does not exist and ``create`` is False.
         """
         start, below = (path, ()) if root is None else (root, path.relative_to(root).parts)
+        walked = 0  # components opened below ``start``
         try:
             fd = _open_or_make(start, create)
-            for depth, name in enumerate(below, 1):
-                fd = _step(fd, name, create, shown=start.joinpath(*below[:depth]))
+            for name in below:
+                fd = _step(fd, name, create)
+                walked += 1
+        except _LinkFound as found:
+            # The path is built only here: pathlib would cost more than the
+            # system calls of the walk it describes.
+            shown = start.joinpath(*below[: walked + 1])
+            raise UnsafePathError(
+                f"{shown} is a symbolic link inside the destination: not followed"
+            ) from found.__cause__
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and not create:
                 raise
@@ -119,9 +128,12 @@ def _open_or_make(path: Path, create: bool) -> int:
     return os.open(path, _FLAGS)
 
 
-def _step(parent: int, name: str, create: bool, *, shown: Path) -> int:
-    """Open ``name`` in ``parent``, never through a link; closes ``parent``.
-    ``shown`` is its path, for the error."""
+class _LinkFound(Exception):
+    """A component of the walk is a symbolic link (its path is told above)."""
+
+
+def _step(parent: int, name: str, create: bool) -> int:
+    """Open ``name`` in ``parent``, never through a link; closes ``parent``."""
     try:
         try:
             return os.open(name, _FLAGS | os.O_NOFOLLOW, dir_fd=parent)
@@ -137,9 +149,7 @@ def _step(parent: int, name: str, create: bool, *, shown: Path) -> int:
         # Linux says ENOTDIR for a link opened with O_DIRECTORY | O_NOFOLLOW,
         # others ELOOP; either way, only a link is refused as unsafe.
         if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(name, parent):
-            raise UnsafePathError(
-                f"{shown} is a symbolic link inside the destination: not followed"
-            ) from exc
+            raise _LinkFound from exc
         raise
     finally:
         os.close(parent)
