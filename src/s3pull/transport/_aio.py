@@ -1,9 +1,10 @@
-"""aiohttp's side of the transport: small GETs, listings and ordered streams.
+"""aiohttp's side of the transport: small GETs and ordered streams.
 
 Imported on first use: its import (~0.1 s, a third of s3pull's start-up,
 0.05 s of it the two SSL contexts aiohttp builds) is not paid by a run that
-never needs it, such as one large download, whose HEAD and ranged GETs go
-through worker threads (``_blocking``).
+never needs it, such as one large download or a batch of objects over
+1 MiB, whose listings, HEADs and GETs go through worker threads
+(``_blocking``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The transport: HEAD, (ranged) GET and ListObjectsV2 over two HTTP clients.
 
-HEADs and GETs whose body goes to a file are sent from worker threads with
-``http.client`` (``_blocking``), so bulk bytes never pass through the event
-loop; small objects' GETs, listings and ordered streams go through aiohttp
-(``_aio``, imported on first use), whose per-request cost is lower. The
+HEADs, listings and GETs whose body goes to a file are sent from worker
+threads with ``http.client`` (``_blocking``), so bulk bytes never pass
+through the event loop; the GETs of objects up to 1 MiB and of ordered
+streams go through aiohttp (``_aio``, imported on first use), whose
+per-request cost is lower. The
 transport hides which, and addressing, signing, proxies, region redirects
 and the one-time credential refresh, and turns every failure into an s3pull
 error (via ``_translate``). It never retries: retry policy lives in
