@@ -56,7 +56,7 @@ from .._results import (
 from .._source import HttpSource, S3Source, Source, parse_source
 from ..planning._paths import LocalTarget, PathClaims, destination_file, key_to_target
 from ..sinks import Directory
-from ..transport import ListedObject, Transport
+from ..transport import ListCursor, ListedObject, Transport, quoted_etag
 from ._breaker import Breakers
 from ._download import Downloader, first_cause
 
@@ -166,10 +166,7 @@ def _listed(record: Any) -> ListedObject | None:
     """What a record (an ``InventoryRecord``...) says about its object, as a listing would."""
     if record.size is None:
         return None  # a delete marker, or no size column: ask the store
-    etag = record.etag
-    if etag and not etag.startswith(('"', "W/")):
-        etag = f'"{etag}"'
-    return ListedObject(record.key, record.size, etag, record.last_modified)
+    return ListedObject(record.key, record.size, quoted_etag(record.etag), record.last_modified)
 
 
 class _Stop(Exception):
@@ -186,7 +183,7 @@ async def list_objects(
     ``ProtocolError`` instead.
     """
     where = f"s3://{bucket}/{prefix}"
-    token: str | None = None
+    token: ListCursor | None = None
     last_key: str | None = None
     failures = 0
     while True:

@@ -1,8 +1,8 @@
 """Transport: HEAD / ranged GET / ListObjectsV2, SigV4 signing, error translation."""
 
 from ._blocking import BlockingResponse
-from ._listing import ListedObject, ListPage
-from ._response import ResponseHead
+from ._listing import ListCursor, ListedObject, ListPage
+from ._response import ResponseHead, quoted_etag
 from ._s3 import ADDRESSING_STYLES, S3Endpoint
 from ._transport import CHECKSUM_ALGORITHMS, Transport, object_info
 
@@ -12,10 +12,12 @@ __all__ = [
     "ADDRESSING_STYLES",
     "CHECKSUM_ALGORITHMS",
     "BlockingResponse",
+    "ListCursor",
     "ListPage",
     "ListedObject",
     "ResponseHead",
     "S3Endpoint",
     "Transport",
     "object_info",
+    "quoted_etag",
 ]

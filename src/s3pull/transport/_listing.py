@@ -13,8 +13,8 @@ from urllib.parse import unquote_plus
 from xml.etree import ElementTree
 
 from .._errors import ProtocolError
-
-_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+from ._response import quoted_etag
+from ._xml import parse_xml
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +37,29 @@ class ListedObject:
 
 
 @dataclass(frozen=True, slots=True)
+class ListCursor:
+    """Where the next page of a listing starts.
+
+    Attributes:
+        token: the ``NextContinuationToken`` of the page before.
+        start_after: the last key of the page before, for a store that says
+            a page is truncated but sends no token (what the AWS CLI does
+            with a ``ListObjects`` page without ``NextMarker``).
+    """
+
+    token: str | None = None
+    start_after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ListPage:
-    """One page of a listing, and the token of the next one (None: the last page)."""
+    """One page of a listing, and where the next one starts (None: the last page)."""
 
     objects: list[ListedObject]
-    next_token: str | None
+    next_token: ListCursor | None
 
 
-def list_query(prefix: str, token: str | None, max_keys: int = 1000) -> dict[str, str]:
+def list_query(prefix: str, cursor: ListCursor | None, max_keys: int = 1000) -> dict[str, str]:
     """The query of one ListObjectsV2 request.
 
     Example:
@@ -54,13 +69,19 @@ def list_query(prefix: str, token: str | None, max_keys: int = 1000) -> dict[str
     query = {"list-type": "2", "encoding-type": "url", "max-keys": str(max_keys)}
     if prefix:
         query["prefix"] = prefix
-    if token is not None:
-        query["continuation-token"] = token
+    if cursor is not None and cursor.token is not None:
+        query["continuation-token"] = cursor.token
+    elif cursor is not None and cursor.start_after is not None:
+        query["start-after"] = cursor.start_after
     return query
 
 
 def parse_list_page(body: bytes, *, source: str) -> ListPage:
-    """Parse a ``ListBucketResult``; raise :class:`ProtocolError` if it is not one.
+    """Parse a ``ListBucketResult``, in any XML namespace or none, as botocore
+    does; raise :class:`ProtocolError` if it is not one.
+
+    Only ``Key`` and ``Size`` are required of an object; ``KeyCount``,
+    ``IsTruncated`` (false), ``EncodingType`` and the rest are optional.
 
     Example:
         >>> page = parse_list_page(
@@ -73,40 +94,44 @@ def parse_list_page(body: bytes, *, source: str) -> ListPage:
         ('a b', None)
     """
     try:
-        root = ElementTree.fromstring(body)
+        root = parse_xml(body)
     except ElementTree.ParseError as exc:
         raise ProtocolError(f"the listing is not XML: {exc}", source=source) from None
-    ns = _NS if root.tag.startswith(_NS) else ""
-    if root.tag != f"{ns}ListBucketResult":
+    if root.tag != "ListBucketResult":
         raise ProtocolError(f"expected a ListBucketResult, got <{root.tag}>", source=source)
-    encoded = root.findtext(f"{ns}EncodingType") == "url"
+    encoded = (root.findtext("EncodingType") or "").strip().lower() == "url"
     objects = []
-    for item in root.iterfind(f"{ns}Contents"):
-        key = item.findtext(f"{ns}Key")
-        size = item.findtext(f"{ns}Size", "")
+    for item in root.iterfind("Contents"):
+        key = item.findtext("Key")
+        size = (item.findtext("Size") or "").strip()
         if key is None or not size.isdigit():
             raise ProtocolError("a listed object has no key or no size", source=source)
-        modified = item.findtext(f"{ns}LastModified")
         objects.append(
             ListedObject(
                 key=unquote_plus(key) if encoded else key,
                 size=int(size),
-                etag=item.findtext(f"{ns}ETag"),
-                last_modified=_timestamp(modified),
-                storage_class=item.findtext(f"{ns}StorageClass"),
+                etag=quoted_etag(item.findtext("ETag")),
+                last_modified=_timestamp(item.findtext("LastModified")),
+                storage_class=item.findtext("StorageClass") or None,
             )
         )
-    truncated = root.findtext(f"{ns}IsTruncated", "false").strip().lower() == "true"
-    token = root.findtext(f"{ns}NextContinuationToken") if truncated else None
-    if truncated and not token:
-        raise ProtocolError("a truncated listing page without a continuation token", source=source)
-    return ListPage(objects, token)
+    truncated = (root.findtext("IsTruncated") or "false").strip().lower() == "true"
+    if not truncated:
+        return ListPage(objects, None)
+    token = (root.findtext("NextContinuationToken") or "").strip()
+    if token:
+        return ListPage(objects, ListCursor(token=token))
+    if not objects:
+        raise ProtocolError(
+            "a truncated listing page without a continuation token or keys", source=source
+        )
+    return ListPage(objects, ListCursor(start_after=objects[-1].key))
 
 
 def _timestamp(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         return None

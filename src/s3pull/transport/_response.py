@@ -7,7 +7,29 @@ from collections.abc import Mapping
 
 from .._errors import ProtocolError
 
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+#: ``bytes 0-9/3000`` (RFC 9110), and the variants stores send: any case,
+#: ``=`` for the space (older Ceph RGW), spaces around the numbers.
+_CONTENT_RANGE = re.compile(r"^\s*bytes[\s=]\s*(\d+)\s*-\s*(\d+)\s*/\s*(\d+|\*)\s*$", re.IGNORECASE)
+
+
+def quoted_etag(etag: str | None) -> str | None:
+    """``etag`` in the quoted form of RFC 9110 (``"abc"``, ``W/"abc"``).
+
+    AWS quotes ETags everywhere; some S3-compatible stores do not (in
+    listings, or in headers too), and S3 Inventory never does. One form
+    makes ETags from a listing, a HEAD and a GET comparable, and is what
+    ``If-Match`` wants.
+
+    Example:
+        >>> quoted_etag("abc"), quoted_etag('"abc"'), quoted_etag('W/"x"'), quoted_etag("")
+        ('"abc"', '"abc"', 'W/"x"', None)
+    """
+    if not etag:
+        return None
+    etag = etag.strip()
+    if etag.startswith(('"', "W/")):
+        return etag
+    return f'"{etag}"'
 
 
 class ResponseHead:
@@ -44,7 +66,7 @@ class ResponseHead:
 
     @property
     def etag(self) -> str | None:
-        return self.headers.get("ETag")
+        return quoted_etag(self.headers.get("ETag"))
 
     @property
     def content_length(self) -> int | None:

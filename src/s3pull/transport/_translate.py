@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import re
 import ssl
 import sys
 from collections.abc import Mapping
 from typing import Any
+from xml.etree import ElementTree
 
 from .._errors import (
     AccessDeniedError,
@@ -29,9 +29,8 @@ from .._errors import (
     TransferError,
     TransientError,
 )
+from ._xml import parse_xml
 
-_CODE = re.compile(rb"<Code>([^<]{1,128})</Code>")
-_MESSAGE = re.compile(rb"<Message>([^<]{0,512})</Message>")
 _CREDENTIAL_CODES = frozenset(
     {
         "ExpiredToken",
@@ -69,10 +68,7 @@ def error_from_response(
     range: tuple[int, int] | None = None,
 ) -> S3PullError:
     """The error an unexpected HTTP answer means. ``body`` is its first bytes."""
-    code_match = _CODE.search(body)
-    code = code_match.group(1).decode("utf-8", "replace") if code_match else None
-    message_match = _MESSAGE.search(body)
-    detail = message_match.group(1).decode("utf-8", "replace") if message_match else ""
+    code, detail = _code_and_message(body)
     where: dict[str, Any] = {"source": source, "range": range, "status": status, "code": code}
     what = f"{status} {code}" if code else f"HTTP {status}"
     text = f"{what}: {detail}" if detail else what
@@ -100,6 +96,22 @@ def error_from_response(
     if isinstance(error, TransientError):
         error.retry_after = _retry_after(headers)
     return error
+
+
+def _code_and_message(body: bytes) -> tuple[str | None, str]:
+    """The ``<Code>`` and ``<Message>`` of an S3 ``<Error>`` document, in any
+    XML namespace or none; (None, "") for a body that is not one (an HTML
+    page from a proxy, nothing at all after a HEAD)."""
+    try:
+        root = parse_xml(body)
+    except ElementTree.ParseError:
+        return None, ""
+    error = root if root.tag == "Error" else root.find("Error")
+    if error is None:
+        return None, ""
+    code = " ".join((error.findtext("Code") or "").split())[:128] or None
+    message = " ".join((error.findtext("Message") or "").split())[:512]
+    return code, message
 
 
 def error_from_exception(

@@ -26,9 +26,9 @@ from .._errors import CredentialsError, ProtocolError, S3PullError
 from .._results import ObjectInfo
 from .._source import HttpSource, S3Source, Source
 from ._blocking import Ask, BlockingPool, BlockingResponse
-from ._listing import ListPage, list_query, parse_list_page
+from ._listing import ListCursor, ListPage, list_query, parse_list_page
 from ._proxies import Proxy, env_proxy
-from ._response import ResponseHead
+from ._response import ResponseHead, quoted_etag
 from ._s3 import S3Endpoint
 from ._translate import error_from_exception, error_from_response
 
@@ -85,7 +85,7 @@ def object_info(
     return ObjectInfo(
         source=source.redacted,
         size=size,
-        etag=headers.get("ETag"),
+        etag=quoted_etag(headers.get("ETag")),
         version_id=headers.get("x-amz-version-id"),
         last_modified=last_modified,
         content_type=headers.get("Content-Type"),
@@ -218,8 +218,9 @@ class Transport:
         async with self._exchange(self._send_threaded, "GET", source, headers, span, None) as raw:
             yield raw
 
-    async def list_page(self, bucket: str, prefix: str, token: str | None) -> ListPage:
-        """One ListObjectsV2 page of the keys under ``prefix`` (``token``: the page after)."""
+    async def list_page(self, bucket: str, prefix: str, token: ListCursor | None) -> ListPage:
+        """One ListObjectsV2 page of the keys under ``prefix`` (``token``: where
+        it starts, the ``next_token`` of the page before)."""
         source = S3Source(bucket, "")
         query = list_query(prefix, token)
         # From a worker thread, like HEADs and parts: a batch whose bodies
