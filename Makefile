@@ -5,7 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench clean
+.PHONY: demo test lint unit bench clean s3rver
+
+# s3rver, a second S3 implementation the integration tests run against, from
+# npm into a git-ignored prefix (Debian's nodejs and npm installed if missing).
+S3RVER_VERSION := 3.7.1
+S3RVER_STAMP   := .node/.s3rver-$(S3RVER_VERSION)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +28,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
+$(S3RVER_STAMP):
+	command -v npm >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q nodejs npm; }
+	npm install --prefix .node --no-audit --no-fund --loglevel=error s3rver@$(S3RVER_VERSION)
+	touch $@
+
+s3rver: $(S3RVER_STAMP)
+
 ## make test: lint, then the whole suite (unit, functional, integration, docstring examples) with coverage
-test: lint
+test: lint $(S3RVER_STAMP)
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) --doctest-modules src/s3pull tests
 
 unit: $(STAMP)
@@ -35,7 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .node .pytest_cache .mypy_cache .ruff_cache .coverage
 
 ## make reliability: s3pull, boto3 and s5cmd under injected faults -> bench/results/reliability.md
 .PHONY: reliability
