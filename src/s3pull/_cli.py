@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from ._client import AsyncClient
-from ._config import TransferConfig
+from ._config import SSE_C_KEY_ENV, TransferConfig, load_sse_c_key
 from ._errors import ConfigError, InvalidSourceError, NotFoundError, S3PullError, UnsafePathError
 from ._events import LoggingSubscriber, Subscriber
 from ._results import EXISTING, BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
@@ -113,6 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     s3.add_argument("--no-sign-request", action="store_true", help="send anonymous requests")
     s3.add_argument("--version-id", help="the S3 object version to use")
+    s3.add_argument(
+        "--request-payer",
+        choices=["requester"],
+        help="read a Requester Pays bucket, at your cost",
+    )
+    s3.add_argument(
+        "--sse-c-key-file",
+        metavar="PATH",
+        help=f"the 32-byte key of SSE-C objects (default: {SSE_C_KEY_ENV}, base64)",
+    )
     out = common.add_argument_group("output")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
     out.add_argument("--json", action="store_true", help="one JSON result per object on stdout")
@@ -423,6 +433,8 @@ def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncCli
         verify=not getattr(args, "no_verify", False),
         on_change=getattr(args, "on_change", "fail"),
         resume=not getattr(args, "no_resume", False),
+        request_payer=args.request_payer,
+        sse_c_key=load_sse_c_key(args.sse_c_key_file),
     )
     return AsyncClient(
         config=config,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+import os
 from dataclasses import dataclass, field
 
 from ._errors import ConfigError
@@ -17,6 +20,11 @@ GiB = 1024 * MiB
 SOCKET_READ_SIZE = 256 * KiB
 #: S3 allows at most this many parts; we never plan more ranges than this.
 MAX_PARTS = 10_000
+#: What SSE-C's AES256 wants: a 256-bit key.
+SSE_C_KEY_BYTES = 32
+#: The environment variable the CLI takes an SSE-C key from, base64-encoded.
+SSE_C_KEY_ENV = "S3PULL_SSE_C_KEY"
+REQUEST_PAYERS = ("requester",)
 
 
 def _whole(value: object) -> bool:
@@ -250,6 +258,12 @@ class TransferConfig:
             starve many small ones, nor the reverse (64 MiB).
         large_objects: objects of the large lane downloaded at once, each with
             up to ``concurrency`` ranged GETs (2).
+        request_payer: ``"requester"`` sends ``x-amz-request-payer:
+            requester`` (signed) with every HEAD, GET and listing, to read a
+            Requester Pays bucket at the caller's cost (None: not sent).
+        sse_c_key: the 32-byte AES-256 key of objects encrypted with SSE-C,
+            sent (base64, with its MD5) with every HEAD and GET, never with
+            listings; never shown in a repr, an error or a log (None).
         timeouts: see :class:`Timeouts`.
         retry: see :class:`RetryConfig`.
         breakers: see :class:`BreakerConfig`.
@@ -267,6 +281,8 @@ class TransferConfig:
     batch_concurrency: int = 64
     large_object_threshold: int = 64 * MiB
     large_objects: int = 2
+    request_payer: str | None = None
+    sse_c_key: bytes | None = field(default=None, repr=False)
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryConfig = field(default_factory=RetryConfig)
     breakers: BreakerConfig = field(default_factory=BreakerConfig)
@@ -297,6 +313,17 @@ class TransferConfig:
             if not _whole(value) or value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value!r}")
         object.__setattr__(self, "large_object_threshold", parse_size(self.large_object_threshold))
+        if self.request_payer is not None and self.request_payer not in REQUEST_PAYERS:
+            raise ConfigError(f"request_payer must be 'requester', got {self.request_payer!r}")
+        if self.sse_c_key is not None:
+            # Only the type and the length are told: the key itself never is.
+            if not isinstance(self.sse_c_key, bytes):
+                raise ConfigError(f"sse_c_key must be bytes, got a {type(self.sse_c_key).__name__}")
+            if len(self.sse_c_key) != SSE_C_KEY_BYTES:
+                raise ConfigError(
+                    f"sse_c_key must be {SSE_C_KEY_BYTES} bytes (AES-256), "
+                    f"got {len(self.sse_c_key)}"
+                )
 
     @property
     def stream_cost(self) -> int:
@@ -308,3 +335,27 @@ class TransferConfig:
     def max_streams(self) -> int:
         """How many GETs the memory budget admits at once."""
         return self.memory_limit // self.stream_cost
+
+
+def load_sse_c_key(path: str | None = None) -> bytes | None:
+    """The SSE-C key in the file at ``path`` (its 32 raw bytes), else the
+    base64 one in ``S3PULL_SSE_C_KEY``, else None. Errors never quote the key.
+
+    Raises:
+        ConfigError: the file cannot be read, or the variable is not base64.
+    """
+    if path is not None:
+        try:
+            with open(path, "rb") as file:
+                return file.read(SSE_C_KEY_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the SSE-C key file {path}: {exc.strerror or exc}"
+            ) from None
+    text = os.environ.get(SSE_C_KEY_ENV)
+    if not text:
+        return None
+    try:
+        return base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{SSE_C_KEY_ENV} is not base64") from None

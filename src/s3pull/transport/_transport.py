@@ -13,6 +13,8 @@ planning, the driver in scheduling.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.client
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -111,6 +113,7 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self._threads: BlockingPool | None = None
         self._proxies: dict[tuple[str, str, int | None], Proxy | None] = {}
+        self._s3_headers, self._object_headers = _s3_headers(config)
 
     def proxy_for(self, url: str) -> Proxy | None:
         """The proxy for ``url``'s origin from ``HTTP(S)_PROXY`` / ``NO_PROXY``,
@@ -301,8 +304,11 @@ class Transport:
         await self.s3.resolve()
         if source.version_id:
             query = {**(query or {}), "versionId": source.version_id}
+        # Every request of an object has a key; a listing (the only bucket
+        # request) has none, and S3 refuses SSE-C headers on it.
+        extra = {**self._s3_headers, **self._object_headers} if source.key else self._s3_headers
         url = self.s3.url(source.bucket, source.key, query)
-        return url, self.s3.signed_headers(method, url, headers, source.bucket)
+        return url, self.s3.signed_headers(method, url, {**headers, **extra}, source.bucket)
 
     async def _send_threaded(
         self,
@@ -378,6 +384,22 @@ class Transport:
         if raw.status == 403 and isinstance(source, S3Source) and self.s3.anonymous:
             error.message += " (the request was unsigned: no AWS credentials were found)"
         return error
+
+
+def _s3_headers(config: TransferConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """What ``config`` adds to every S3 request, and to every object request."""
+    every = {"x-amz-request-payer": config.request_payer} if config.request_payer else {}
+    objects: dict[str, str] = {}
+    if config.sse_c_key is not None:
+        key = config.sse_c_key
+        objects = {
+            "x-amz-server-side-encryption-customer-algorithm": "AES256",
+            "x-amz-server-side-encryption-customer-key": base64.b64encode(key).decode(),
+            "x-amz-server-side-encryption-customer-key-MD5": base64.b64encode(
+                hashlib.md5(key).digest()
+            ).decode(),
+        }
+    return every, objects
 
 
 def _get_headers(
