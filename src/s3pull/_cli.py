@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from ._client import AsyncClient
+from ._client import AsyncClient, copy_stream
 from ._config import TransferConfig
 from ._errors import ConfigError, InvalidSourceError, NotFoundError, S3PullError, UnsafePathError
 from ._events import LoggingSubscriber, Subscriber
@@ -642,7 +642,6 @@ async def _cp_one(args: argparse.Namespace) -> int:
 
 async def _cat(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
-    buffer = bytearray(CAT_BUFFER)
     async with (
         _client(args, []) as client,
         client.open(
@@ -652,10 +651,7 @@ async def _cat(args: argparse.Namespace) -> int:
             part_size=args.part_size,
         ) as stream,
     ):
-        # The write happens in a thread, so a slow reader of the pipe never
-        # stops the event loop from fetching ahead.
-        while filled := await stream.readinto(buffer):
-            await asyncio.to_thread(out.write, memoryview(buffer)[:filled])
+        await copy_stream(stream, out.write)
         await asyncio.to_thread(out.flush)
     return 0
 
@@ -761,8 +757,6 @@ _COMMANDS = {
     "stat": _stat,
     "clean": _clean,
 }
-#: Bytes ``cat`` hands to stdout per write.
-CAT_BUFFER = 1 << 20
 #: Without a terminal, many-object progress is one line this often.
 PLAIN_PROGRESS_SECONDS = 5.0
 
