@@ -28,7 +28,7 @@ from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
 from ._source import S3Source, Source, parse_prefix, parse_source
 from ._units import parse_size
 from .planning._filters import KeyFilter
-from .planning._paths import destination_file, key_base, safe_name
+from .planning._paths import destination_file, key_base, local_destination, safe_name
 from .planning._retry import RetryBudget
 from .scheduling._batch import Batch, BatchItem, BatchItems, list_objects
 from .scheduling._breaker import Breakers
@@ -149,6 +149,7 @@ class AsyncClient:
             source: ``s3://bucket/key`` or an ``http(s)://`` URL.
             destination: a file path, or a directory (existing, or written
                 with a trailing ``/``) to put the object in under its own name.
+                Not a URL, not empty.
             version_id: download this S3 version.
             info: a previous :meth:`stat` of the object, to save the HEAD.
 
@@ -156,6 +157,7 @@ class AsyncClient:
             A :class:`DownloadResult`.
 
         Raises:
+            ConfigError: the destination is empty or a URL.
             S3PullError: the download failed; nothing was left at the destination.
 
         Example:
@@ -163,9 +165,9 @@ class AsyncClient:
         """
         parsed = parse_source(source, version_id=version_id)
         text = os.fspath(destination)
-        path = Path(text)
+        path = local_destination(text)
         # A few stats of local directory entries: not worth a thread hop.
-        is_dir = text.endswith(os.sep) or path.is_dir()  # noqa: ASYNC240
+        is_dir = text.endswith(os.sep) or path.is_dir()
         target = destination_file(parsed.name, path, is_dir=is_dir, source=parsed.redacted)
         target, in_place = resolve_destination(target)
         if in_place:
@@ -270,7 +272,7 @@ class AsyncClient:
         prefix = parse_prefix(source)
         wanted = KeyFilter(filters)
         base = key_base(prefix.key)
-        maker = BatchItems(Path(destination), base=base)
+        maker = BatchItems(local_destination(os.fspath(destination)), base=base)
 
         async def items() -> AsyncIterator[BatchItem]:
             listing = list_objects(self._transport, self._downloader, prefix.bucket, prefix.key)
@@ -330,7 +332,8 @@ class AsyncClient:
         dry_run: bool = False,
     ) -> AsyncGenerator[ObjectOutcome, None]:
         """Like :meth:`download_many`, yielding each :class:`ObjectOutcome` as it finishes."""
-        maker = BatchItems(Path(destination) if destination is not None else None)
+        root = local_destination(os.fspath(destination)) if destination is not None else None
+        maker = BatchItems(root)
 
         async def batch_items() -> AsyncIterator[BatchItem]:
             async for item in _aiter(items):

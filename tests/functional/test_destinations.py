@@ -1,4 +1,5 @@
-"""Destinations that are not regular files: devices, FIFOs, sockets, symbolic links."""
+"""Destinations that are not regular files (devices, FIFOs, sockets, symbolic
+links), and destinations that are not local paths at all (URLs, the empty string)."""
 
 from __future__ import annotations
 
@@ -214,3 +215,45 @@ def test_a_link_is_followed_and_its_target_replaced(s3: FaultServer, tmp_path: P
     assert dangling.is_symlink()
     assert made.path == tmp_path / "real" / "made.bin"
     assert made.path.read_bytes() == b"new bytes"
+
+
+# Destinations that are not local paths ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "destination",
+    ["s3://bucket/k2", "https://example.com/k", "http://me:hush@h/k?X-Amz-Signature=hush"],
+)
+def test_a_url_destination_is_a_usage_error(
+    s3: FaultServer, tmp_path: Path, destination: str
+) -> None:
+    s3.put_object("bucket", "obj", b"data")
+    done = _cli(s3, "cp", "s3://bucket/obj", destination, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.decode()
+    assert err.startswith("s3pull: error: the destination") and "is a URL" in err
+    assert len(err.splitlines()) == 1
+    assert "hush" not in err
+    assert list(tmp_path.iterdir()) == []
+    recursive = _cli(s3, "cp", "-r", "s3://bucket/", destination, cwd=tmp_path)
+    assert recursive.returncode == 2, recursive.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_library_refuses_a_url_or_empty_destination(s3: FaultServer) -> None:
+    from s3pull import ConfigError
+
+    s3.put_object("bucket", "obj", b"data")
+    with _client(s3) as client:
+        for destination in ("s3://bucket/k2", ""):
+            with pytest.raises(ConfigError):
+                client.download_file("s3://bucket/obj", destination)
+    assert s3.requests == []
+
+
+def test_an_empty_destination_is_a_usage_error(s3: FaultServer, tmp_path: Path) -> None:
+    s3.put_object("bucket", "obj", b"data")
+    done = _cli(s3, "cp", "s3://bucket/obj", "", cwd=tmp_path)
+    assert done.returncode == 2
+    assert b"the destination is empty" in done.stderr
+    assert list(tmp_path.iterdir()) == []
