@@ -1,5 +1,6 @@
-"""Destinations that are not regular files (devices, FIFOs, sockets, symbolic
-links), and destinations that are not local paths at all (URLs, the empty string)."""
+"""Destinations that are not regular files, and destinations that are not local
+paths at all: devices, FIFOs, symbolic links, ``-``, URLs, the empty string,
+and sources that end in ``/``."""
 
 from __future__ import annotations
 
@@ -257,3 +258,32 @@ def test_an_empty_destination_is_a_usage_error(s3: FaultServer, tmp_path: Path) 
     assert done.returncode == 2
     assert b"the destination is empty" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dash_is_stdout(s3: FaultServer, tmp_path: Path) -> None:
+    data = pattern(SIZE, seed=6)
+    s3.put_object("bucket", "obj", data, checksum_algorithm="CRC32C")
+    done = _cli(s3, "cp", "s3://bucket/obj", "-", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == data
+    assert list(tmp_path.iterdir()) == []
+    with_json = _cli(s3, "cp", "s3://bucket/obj", "-", "--json", cwd=tmp_path)
+    assert with_json.returncode == 2
+    assert with_json.stdout == b""
+
+
+# Sources that end in "/" ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("marker", [True, False], ids=["marker", "prefix"])
+def test_a_trailing_slash_source_hints_at_recursive(
+    s3: FaultServer, tmp_path: Path, marker: bool
+) -> None:
+    s3.put_object("bucket", "dir/a.txt", b"a")
+    if marker:
+        s3.put_object("bucket", "dir/", b"")
+    done = _cli(s3, "cp", "s3://bucket/dir/", f"{tmp_path}/y/")
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    assert "cp --recursive" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "y").exists()
