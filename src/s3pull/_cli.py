@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from ._client import AsyncClient
+from ._client import AsyncClient, copy_stream
 from ._config import SSE_C_KEY_ENV, TransferConfig, load_sse_c_key
-from ._errors import ConfigError, InvalidSourceError, NotFoundError, S3PullError, UnsafePathError
+from ._errors import ConfigError, InvalidSourceError, S3PullError, UnsafePathError
 from ._events import LoggingSubscriber, Subscriber
 from ._results import EXISTING, BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
 from ._source import S3Source, parse_prefix
@@ -611,14 +611,21 @@ def _planned_line(outcome: ObjectOutcome) -> str:
 
 async def _cp(args: argparse.Namespace) -> int:
     _check_many_options(args)
-    if args.recursive or args.from_file is not None:
-        return await _cp_many(args)
-    try:
-        return await _cp_one(args)
-    except NotFoundError as exc:
-        if args.source.startswith("s3://") and args.source.endswith("/"):
-            exc.message += " (to download everything under a prefix: cp --recursive)"
-        raise
+    many = args.recursive or args.from_file is not None
+    if not many and args.source.startswith("s3://") and args.source.endswith("/"):
+        # A prefix, or a directory marker (often a 0-byte key): either way not
+        # the file the user meant, whether or not the key exists.
+        raise ConfigError(
+            f"{args.source} ends with '/': a prefix or a directory marker, not an object "
+            "(to download everything under a prefix: cp --recursive)"
+        )
+    if args.destination == "-":  # stdout, as for aws s3 cp
+        if many:
+            raise ConfigError("DEST - (stdout) takes one object, not --recursive or --from-file")
+        if args.json:
+            raise ConfigError("--json: not with DEST - (stdout carries the object)")
+        return await _cat(args)
+    return await (_cp_many(args) if many else _cp_one(args))
 
 
 async def _cp_one(args: argparse.Namespace) -> int:
@@ -653,21 +660,18 @@ async def _cp_one(args: argparse.Namespace) -> int:
 
 
 async def _cat(args: argparse.Namespace) -> int:
+    """``cat SRC``, and ``cp SRC -`` (which has no ``--window``)."""
     out = sys.stdout.buffer
-    buffer = bytearray(CAT_BUFFER)
     async with (
         _client(args, []) as client,
         client.open(
             args.source,
             version_id=args.version_id,
-            window=args.window,
+            window=getattr(args, "window", None),
             part_size=args.part_size,
         ) as stream,
     ):
-        # The write happens in a thread, so a slow reader of the pipe never
-        # stops the event loop from fetching ahead.
-        while filled := await stream.readinto(buffer):
-            await asyncio.to_thread(out.write, memoryview(buffer)[:filled])
+        await copy_stream(stream, out.write)
         await asyncio.to_thread(out.flush)
     return 0
 
@@ -773,8 +777,6 @@ _COMMANDS = {
     "stat": _stat,
     "clean": _clean,
 }
-#: Bytes ``cat`` hands to stdout per write.
-CAT_BUFFER = 1 << 20
 #: Without a terminal, many-object progress is one line this often.
 PLAIN_PROGRESS_SECONDS = 5.0
 

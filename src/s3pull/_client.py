@@ -8,26 +8,34 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, Union
 
 from ._config import MiB, TransferConfig
-from ._errors import ConfigError
+from ._errors import ConfigError, S3PullError
 from ._events import Events, LoggingSubscriber, Subscriber
 from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
 from ._source import S3Source, Source, parse_prefix, parse_source
 from ._units import parse_size
 from .planning._filters import KeyFilter
-from .planning._paths import destination_file, key_base, safe_name
+from .planning._paths import destination_file, key_base, local_destination, safe_name
 from .planning._retry import RetryBudget
 from .scheduling._batch import Batch, BatchItem, BatchItems, list_objects
 from .scheduling._breaker import Breakers
 from .scheduling._budget import MemoryBudget
 from .scheduling._download import Downloader
 from .scheduling._stream import ObjectStream, stream_part_size
+from .sinks import local_error, resolve_destination
 from .transport import S3Endpoint, Transport
 
 if TYPE_CHECKING:
@@ -131,10 +139,17 @@ class AsyncClient:
     ) -> DownloadResult:
         """Download one object to a file, atomically.
 
+        A symbolic link is followed: its target is replaced atomically. A
+        character or block device or a FIFO (``/dev/null``, ``/dev/stdout``,
+        a named pipe) is not replaced but written in order, as :meth:`open`
+        reads, with the same checks; a checksum mismatch is then raised after
+        the bytes were written, since they cannot be taken back.
+
         Args:
             source: ``s3://bucket/key`` or an ``http(s)://`` URL.
             destination: a file path, or a directory (existing, or written
                 with a trailing ``/``) to put the object in under its own name.
+                Not a URL, not empty.
             version_id: download this S3 version.
             info: a previous :meth:`stat` of the object, to save the HEAD.
 
@@ -142,17 +157,58 @@ class AsyncClient:
             A :class:`DownloadResult`.
 
         Raises:
+            ConfigError: the destination is empty or a URL.
             S3PullError: the download failed; nothing was left at the destination.
 
         Example:
             >>> await client.download_file("s3://bucket/a.bin", "/tmp/a.bin")  # doctest: +SKIP
         """
         parsed = parse_source(source, version_id=version_id)
-        path = Path(destination)
-        # One stat of a local directory entry: not worth a thread hop.
-        is_dir = os.fspath(destination).endswith(os.sep) or path.is_dir()  # noqa: ASYNC240
+        text = os.fspath(destination)
+        path = local_destination(text)
+        # A few stats of local directory entries: not worth a thread hop.
+        is_dir = text.endswith(os.sep) or path.is_dir()
         target = destination_file(parsed.name, path, is_dir=is_dir, source=parsed.redacted)
+        target, in_place = resolve_destination(target)
+        if in_place:
+            return await self._download_in_place(parsed, target, info)
         return await self._downloader.download(parsed, target, info=info)
+
+    async def _download_in_place(
+        self, source: Source, path: Path, info: ObjectInfo | None
+    ) -> DownloadResult:
+        """Write ``source`` into the device or FIFO ``path``, in order.
+
+        The bytes come from the ordered stream, so the checks are those of
+        every download (one pinned version, Content-Range, sizes, checksums)
+        and no second download algorithm exists.
+        """
+        started = time.monotonic()
+        try:
+            fd = await _open_for_writing(path)
+            try:
+                stream = await self._open_stream(source, None, None, None, info=info)
+                try:
+                    await copy_stream(stream, lambda data: _write_all(fd, data, path))
+                finally:
+                    await stream.aclose()
+            finally:
+                os.close(fd)
+        except S3PullError as error:
+            self.events.error(source.redacted, error)
+            raise
+        result = DownloadResult(
+            source=source.redacted,
+            path=path,
+            bytes=stream.size,
+            seconds=time.monotonic() - started,
+            attempts=stream.attempts,
+            etag=stream.info.etag,
+            version_id=stream.info.version_id,
+            verified=stream.verified,
+        )
+        self.events.done(result)
+        return result
 
     async def download_prefix(
         self,
@@ -216,7 +272,7 @@ class AsyncClient:
         prefix = parse_prefix(source)
         wanted = KeyFilter(filters)
         base = key_base(prefix.key)
-        maker = BatchItems(Path(destination), base=base)
+        maker = BatchItems(local_destination(os.fspath(destination)), base=base)
 
         async def items() -> AsyncIterator[BatchItem]:
             listing = list_objects(self._transport, self._downloader, prefix.bucket, prefix.key)
@@ -276,7 +332,8 @@ class AsyncClient:
         dry_run: bool = False,
     ) -> AsyncGenerator[ObjectOutcome, None]:
         """Like :meth:`download_many`, yielding each :class:`ObjectOutcome` as it finishes."""
-        maker = BatchItems(Path(destination) if destination is not None else None)
+        root = local_destination(os.fspath(destination)) if destination is not None else None
+        maker = BatchItems(root)
 
         async def batch_items() -> AsyncIterator[BatchItem]:
             async for item in _aiter(items):
@@ -350,10 +407,13 @@ class AsyncClient:
         version_id: str | None,
         window: int | str | None,
         part_size: int | str | None,
+        *,
+        info: ObjectInfo | None = None,
     ) -> ObjectStream:
         parsed = parse_source(source, version_id=version_id)
         window_bytes, part_bytes = self._stream_window(window, part_size)
-        info = await self._downloader.stat(parsed)
+        if info is None:
+            info = await self._downloader.stat(parsed)
         stream = ObjectStream(
             self._downloader,
             self.budget,
@@ -496,6 +556,46 @@ async def _collect(outcomes: AsyncIterator[ObjectOutcome], *, fail_fast: bool) -
 
 #: Items of a sync iterable read per thread hop.
 _CHUNK = 1000
+#: Bytes of an ordered stream handed to a writer per thread hop.
+COPY_BUFFER = 1 << 20
+
+
+async def copy_stream(stream: ObjectStream, write: Callable[[memoryview], object]) -> None:
+    """Hand every byte of ``stream``, in order, to ``write`` (which writes all
+    it is given). ``write`` runs in a thread, so a slow reader at the other
+    end (a pipe, a terminal) never stops the event loop from fetching ahead."""
+    buffer = bytearray(COPY_BUFFER)
+    while filled := await stream.readinto(buffer):
+        await asyncio.to_thread(write, memoryview(buffer)[:filled])
+
+
+async def _open_for_writing(path: Path) -> int:
+    """Open an existing device or FIFO for writing, in a thread: opening a FIFO
+    waits until a reader opens it. If the caller is cancelled meanwhile, the
+    descriptor the thread gets later is closed, not leaked."""
+    loop = asyncio.get_running_loop()
+    opening = loop.run_in_executor(None, os.open, path, os.O_WRONLY | os.O_CLOEXEC)
+
+    def close_late(future: asyncio.Future[int]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            os.close(future.result())
+
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(close_late)
+        raise
+    except OSError as exc:
+        raise local_error(exc, "open", path) from exc
+
+
+def _write_all(fd: int, data: memoryview, path: Path) -> None:
+    """``os.write`` until all of ``data`` is written (a pipe may take less)."""
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError as exc:
+        raise local_error(exc, "write", path) from exc
 
 
 async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:

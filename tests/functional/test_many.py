@@ -719,16 +719,6 @@ def test_a_100k_key_listing_keeps_memory_flat(tmp_path: Path) -> None:
     assert peaks["large"] - peaks["small"] < 8 * MiB, peaks
 
 
-def test_cli_copying_a_prefix_without_recursive_hints_at_it(
-    s3: FaultServer, tmp_path: Path
-) -> None:
-    s3.put_object("bucket", "p/a.txt", b"a")
-    code, _, err = run_cli(s3, "cp", "s3://bucket/p/", str(tmp_path))
-    assert code == 1
-    assert "not found" in err and "cp --recursive" in err
-    assert len(err.strip().splitlines()) == 1
-
-
 def test_sigterm_mid_batch_keeps_finished_files_and_leaves_no_temp_files(
     s3: FaultServer, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from s3pull import UnsafePathError
+from s3pull import ConfigError, UnsafePathError
 from s3pull.planning._paths import (
     NAME_MAX,
     RELATIVE_PATH_MAX,
@@ -23,6 +23,7 @@ from s3pull.planning._paths import (
     destination_file,
     key_base,
     key_to_target,
+    local_destination,
     safe_name,
 )
 
@@ -454,3 +455,22 @@ def test_digest_set_behaves_like_a_set(values: list[int], pending_max: int) -> N
     assert len(digests._pending) <= pending_max
     for probe in [*values, 0, 2**64 - 1, 12345]:
         assert (probe in digests) == (probe in reference)
+
+
+@pytest.mark.parametrize(
+    "destination", ["s3://b/k", "S3://b/k", "https://h/k", "gs://b/k", "http://u:pw@h/k?sig=1"]
+)
+def test_a_url_is_not_a_local_destination(destination: str) -> None:
+    with pytest.raises(ConfigError, match="is a URL") as raised:
+        local_destination(destination)
+    assert "pw" not in str(raised.value) and "sig=1" not in str(raised.value)
+
+
+def test_an_empty_destination_is_refused() -> None:
+    with pytest.raises(ConfigError, match="empty"):
+        local_destination("")
+
+
+@pytest.mark.parametrize("destination", ["./s3://b/k", "a:b", "-", "dir/", "s3:", "http:/x"])
+def test_local_paths_are_destinations(destination: str) -> None:
+    assert local_destination(destination) == Path(destination)

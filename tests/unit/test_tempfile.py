@@ -278,13 +278,32 @@ def test_write_on_a_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_failed_rename_is_a_local_error_and_cleans_up(tmp_path: Path) -> None:
     destination = tmp_path / "dir"
-    destination.mkdir()
-    (destination / "inside").write_bytes(b"keep")
     with pytest.raises(LocalError, match="cannot finish"), TempFile(destination, 1) as sink:
+        # Made meanwhile (a directory is refused up front): the rename fails.
+        destination.mkdir()
+        (destination / "inside").write_bytes(b"keep")
         sink.pwrite(b"x", 0)
         sink.commit()
     assert entries(tmp_path) == ["dir"]
     assert (destination / "inside").read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("kind", ["directory", "FIFO"])
+def test_only_a_regular_file_or_a_link_is_renamed_over(tmp_path: Path, kind: str) -> None:
+    destination = tmp_path / "dest"
+    if kind == "directory":
+        destination.mkdir()
+    else:
+        os.mkfifo(destination)
+    with pytest.raises(LocalError, match=f"is a {kind}, not a regular file: not replaced"):
+        TempFile(destination, 1).__enter__()
+    assert entries(tmp_path) == ["dest"]
+    (tmp_path / "link").symlink_to("elsewhere")
+    with TempFile(tmp_path / "link", 1) as sink:
+        sink.pwrite(b"x", 0)
+        sink.commit()
+    assert (tmp_path / "link").read_bytes() == b"x"  # the link itself was replaced
+    assert not (tmp_path / "link").is_symlink()
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._errors import UnsafePathError
+from .._errors import ConfigError, UnsafePathError
+from .._source import HttpSource
 
 #: Longest file name most file systems accept (NAME_MAX, in bytes).
 NAME_MAX = 255
@@ -47,6 +48,9 @@ NAME_MAX = 255
 RELATIVE_PATH_MAX = 4095
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+# A scheme as RFC 3986 spells it, then "://": s3://, https://, gs://...
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_S3_URL = re.compile(r"^s3://[^?@]*$")
 
 
 class _Flaw(enum.Enum):
@@ -119,6 +123,37 @@ def safe_name(name: str, *, source: str) -> str:
         # Only EMPTY and DOTS messages show the name, and those names are harmless.
         raise UnsafePathError(_NAME_MESSAGES[flaw].format(name=name), source=source)
     return name
+
+
+def local_destination(destination: str) -> Path:
+    """The local path a download's destination names, or a refusal.
+
+    s3pull downloads: a URL (``s3://b/k``, ``https://...``) is never turned
+    into the local path ``s3:/b/k``, and an empty destination is not taken to
+    mean the current directory. A local path that looks like a URL can still
+    be written as ``./s3://...``.
+
+    Raises:
+        ConfigError: the destination is empty or a URL.
+
+    Example:
+        >>> local_destination("out/")
+        PosixPath('out')
+    """
+    if not destination:
+        raise ConfigError("the destination is empty: name a file or a directory ('.' for here)")
+    if _URL.match(destination):
+        # A presigned URL given by mistake must not show its signature, nor
+        # a URL its user:password@; an s3:// URL holds neither.
+        try:
+            shown = destination if _S3_URL.match(destination) else HttpSource(destination).redacted
+        except ValueError:  # a malformed port
+            shown = destination.partition("://")[0] + "://..."
+        raise ConfigError(
+            f"the destination {shown!r} is a URL: s3pull downloads to local files and "
+            "directories; it does not copy to a bucket or a server"
+        )
+    return Path(destination)
 
 
 def destination_file(source_name: str, destination: Path, *, is_dir: bool, source: str) -> Path:

@@ -183,6 +183,8 @@ class ObjectStream:
         self._pending = b""
         self._position = 0
         self._closed = False
+        #: What was checked beyond sizes (``"CRC32C"``, ``"MD5"``...), known at the end.
+        self.verified: str | None = None
 
     async def start(self) -> ObjectStream:
         """Reserve the window and start fetching (``open`` does this)."""
@@ -196,7 +198,7 @@ class ObjectStream:
     async def _fetch(self, missing: list[Part]) -> None:
         try:
             await self._downloader.fetch_all(self._state, missing, before_part=self._window.room)
-            await self._downloader.verify(self._state)
+            self.verified = await self._downloader.verify(self._state)
         except asyncio.CancelledError:
             raise
         except BaseException as error:
@@ -205,6 +207,11 @@ class ObjectStream:
     @property
     def size(self) -> int:
         return self.info.size
+
+    @property
+    def attempts(self) -> int:
+        """HTTP requests made so far, retries included."""
+        return self._state.attempts
 
     @property
     def position(self) -> int:
@@ -238,6 +245,7 @@ class ObjectStream:
                 raise mismatch_error(
                     check, actual, source=self._state.redacted, attempts=self._state.attempts
                 )
+            self.verified = check.algorithm
 
     async def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes (all the rest if negative); ``b""`` at the end.

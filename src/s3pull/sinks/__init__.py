@@ -12,7 +12,7 @@ from ._journal import (
     stale_files,
     stale_names,
 )
-from ._tempfile import TEMP_MARKER, TEMP_SUFFIX, TempFile, temp_prefix
+from ._tempfile import TEMP_MARKER, TEMP_SUFFIX, TempFile, resolve_destination, temp_prefix
 
 __all__ = [
     "TEMP_MARKER",
@@ -27,6 +27,7 @@ __all__ = [
     "journal_name",
     "local_error",
     "remove_stale",
+    "resolve_destination",
     "stale_files",
     "stale_names",
     "temp_prefix",

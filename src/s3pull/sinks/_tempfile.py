@@ -27,6 +27,12 @@ nothing) or the complete object. The temp file:
 
 On any failure or cancellation the temp file is unlinked. Only a crash
 leaves it behind, for the next run to resume (``_journal``) or clean.
+
+The rename replaces a regular file, or a symbolic link (itself, not its
+target), and nothing else: a device, a FIFO, a socket or a directory at the
+destination is refused before anything is fetched. A caller that names such
+a file (``/dev/null``, a named pipe) wants it written, not replaced; the
+client sees that first (:func:`resolve_destination`) and writes it in order.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .._errors import DiskFullError
+from .._errors import DiskFullError, LocalError
 from ._directory import DISK_FULL, Directory, local_error
 
 #: Every temp file s3pull creates carries this marker, so cleaning up after a
@@ -137,6 +143,7 @@ class TempFile:
             raise
 
     def _enter(self) -> TempFile:
+        self._check_replaceable()
         if self._resume is not None and self._reopen(self._resume):
             return self
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -167,6 +174,18 @@ class TempFile:
         self.fd, self.name, self.resumed = fd, name, True
         self._on_tmpfs = is_tmpfs(fd)
         return True
+
+    def _check_replaceable(self) -> None:
+        """Refuse to rename over anything but a regular file or a link (see above)."""
+        try:
+            status = os.stat(self.destination.name, dir_fd=self.directory.fd, follow_symlinks=False)
+        except OSError:
+            return  # nothing there yet (or unreadable: the rename will say)
+        if not stat.S_ISREG(status.st_mode) and not stat.S_ISLNK(status.st_mode):
+            raise LocalError(
+                f"{self.destination} is {file_kind(status.st_mode)}, not a regular file: "
+                "not replaced"
+            )
 
     def _check_free_space(self) -> None:
         """Refuse a download the file system cannot hold, before fetching anything."""
@@ -266,6 +285,49 @@ class TempFile:
             os.unlink(self.name, dir_fd=self.directory.fd)
         except FileNotFoundError:
             pass
+
+
+def resolve_destination(path: Path) -> tuple[Path, bool]:
+    """What a download to the file the caller named ``path`` writes:
+    ``(file, in_place)``.
+
+    - Nothing there yet, or a regular file: ``path``, replaced atomically.
+    - A symbolic link: followed, as ``cp`` does; its target (made if it does
+      not exist yet) is replaced atomically and the link stays a link.
+    - A character or block device or a FIFO (``/dev/null``, ``/dev/stdout``,
+      a named pipe): ``in_place``, to be opened and written in order. There
+      is no file to replace, and renaming over it would destroy it.
+
+    Raises:
+        LocalError: ``path`` is a socket (nothing to open and write), or
+            cannot be looked at.
+    """
+    try:
+        mode = os.stat(path).st_mode  # through links: what a write would reach
+    except FileNotFoundError:
+        mode = None  # nothing there, or a dangling link (followed below)
+    except OSError as exc:
+        raise local_error(exc, "look at", path) from exc
+    if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)):
+        return path, True
+    if mode is not None and stat.S_ISSOCK(mode):
+        raise LocalError(f"{path} is a socket: s3pull writes files, devices and FIFOs")
+    if path.is_symlink():
+        return Path(os.path.realpath(path)), False
+    return path, False
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``mode`` is, for messages."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISLNK, "a symbolic link"),
+    )
+    return next((kind for test, kind in kinds if test(mode)), "a regular file")
 
 
 @functools.cache
