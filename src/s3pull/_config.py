@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from ._errors import ConfigError
-from ._units import parse_size
+from ._units import parse_rate, parse_size
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -250,6 +250,10 @@ class TransferConfig:
             starve many small ones, nor the reverse (64 MiB).
         large_objects: objects of the large lane downloaded at once, each with
             up to ``concurrency`` ranged GETs (2).
+        max_bandwidth: the most bytes/s all of the client's bodies together
+            may be read at, e.g. ``"50MiB"`` or ``"50MiB/s"``: one token bucket,
+            with a burst of ``max(stream_cost, max_bandwidth / 10)``, shared by
+            every stream of every object; 0 or None: unlimited (None).
         timeouts: see :class:`Timeouts`.
         retry: see :class:`RetryConfig`.
         breakers: see :class:`BreakerConfig`.
@@ -267,6 +271,7 @@ class TransferConfig:
     batch_concurrency: int = 64
     large_object_threshold: int = 64 * MiB
     large_objects: int = 2
+    max_bandwidth: int | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryConfig = field(default_factory=RetryConfig)
     breakers: BreakerConfig = field(default_factory=BreakerConfig)
@@ -297,6 +302,12 @@ class TransferConfig:
             if not _whole(value) or value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value!r}")
         object.__setattr__(self, "large_object_threshold", parse_size(self.large_object_threshold))
+        if self.max_bandwidth is not None:
+            try:
+                rate = parse_rate(self.max_bandwidth)
+            except ConfigError as exc:
+                raise ConfigError(f"max_bandwidth: {exc.message}") from None
+            object.__setattr__(self, "max_bandwidth", rate or None)  # 0: unlimited
 
     @property
     def stream_cost(self) -> int:
