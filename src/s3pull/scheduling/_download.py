@@ -19,6 +19,8 @@ The algorithm
    through the event loop and the kernel's copies run on every core
    (``transport._blocking``); an ordered stream reads through aiohttp. A
    stream holds one read buffer, so memory does not grow with the part size.
+   Under a bandwidth limit each chunk, once read, waits for its share of the
+   client's one token bucket (``_bandwidth``).
 4. **Survive.** A failed attempt is translated, classified and handed to the
    pure retry policy. The retry resumes at the first byte not yet written:
    a reset at 90 % of a part costs 10 % of a part. Attempts that made real
