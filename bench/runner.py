@@ -86,7 +86,12 @@ def _job(scenario: Scenario, ctx: Context, client: str) -> Job:
     endpoint = ctx.endpoints.url(scenario.profile)
     if scenario.target == "large":
         return Job(endpoint, key=LARGE_KEY, dest=directory / "object.bin")
-    return Job(endpoint, prefix=_PREFIXES[scenario.target], dest=directory)
+    prefix = _PREFIXES[scenario.target]
+    if scenario.from_list:
+        keys = tuple(e.key for e in _expected(scenario, ctx.dataset))
+        list_file = ctx.logs / f"{scenario.name}.{client}.list"
+        return Job(endpoint, prefix=prefix, dest=directory, keys=keys, list_file=list_file)
+    return Job(endpoint, prefix=prefix, dest=directory)
 
 
 def _output_dir(job: Job) -> Path:
@@ -99,6 +104,8 @@ def _verify(job: Job, expected: list[data.Entry]) -> str | None:
     for entry in expected:
         if job.key is not None:
             wanted[job.dest] = entry
+        elif job.list_file is not None:
+            wanted[job.dest / entry.key] = entry  # a key list lands at the full key
         else:
             wanted[job.dest / entry.key[len(job.prefix) :]] = entry
     for path, entry in wanted.items():

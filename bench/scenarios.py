@@ -31,6 +31,10 @@ class Job:
     key: str | None = None  # one object ...
     prefix: str | None = None  # ... or everything under a prefix
     dest: Path = Path()  # file for key, directory for prefix
+    #: A key-list job: these keys (all under ``prefix``) land at their full
+    #: key under ``dest``, from a list the client reads from ``list_file``.
+    keys: tuple[str, ...] = ()
+    list_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -43,12 +47,15 @@ class Client:
     prefix_concurrency: dict[str, int] = field(default_factory=dict)  # prefix -> value
     prefix_ok: bool = True  # False: the client has no prefix mode here
     prefix_label: str = ""  # label for prefix jobs; {n} is the prefix concurrency
+    list_label: str = ""  # label for key-list jobs; "" means no key-list mode here
 
     @property
     def is_s3pull(self) -> bool:
         return self.name.startswith("s3pull")
 
     def label_for(self, job: Job) -> str:
+        if job.list_file is not None:
+            return self.list_label or self.label
         if job.prefix is None or not self.prefix_label:
             return self.label
         return self.prefix_label.format(n=self.prefix_concurrency.get(job.prefix, ""))
@@ -57,7 +64,13 @@ class Client:
 CLIENTS: dict[str, Client] = {
     c.name: c
     for c in [
-        Client("s3pull", "s3pull cp", None, prefix_label="s3pull cp --recursive"),
+        Client(
+            "s3pull",
+            "s3pull cp",
+            None,
+            prefix_label="s3pull cp --recursive",
+            list_label="s3pull cp --from-file KEYS",
+        ),
         Client(
             "boto3",
             "boto3 download_file",
@@ -100,7 +113,13 @@ CLIENTS: dict[str, Client] = {
             prefix_concurrency={MEDIUM_PREFIX: 64, MID_PREFIX: 64, SMALL_PREFIX: 64},
             prefix_label="aiobotocore list + {n} concurrent get_object",
         ),
-        Client("s5cmd", "s5cmd cp", "s5cmd", prefix_label="s5cmd cp 'prefix/*'"),
+        Client(
+            "s5cmd",
+            "s5cmd cp",
+            "s5cmd",
+            prefix_label="s5cmd cp 'prefix/*'",
+            list_label="s5cmd run FILE (one cp per key)",
+        ),
         Client(
             "s3pull-16MiB",
             "s3pull cp --memory-limit 16MiB",
@@ -129,6 +148,7 @@ class Scenario:
     dest: str  # "shm" or "disk"
     clients: tuple[str, ...]
     quick: bool = False  # part of --quick
+    from_list: bool = False  # the objects come from a key list, not a listing
 
     @property
     def per_object(self) -> bool:
@@ -178,6 +198,15 @@ SCENARIOS: list[Scenario] = [
         quick=True,
     ),
     Scenario(
+        "small-list-wan",
+        "{small} from a key list (no listing), wan, to tmpfs",
+        "wan",
+        "small",
+        "shm",
+        ("s3pull", "s5cmd"),
+        from_list=True,
+    ),
+    Scenario(
         "memlimit-raw",
         "{large} object, loopback, to tmpfs, s3pull with a 16 MiB memory budget",
         "raw",
@@ -207,6 +236,8 @@ def command(client: Client, job: Job) -> list[str] | None:
     """The argv that runs ``client`` on ``job``; None if it has no such mode."""
     if job.prefix is not None and not client.prefix_ok:
         return None
+    if job.list_file is not None:
+        return _from_list(client, job)
     if client.venv is None:
         return _s3pull(client, job)
     if client.name == "s5cmd":
@@ -252,3 +283,32 @@ def _s5cmd(job: Job) -> list[str]:
     if job.key is not None:
         return [*base, f"s3://{BUCKET}/{job.key}", str(job.dest)]
     return [*base, f"s3://{BUCKET}/{job.prefix}*", f"{job.dest}/"]
+
+
+def _from_list(client: Client, job: Job) -> list[str] | None:
+    """A key-list job: write the list the client reads, return its argv."""
+    assert job.list_file is not None
+    if not client.list_label:
+        return None
+    if client.name == "s3pull":
+        binary = s3pull_binary()
+        if binary is None:
+            return None
+        job.list_file.write_text("".join(f"{key}\n" for key in job.keys))
+        return [
+            str(binary),
+            "cp",
+            "--from-file",
+            str(job.list_file),
+            f"s3://{BUCKET}",
+            f"{job.dest}/",
+            "--endpoint-url",
+            job.endpoint,
+            "--quiet",
+            *client.extra,
+        ]
+    # s5cmd run: one command per line, run by its worker pool (256 by default).
+    lines = (f"cp s3://{BUCKET}/{key} {job.dest / key}\n" for key in job.keys)
+    job.list_file.write_text("".join(lines))
+    s5cmd = str(provision.s5cmd_binary())
+    return [s5cmd, "--endpoint-url", job.endpoint, "--log", "error", "run", str(job.list_file)]

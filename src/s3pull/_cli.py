@@ -30,7 +30,7 @@ from ._errors import ConfigError, InvalidSourceError, S3PullError, UnsafePathErr
 from ._events import LoggingSubscriber, Subscriber
 from ._results import EXISTING, BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
 from ._source import S3Source, parse_prefix
-from ._units import format_size, parse_duration, parse_size
+from ._units import format_size, parse_duration, parse_rate, parse_size
 from .consumers import InventoryRecord
 from .sinks import stale_files
 from .transport import ADDRESSING_STYLES
@@ -44,6 +44,13 @@ EXIT_TERMINATED = 143
 def _size(text: str) -> int:
     try:
         return parse_size(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _rate(text: str) -> int:
+    try:
+        return parse_rate(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(exc.message) from None
 
@@ -96,6 +103,12 @@ def _add_budget_options(group: argparse._ArgumentGroup) -> None:
         type=_size,
         default=TransferConfig.memory_limit,
         help="memory budget for all buffers (default: 64MiB)",
+    )
+    group.add_argument(
+        "--bwlimit",
+        type=_rate,
+        metavar="RATE",
+        help="the most bytes/s for all downloads together, e.g. 50MiB/s (default: 0, unlimited)",
     )
 
 
@@ -430,6 +443,7 @@ def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncCli
         part_size=getattr(args, "part_size", None),
         concurrency=getattr(args, "concurrency", None),
         memory_limit=getattr(args, "memory_limit", TransferConfig.memory_limit),
+        max_bandwidth=getattr(args, "bwlimit", None),
         verify=not getattr(args, "no_verify", False),
         on_change=getattr(args, "on_change", "fail"),
         resume=not getattr(args, "no_resume", False),

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 
 from ._errors import ConfigError
-from ._units import parse_size
+from ._units import parse_rate, parse_size
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -264,6 +264,10 @@ class TransferConfig:
         sse_c_key: the 32-byte AES-256 key of objects encrypted with SSE-C,
             sent (base64, with its MD5) with every HEAD and GET, never with
             listings; never shown in a repr, an error or a log (None).
+        max_bandwidth: the most bytes/s all of the client's bodies together
+            may be read at, e.g. ``"50MiB"`` or ``"50MiB/s"``: one token bucket,
+            with a burst of ``max(stream_cost, max_bandwidth / 10)``, shared by
+            every stream of every object; 0 or None: unlimited (None).
         timeouts: see :class:`Timeouts`.
         retry: see :class:`RetryConfig`.
         breakers: see :class:`BreakerConfig`.
@@ -283,6 +287,7 @@ class TransferConfig:
     large_objects: int = 2
     request_payer: str | None = None
     sse_c_key: bytes | None = field(default=None, repr=False)
+    max_bandwidth: int | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryConfig = field(default_factory=RetryConfig)
     breakers: BreakerConfig = field(default_factory=BreakerConfig)
@@ -324,6 +329,12 @@ class TransferConfig:
                     f"sse_c_key must be {SSE_C_KEY_BYTES} bytes (AES-256), "
                     f"got {len(self.sse_c_key)}"
                 )
+        if self.max_bandwidth is not None:
+            try:
+                rate = parse_rate(self.max_bandwidth)
+            except ConfigError as exc:
+                raise ConfigError(f"max_bandwidth: {exc.message}") from None
+            object.__setattr__(self, "max_bandwidth", rate or None)  # 0: unlimited
 
     @property
     def stream_cost(self) -> int:

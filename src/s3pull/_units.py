@@ -58,6 +58,18 @@ def parse_size(text: str | int) -> int:
     return int(Decimal(match.group(1)) * _UNITS[unit])
 
 
+def parse_rate(text: str | int) -> int:
+    """Parse a bandwidth in bytes/s: a size, optionally followed by ``/s``.
+
+    Example:
+        >>> parse_rate("50MiB/s")
+        52428800
+    """
+    if isinstance(text, str):
+        text = text.strip().removesuffix("/s")
+    return parse_size(text)
+
+
 def format_size(n: float) -> str:
     """Format a byte count with binary units, e.g. ``1.5 GiB``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

@@ -234,3 +234,26 @@ def test_retry_counts_must_be_whole_numbers(name: str, value: object) -> None:
 def test_max_connections_true_is_not_one() -> None:
     with pytest.raises(ConfigError, match="max_connections"):
         TransferConfig(max_connections=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        (0, None),
+        ("0", None),
+        (1000, 1000),
+        ("50MiB", 50 * MiB),
+        ("50MiB/s", 50 * MiB),
+    ],
+)
+def test_max_bandwidth_accepts_sizes_and_rates(
+    value: int | str | None, expected: int | None
+) -> None:
+    assert TransferConfig(max_bandwidth=value).max_bandwidth == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [-1, "-1", "fast", "2MiB/h", "/s"])
+def test_bad_max_bandwidth_is_refused(value: int | str) -> None:
+    with pytest.raises(ConfigError, match=r"^max_bandwidth: "):
+        TransferConfig(max_bandwidth=value)  # type: ignore[arg-type]

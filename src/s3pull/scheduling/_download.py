@@ -19,6 +19,8 @@ The algorithm
    through the event loop and the kernel's copies run on every core
    (``transport._blocking``); an ordered stream reads through aiohttp. A
    stream holds one read buffer, so memory does not grow with the part size.
+   Under a bandwidth limit each chunk, once read, waits for its share of the
+   client's one token bucket (``_bandwidth``).
 4. **Survive.** A failed attempt is translated, classified and handed to the
    pure retry policy. The retry resumes at the first byte not yet written:
    a reset at 90 % of a part costs 10 % of a part. Attempts that made real
@@ -91,6 +93,7 @@ from ..sinks import (
     temp_prefix,
 )
 from ..transport import BlockingResponse, ListedObject, ResponseHead, Transport
+from ._bandwidth import Throttle
 from ._budget import MemoryBudget
 
 if TYPE_CHECKING:
@@ -267,6 +270,10 @@ class Downloader:
         self.events = events
         self.sleep = sleep
         self.clock = clock
+        #: The client's bandwidth limit, shared by every stream of every object.
+        self.throttle = (
+            Throttle(config.max_bandwidth, config.stream_cost) if config.max_bandwidth else None
+        )
         self._cleaned: set[Path] = set()
 
     async def stat(self, source: Source) -> ObjectInfo:
@@ -647,7 +654,8 @@ class Downloader:
         One ``read`` and one sink write per socket chunk, or for a temp file
         the same on a worker thread (:meth:`_stream_threaded`). Stalls are
         judged on the time spent waiting for the network only, so a busy
-        event loop or a slow disk never looks like a slow server; a body
+        event loop, a slow disk or the bandwidth limit (``_bandwidth``)
+        never looks like a slow server; a body
         that stops outright is caught by the read timeout, which a stall
         floor shortens to ``stall_window`` (``Timeouts.silence_s``).
         """
@@ -657,6 +665,7 @@ class Downloader:
         read = response.read
         write = state.sink.write
         clock = self.clock
+        throttle = self.throttle
         stall = _StallMeter(self.config.timeouts)
         waited = 0.0
         try:
@@ -672,6 +681,8 @@ class Downloader:
                 if not data:
                     break
                 size = len(data)
+                if throttle is not None:
+                    await throttle.wait(size)  # after the read: not network wait
                 if position + size > last + 1:
                     raise ProtocolError(f"the server sent more than bytes {position}-{last}")
                 await write(data, position)
@@ -705,12 +716,15 @@ class Downloader:
         end = last + 1
         waited = 0.0
         told = position  # the position the loop has counted in state.done
+        throttle = self.throttle
 
         def consume(chunk: memoryview, wait: float) -> None:  # on the worker thread
             nonlocal position, waited, told
             size = len(chunk)
             if position + size > end:
                 raise ProtocolError(f"the server sent more than bytes {position}-{last}")
+            if throttle is not None:
+                throttle.wait_blocking(size, lambda: response.aborted)  # not in ``wait``
             file.pwrite(chunk, position)
             if crc is not None:
                 crc.update(chunk)

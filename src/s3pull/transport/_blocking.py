@@ -176,6 +176,11 @@ class BlockingResponse(ResponseHead):
         that may be larger asks for one more)."""
         return await asyncio.wrap_future(self._pool.executor.submit(self._raw.read, limit))
 
+    @property
+    def aborted(self) -> bool:
+        """Whether :meth:`abort` was called: a ``consume`` that waits polls it."""
+        return self._aborted
+
     def abort(self) -> None:
         """Stop a read blocked on another thread; the connection is not reused."""
         self._aborted = True
