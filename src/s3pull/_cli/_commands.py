@@ -1,0 +1,321 @@
+"""The commands: ``cp``, ``cat``, ``inventory``, ``stat`` and ``clean``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from pathlib import Path
+
+from .._client import AsyncClient
+from .._config import TransferConfig
+from .._errors import ConfigError, NotFoundError
+from .._events import Subscriber
+from .._results import BatchResult
+from .._source import S3Source, parse_prefix
+from .._units import format_size
+from ..consumers import InventoryRecord
+from ..sinks import stale_files
+from ._output import (
+    EXIT_FAILED,
+    _info_json,
+    _outcome_json,
+    _planned_line,
+    _print_info,
+    _result_json,
+)
+from ._progress import PLAIN_PROGRESS_SECONDS, _BatchBars, _PlainProgress, _RichProgress
+
+#: Bytes ``cat`` hands to stdout per write.
+CAT_BUFFER = 1 << 20
+
+
+def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncClient:
+    batch = {"batch_concurrency": args.objects} if getattr(args, "objects", None) else {}
+    config = TransferConfig(
+        **batch,
+        part_size=getattr(args, "part_size", None),
+        concurrency=getattr(args, "concurrency", None),
+        memory_limit=getattr(args, "memory_limit", TransferConfig.memory_limit),
+        verify=not getattr(args, "no_verify", False),
+        on_change=getattr(args, "on_change", "fail"),
+        resume=not getattr(args, "no_resume", False),
+    )
+    return AsyncClient(
+        config=config,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        profile=args.profile,
+        addressing_style=args.addressing_style,
+        sign=not args.no_sign_request,
+        subscribers=subscribers,
+    )
+
+
+async def _from_file(name: str, base: S3Source | None) -> AsyncIterator[str | S3Source]:
+    """The sources a ``--from-file`` file lists, read in blocks as the batch goes."""
+    stream = sys.stdin if name == "-" else open(name, encoding="utf-8")  # noqa: ASYNC230, SIM115
+    try:
+        while lines := await asyncio.to_thread(stream.readlines, 1 << 16):
+            for raw in lines:
+                line = raw.rstrip("\r\n")
+                if not line:
+                    continue
+                if "://" in line:
+                    yield line
+                elif base is None:
+                    raise ConfigError(
+                        f"{name} lists a bare key ({line[:60]!r}): give the bucket as SRC "
+                        "(s3://bucket or s3://bucket/prefix/)"
+                    )
+                else:
+                    yield S3Source(base.bucket, base.key + line)
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _check_many_options(args: argparse.Namespace) -> None:
+    many = args.recursive or args.from_file is not None
+    if args.recursive and args.from_file is not None:
+        raise ConfigError("use either --recursive or --from-file, not both")
+    if not many:
+        extra = [
+            name
+            for name, used in (
+                ("--include/--exclude", args.filters),
+                ("--skip-existing", args.skip_existing),
+                ("--fail-fast", args.fail_fast),
+                ("--dry-run", args.dry_run),
+                ("--objects", args.objects),
+            )
+            if used
+        ]
+        if extra:
+            raise ConfigError(f"{', '.join(extra)}: only with --recursive or --from-file")
+        if args.source is None:
+            raise ConfigError("cp needs SRC and DEST")
+        return
+    if args.version_id is not None:
+        raise ConfigError("--version-id applies to one object, not to --recursive or --from-file")
+    if args.recursive and args.source is None:
+        raise ConfigError("cp --recursive needs SRC (s3://bucket/prefix) and DEST")
+    if args.from_file is not None and args.filters:
+        raise ConfigError("--include/--exclude apply to --recursive listings")
+
+
+async def _cp_many(args: argparse.Namespace) -> int:
+    show_bars = not args.quiet and not args.json and not args.dry_run and sys.stderr.isatty()
+    bars = _BatchBars() if show_bars else None
+    async with _client(args, [bars] if bars else []) as client:
+        if args.recursive:
+            outcomes = client.iter_download_prefix(
+                args.source,
+                args.destination,
+                filters=args.filters or (),
+                skip_existing=args.skip_existing,
+                fail_fast=args.fail_fast,
+                dry_run=args.dry_run,
+            )
+        else:
+            base = parse_prefix(args.source) if args.source is not None else None
+            outcomes = client.iter_download_many(
+                _from_file(args.from_file, base),
+                args.destination,
+                skip_existing=args.skip_existing,
+                fail_fast=args.fail_fast,
+                dry_run=args.dry_run,
+            )
+        result = BatchResult()
+        started = time.monotonic()
+        next_report = started + PLAIN_PROGRESS_SECONDS
+        with bars if bars is not None else contextlib.nullcontext():
+            async for outcome in outcomes:
+                result.add(outcome)
+                if args.json:
+                    print(_outcome_json(outcome), flush=False)
+                elif outcome.error is not None and not args.quiet:
+                    print(f"s3pull: failed: {outcome.error}", file=sys.stderr)
+                elif args.dry_run and not args.quiet:
+                    print(_planned_line(outcome), flush=False)
+                if bars is not None:
+                    bars.counted(result, None)
+                elif not args.quiet and not args.json and time.monotonic() >= next_report:
+                    next_report = time.monotonic() + PLAIN_PROGRESS_SECONDS
+                    print(f"s3pull: so far {result.summary()}", file=sys.stderr)
+        result.finish(time.monotonic() - started, fail_fast=args.fail_fast)
+    if not args.quiet:
+        dry = "dry run: " if args.dry_run else ""
+        print(f"s3pull: {dry}{result.summary()}", file=sys.stderr)
+    return 0 if result.ok else EXIT_FAILED
+
+
+async def _cp(args: argparse.Namespace) -> int:
+    _check_many_options(args)
+    if args.recursive or args.from_file is not None:
+        return await _cp_many(args)
+    try:
+        return await _cp_one(args)
+    except NotFoundError as exc:
+        if args.source.startswith("s3://") and args.source.endswith("/"):
+            exc.message += " (to download everything under a prefix: cp --recursive)"
+        raise
+
+
+async def _cp_one(args: argparse.Namespace) -> int:
+    show_bars = not args.quiet and not args.json and sys.stderr.isatty()
+    bars = _RichProgress() if show_bars else None
+    subscribers: list[Subscriber] = [bars] if bars else []
+    if not args.quiet and not bars:
+        subscribers.append(_PlainProgress())
+    async with _client(args, subscribers) as client:
+        if bars is not None:
+            with bars:
+                result = await client.download_file(
+                    args.source, args.destination, version_id=args.version_id
+                )
+        else:
+            result = await client.download_file(
+                args.source, args.destination, version_id=args.version_id
+            )
+    if args.json:
+        print(_result_json(result))
+    elif not args.quiet:
+        verified = f", {result.verified} verified" if result.verified else ""
+        resumed = ""
+        if result.resumed:
+            resumed = f", {format_size(result.resumed)} kept from a crashed run"
+        print(
+            f"{result.source} -> {result.path}: {format_size(result.bytes)} in "
+            f"{result.seconds:.2f} s ({format_size(result.throughput)}/s){verified}{resumed}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def _cat(args: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    buffer = bytearray(CAT_BUFFER)
+    async with (
+        _client(args, []) as client,
+        client.open(
+            args.source,
+            version_id=args.version_id,
+            window=args.window,
+            part_size=args.part_size,
+        ) as stream,
+    ):
+        # The write happens in a thread, so a slow reader of the pipe never
+        # stops the event loop from fetching ahead.
+        while filled := await stream.readinto(buffer):
+            await asyncio.to_thread(out.write, memoryview(buffer)[:filled])
+        await asyncio.to_thread(out.flush)
+    return 0
+
+
+async def _inventory(args: argparse.Namespace) -> int:
+    if args.dry_run and args.download is None:
+        raise ConfigError("--dry-run: only with --download")
+    count = total = 0
+    out = None
+    if args.to_jsonl == "-":
+        out = sys.stdout
+    elif args.to_jsonl:
+        out = open(args.to_jsonl, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 - closed below
+    batch = BatchResult()
+    try:
+        async with _client(args, []) as client:
+            # Downloading the records needs budget too: the reader gets half.
+            share = 0.5 if args.download is not None else 1.0
+            reader = client.inventory(
+                args.manifest, workers=args.workers, window=args.window, memory_share=share
+            )
+
+            async def records() -> AsyncIterator[InventoryRecord]:
+                nonlocal count, total
+                async with aclosing(reader.batches(args.filter_prefix)) as batches:
+                    async for chunk in batches:
+                        count += len(chunk)
+                        total += sum(record.size or 0 for record in chunk)
+                        if out is not None:
+                            lines = "".join(json.dumps(r.to_json()) + "\n" for r in chunk)
+                            await asyncio.to_thread(out.write, lines)
+                        for record in chunk:
+                            yield record
+
+            if args.download is None:
+                async for _ in records():
+                    pass
+            else:
+                started = time.monotonic()
+                outcomes = client.iter_download_many(
+                    records(), args.download, skip_existing=args.skip_existing, dry_run=args.dry_run
+                )
+                async for outcome in outcomes:
+                    batch.add(outcome)
+                    if outcome.error is not None and not args.quiet:
+                        print(f"s3pull: failed: {outcome.error}", file=sys.stderr)
+                batch.finish(time.monotonic() - started, fail_fast=False)
+    finally:
+        if out is not None and out is not sys.stdout:
+            out.close()
+    if args.json:
+        print(json.dumps({"count": count, "size": total}))
+    else:
+        if args.count:
+            print(count)
+        if args.sum_size:
+            print(total)
+        quiet = args.count or args.sum_size or args.to_jsonl or args.download or args.quiet
+        if not quiet:
+            print(f"{count} objects, {total} bytes ({format_size(total)})")
+    if args.download is not None and not args.quiet:
+        dry = "dry run: " if args.dry_run else ""
+        print(f"s3pull: {dry}{batch.summary()}", file=sys.stderr)
+    return 0 if batch.ok else EXIT_FAILED
+
+
+async def _stat(args: argparse.Namespace) -> int:
+    async with _client(args, []) as client:
+        info = await client.stat(args.source, version_id=args.version_id)
+    if args.json:
+        print(_info_json(info))
+    else:
+        _print_info(info)
+    return 0
+
+
+async def _clean(args: argparse.Namespace) -> int:
+    now = time.time()
+    removed = 0
+    for directory in args.directories:
+        if not Path(directory).is_dir():  # noqa: ASYNC240 - a local stat, before any I/O
+            raise ConfigError(f"not a directory: {directory}")
+        for path in stale_files(Path(directory), args.older_than, recursive=True, now=now):
+            if not args.dry_run:
+                try:
+                    path.unlink()
+                except OSError as exc:
+                    print(f"s3pull: cannot remove {path}: {exc.strerror}", file=sys.stderr)
+                    continue
+            removed += 1
+            if not args.quiet:
+                print(path)
+    if not args.quiet:
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"s3pull: {verb} {removed} leftover file(s)", file=sys.stderr)
+    return 0
+
+
+_COMMANDS = {
+    "cp": _cp,
+    "cat": _cat,
+    "inventory": _inventory,
+    "stat": _stat,
+    "clean": _clean,
+}
