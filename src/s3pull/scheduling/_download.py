@@ -358,7 +358,9 @@ class Downloader:
             try:
                 if info is None:
                     info, stat_attempts = await self._stat(source)
-                    attempts += stat_attempts
+                    # Attempts, not requests: a HEAD that succeeded at once and
+                    # the GET after it are one attempt; only its retries count.
+                    attempts += stat_attempts - 1
                 return await self._download(source, info, target, started, attempts)
             except (IntegrityError, ObjectChangedError) as error:
                 changed = isinstance(error, ObjectChangedError)
@@ -410,7 +412,7 @@ class Downloader:
     ) -> DownloadResult:
         info = state.info
         return DownloadResult(
-            source=state.redacted,
+            source=state.source.shown,
             path=destination,
             bytes=info.size,
             seconds=self.clock() - started,

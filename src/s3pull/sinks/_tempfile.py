@@ -27,6 +27,10 @@ nothing) or the complete object. The temp file:
 
 On any failure or cancellation the temp file is unlinked. Only a crash
 leaves it behind, for the next run to resume (``_journal``) or clean.
+
+Files s3pull writes that are not downloads (JSON lines, text) take the same
+path through :func:`atomic_file`: their size is not known in advance, so they
+are appended to, and nothing is preallocated.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import os
 import secrets
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .._errors import DiskFullError
@@ -116,6 +120,7 @@ class TempFile:
         self.resumed = False
         self._committed = False
         self._on_tmpfs = False
+        self._end = 0
 
     @property
     def directory(self) -> Directory:
@@ -213,6 +218,11 @@ class TempFile:
         except OSError as exc:
             raise local_error(exc, "write", self.path) from exc
 
+    def append(self, data: bytes) -> None:
+        """Write ``data`` after everything appended so far (see :func:`atomic_file`)."""
+        self.pwrite(data, self._end)
+        self._end += len(data)
+
     async def write(self, data: bytes, offset: int) -> None:
         """The downloader's sink interface: ``pwrite``, which never waits.
 
@@ -266,6 +276,22 @@ class TempFile:
             os.unlink(self.name, dir_fd=self.directory.fd)
         except FileNotFoundError:
             pass
+
+
+@contextlib.contextmanager
+def atomic_file(destination: Path) -> Iterator[TempFile]:
+    """Write a file of a size not known in advance (JSON lines, text) as
+    downloads are written: :meth:`TempFile.append` to the file this yields;
+    it replaces ``destination`` when the block ends normally, and is removed
+    when it ends with an exception (a cancellation, Ctrl-C included).
+
+    Example:
+        >>> with atomic_file(Path("/tmp/out.jsonl")) as f:  # doctest: +SKIP
+        ...     f.append(b'{"key": "a"}\\n')
+    """
+    with TempFile(destination, 0) as file:
+        yield file
+        file.commit()
 
 
 @functools.cache
