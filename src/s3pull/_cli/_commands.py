@@ -8,28 +8,28 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from pathlib import Path
+from typing import IO
 
 from .._client import AsyncClient
 from .._config import TransferConfig
-from .._errors import ConfigError, NotFoundError
+from .._errors import ConfigError, NotFoundError, S3PullError
 from .._events import Subscriber
-from .._results import BatchResult
+from .._results import DOWNLOADED, FAILED, BatchResult, ObjectOutcome, counted
 from .._source import S3Source, parse_prefix
 from .._units import format_size
 from ..consumers import InventoryRecord
-from ..sinks import stale_files
-from ._output import (
-    EXIT_FAILED,
-    _info_json,
-    _outcome_json,
-    _planned_line,
-    _print_info,
-    _result_json,
+from ..sinks import atomic_file, stale_files
+from ._output import EXIT_FAILED, _info_json, _outcome_json, _planned_line, _print_info
+from ._progress import (
+    PLAIN_PROGRESS_SECONDS,
+    _BatchBars,
+    _JsonProgress,
+    _PlainProgress,
+    _RichProgress,
 )
-from ._progress import PLAIN_PROGRESS_SECONDS, _BatchBars, _PlainProgress, _RichProgress
 
 #: Bytes ``cat`` hands to stdout per write.
 CAT_BUFFER = 1 << 20
@@ -59,9 +59,12 @@ def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncCli
 
 async def _from_file(name: str, base: S3Source | None) -> AsyncIterator[str | S3Source]:
     """The sources a ``--from-file`` file lists, read in blocks as the batch goes."""
-    stream = sys.stdin if name == "-" else open(name, encoding="utf-8")  # noqa: ASYNC230, SIM115
     try:
-        while lines := await asyncio.to_thread(stream.readlines, 1 << 16):
+        stream = sys.stdin if name == "-" else open(name, encoding="utf-8")  # noqa: ASYNC230, SIM115
+    except OSError as exc:
+        raise ConfigError(f"--from-file {name}: {exc.strerror}") from None
+    try:
+        while lines := await _read_lines(stream, name):
             for raw in lines:
                 line = raw.rstrip("\r\n")
                 if not line:
@@ -78,6 +81,37 @@ async def _from_file(name: str, base: S3Source | None) -> AsyncIterator[str | S3
     finally:
         if stream is not sys.stdin:
             stream.close()
+
+
+async def _read_lines(stream: IO[str], name: str) -> list[str]:
+    """The next block of lines of a ``--from-file`` file, or ``[]`` at its end."""
+    try:
+        return await asyncio.to_thread(stream.readlines, 1 << 16)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--from-file {name}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise ConfigError(f"--from-file {name}: {exc.strerror}") from None
+
+
+def _progress(args: argparse.Namespace, *, many: bool) -> Subscriber | None:
+    """The progress subscriber ``--progress`` (and ``-q``, ``--dry-run``) ask for."""
+    mode = args.progress
+    if args.quiet or getattr(args, "dry_run", False):
+        mode = "none"
+    if mode == "auto":
+        mode = "bar" if sys.stderr.isatty() else "plain"
+    if mode == "bar":
+        return _BatchBars() if many else _RichProgress()
+    if mode == "json":
+        return _JsonProgress(sys.stderr)
+    if mode == "plain" and not many:
+        return _PlainProgress()
+    return None  # a batch's plain progress is the "so far" line _cp_many prints
+
+
+def _print_error(error: BaseException) -> None:
+    """Errors are printed whatever ``--quiet`` says: it silences progress only."""
+    print(f"s3pull: failed: {error}", file=sys.stderr)
 
 
 def _check_many_options(args: argparse.Namespace) -> None:
@@ -110,9 +144,10 @@ def _check_many_options(args: argparse.Namespace) -> None:
 
 
 async def _cp_many(args: argparse.Namespace) -> int:
-    show_bars = not args.quiet and not args.json and not args.dry_run and sys.stderr.isatty()
-    bars = _BatchBars() if show_bars else None
-    async with _client(args, [bars] if bars else []) as client:
+    progress = _progress(args, many=True)
+    bars = progress if isinstance(progress, _BatchBars) else None
+    plain = args.progress in ("auto", "plain") and bars is None and not args.quiet
+    async with _client(args, [progress] if progress else []) as client:
         if args.recursive:
             outcomes = client.iter_download_prefix(
                 args.source,
@@ -131,24 +166,21 @@ async def _cp_many(args: argparse.Namespace) -> int:
                 fail_fast=args.fail_fast,
                 dry_run=args.dry_run,
             )
-        result = BatchResult()
-        started = time.monotonic()
-        next_report = started + PLAIN_PROGRESS_SECONDS
+        result = args.kept.batch = BatchResult()
+        next_report = time.monotonic() + PLAIN_PROGRESS_SECONDS
         with bars if bars is not None else contextlib.nullcontext():
-            async for outcome in outcomes:
-                result.add(outcome)
+            async for outcome in counted(outcomes, result, fail_fast=args.fail_fast):
                 if args.json:
                     print(_outcome_json(outcome), flush=False)
-                elif outcome.error is not None and not args.quiet:
-                    print(f"s3pull: failed: {outcome.error}", file=sys.stderr)
-                elif args.dry_run and not args.quiet:
+                if outcome.error is not None:
+                    _print_error(outcome.error)
+                elif args.dry_run and not args.quiet and not args.json:
                     print(_planned_line(outcome), flush=False)
                 if bars is not None:
-                    bars.counted(result, None)
-                elif not args.quiet and not args.json and time.monotonic() >= next_report:
+                    bars.counted(result)
+                elif plain and not args.json and time.monotonic() >= next_report:
                     next_report = time.monotonic() + PLAIN_PROGRESS_SECONDS
                     print(f"s3pull: so far {result.summary()}", file=sys.stderr)
-        result.finish(time.monotonic() - started, fail_fast=args.fail_fast)
     if not args.quiet:
         dry = "dry run: " if args.dry_run else ""
         print(f"s3pull: {dry}{result.summary()}", file=sys.stderr)
@@ -168,23 +200,22 @@ async def _cp(args: argparse.Namespace) -> int:
 
 
 async def _cp_one(args: argparse.Namespace) -> int:
-    show_bars = not args.quiet and not args.json and sys.stderr.isatty()
-    bars = _RichProgress() if show_bars else None
-    subscribers: list[Subscriber] = [bars] if bars else []
-    if not args.quiet and not bars:
-        subscribers.append(_PlainProgress())
-    async with _client(args, subscribers) as client:
-        if bars is not None:
-            with bars:
+    progress = _progress(args, many=False)
+    bars = progress if isinstance(progress, _RichProgress) else None
+    subscribers: list[Subscriber] = [progress] if progress else []
+    try:
+        async with _client(args, subscribers) as client:
+            with bars if bars is not None else contextlib.nullcontext():
                 result = await client.download_file(
                     args.source, args.destination, version_id=args.version_id
                 )
-        else:
-            result = await client.download_file(
-                args.source, args.destination, version_id=args.version_id
-            )
+    except S3PullError as exc:
+        if args.json:  # the same line a batch prints for a failed object
+            source = exc.source or "?"
+            print(_outcome_json(ObjectOutcome(source, None, FAILED, error=exc)), flush=True)
+        raise
     if args.json:
-        print(_result_json(result))
+        print(_outcome_json(ObjectOutcome(result.source, result.path, DOWNLOADED, result=result)))
     elif not args.quiet:
         verified = f", {result.verified} verified" if result.verified else ""
         resumed = ""
@@ -221,52 +252,25 @@ async def _cat(args: argparse.Namespace) -> int:
 async def _inventory(args: argparse.Namespace) -> int:
     if args.dry_run and args.download is None:
         raise ConfigError("--dry-run: only with --download")
-    count = total = 0
-    out = None
-    if args.to_jsonl == "-":
-        out = sys.stdout
-    elif args.to_jsonl:
-        out = open(args.to_jsonl, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 - closed below
-    batch = BatchResult()
-    try:
-        async with _client(args, []) as client:
-            # Downloading the records needs budget too: the reader gets half.
-            share = 0.5 if args.download is not None else 1.0
-            reader = client.inventory(
-                args.manifest, workers=args.workers, window=args.window, memory_share=share
-            )
+    kept = args.kept
+    kept.records = 0
+    with contextlib.ExitStack() as files:
+        write: Callable[[str], object] | None = None
+        if args.to_jsonl == "-":
+            write = sys.stdout.write
+        elif args.to_jsonl:
+            # Through the sink downloads use: the file appears only once complete.
+            jsonl = files.enter_context(atomic_file(Path(args.to_jsonl)))
+            kept.jsonl = args.to_jsonl
 
-            async def records() -> AsyncIterator[InventoryRecord]:
-                nonlocal count, total
-                async with aclosing(reader.batches(args.filter_prefix)) as batches:
-                    async for chunk in batches:
-                        count += len(chunk)
-                        total += sum(record.size or 0 for record in chunk)
-                        if out is not None:
-                            lines = "".join(json.dumps(r.to_json()) + "\n" for r in chunk)
-                            await asyncio.to_thread(out.write, lines)
-                        for record in chunk:
-                            yield record
+            def write(text: str) -> None:
+                jsonl.append(text.encode())
 
-            if args.download is None:
-                async for _ in records():
-                    pass
-            else:
-                started = time.monotonic()
-                outcomes = client.iter_download_many(
-                    records(), args.download, skip_existing=args.skip_existing, dry_run=args.dry_run
-                )
-                async for outcome in outcomes:
-                    batch.add(outcome)
-                    if outcome.error is not None and not args.quiet:
-                        print(f"s3pull: failed: {outcome.error}", file=sys.stderr)
-                batch.finish(time.monotonic() - started, fail_fast=False)
-    finally:
-        if out is not None and out is not sys.stdout:
-            out.close()
-    if args.json:
+        count, total, batch = await _read_inventory(args, write)
+    kept.jsonl = None
+    if args.json and args.download is None:
         print(json.dumps({"count": count, "size": total}))
-    else:
+    elif not args.json:
         if args.count:
             print(count)
         if args.sum_size:
@@ -278,6 +282,50 @@ async def _inventory(args: argparse.Namespace) -> int:
         dry = "dry run: " if args.dry_run else ""
         print(f"s3pull: {dry}{batch.summary()}", file=sys.stderr)
     return 0 if batch.ok else EXIT_FAILED
+
+
+async def _read_inventory(
+    args: argparse.Namespace, write: Callable[[str], object] | None
+) -> tuple[int, int, BatchResult]:
+    """Read the inventory (writing its records as JSON lines with ``write``,
+    downloading them with ``--download``): the count, the total size, the batch."""
+    count = total = 0
+    batch = BatchResult()
+    if args.download is not None:
+        args.kept.batch = batch
+    async with _client(args, []) as client:
+        # Downloading the records needs budget too: the reader gets half.
+        share = 0.5 if args.download is not None else 1.0
+        reader = client.inventory(
+            args.manifest, workers=args.workers, window=args.window, memory_share=share
+        )
+
+        async def records() -> AsyncIterator[InventoryRecord]:
+            nonlocal count, total
+            async with aclosing(reader.batches(args.filter_prefix)) as batches:
+                async for chunk in batches:
+                    if write is not None:
+                        lines = "".join(json.dumps(r.to_json()) + "\n" for r in chunk)
+                        await asyncio.to_thread(write, lines)
+                    count += len(chunk)
+                    total += sum(record.size or 0 for record in chunk)
+                    args.kept.records = count
+                    for record in chunk:
+                        yield record
+
+        if args.download is None:
+            async for _ in records():
+                pass
+        else:
+            outcomes = client.iter_download_many(
+                records(), args.download, skip_existing=args.skip_existing, dry_run=args.dry_run
+            )
+            async for outcome in counted(outcomes, batch, fail_fast=False):
+                if args.json:
+                    print(_outcome_json(outcome), flush=False)
+                if outcome.error is not None:
+                    _print_error(outcome.error)
+    return count, total, batch
 
 
 async def _stat(args: argparse.Namespace) -> int:

@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
-from typing import Any
+from dataclasses import dataclass
 
-from .._results import EXISTING, DownloadResult, ObjectInfo, ObjectOutcome
+from .._results import EXISTING, BatchResult, ObjectInfo, ObjectOutcome
 from .._units import format_size
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_HANGUP = 129
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
-def _result_json(result: DownloadResult) -> str:
-    fields = asdict(result)
-    fields["path"] = str(result.path)
-    return json.dumps(fields)
-
-
 def _info_json(info: ObjectInfo) -> str:
-    fields = asdict(info)
-    fields["last_modified"] = info.last_modified.isoformat() if info.last_modified else None
-    return json.dumps(fields)
+    return json.dumps(info.to_json())
 
 
 def _print_info(info: ObjectInfo) -> None:
@@ -47,26 +39,8 @@ def _print_info(info: ObjectInfo) -> None:
 
 
 def _outcome_json(outcome: ObjectOutcome) -> str:
-    fields: dict[str, Any] = {
-        "source": outcome.source,
-        "path": str(outcome.path) if outcome.path is not None else None,
-        "status": outcome.status,
-        "bytes": outcome.bytes,
-    }
-    if outcome.result is not None:
-        fields.update(
-            seconds=outcome.result.seconds,
-            attempts=outcome.result.attempts,
-            etag=outcome.result.etag,
-            version_id=outcome.result.version_id,
-            verified=outcome.result.verified,
-            resumed=outcome.result.resumed,
-        )
-    if outcome.size is not None:
-        fields["size"] = outcome.size
-    if outcome.error is not None:
-        fields.update(error=type(outcome.error).__name__, message=str(outcome.error))
-    return json.dumps(fields)
+    """The ``--json`` line of every command: one object's outcome."""
+    return json.dumps(outcome.to_json())
 
 
 def _planned_line(outcome: ObjectOutcome) -> str:
@@ -77,3 +51,29 @@ def _planned_line(outcome: ObjectOutcome) -> str:
     if outcome.status == EXISTING:
         return f"(dry run) keep {outcome.path} ({size}): already there"
     return f"(dry run) {outcome.source} -> {outcome.path} ({size})"
+
+
+@dataclass
+class Kept:
+    """What a command has finished so far, for the line a signal makes it print."""
+
+    #: The batch counted so far (``cp`` of many objects, ``inventory --download``).
+    batch: BatchResult | None = None
+    #: Inventory records read so far, and the file they were going to.
+    records: int | None = None
+    jsonl: str | None = None
+
+    def describe(self) -> str:
+        """e.g. ``" after 351 objects (351 downloaded, 1.2 GiB, kept)"``."""
+        parts = []
+        if self.records is not None:
+            parts.append(f"{self.records} records read")
+            if self.jsonl is not None:
+                parts.append(f"{self.jsonl} not written")
+        batch = self.batch
+        if batch is not None:
+            done = f"{batch.downloaded} downloaded ({format_size(batch.bytes)}, kept)"
+            if batch.failed:
+                done += f", {batch.failed} failed"
+            parts.append(f"{batch.objects} objects done: {done}")
+        return f" after {'; '.join(parts)}" if parts else ""

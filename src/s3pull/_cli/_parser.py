@@ -11,6 +11,7 @@ from .._errors import ConfigError
 from .._units import parse_duration, parse_size
 from ..transport import ADDRESSING_STYLES
 from ._output import EXIT_USAGE
+from ._progress import PLAIN_PROGRESS_SECONDS, PROGRESS_MODES
 
 
 def _size(text: str) -> int:
@@ -25,6 +26,17 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(exc.message) from None
+
+
+#: The smallest ``--part-size``: one read chunk; smaller parts only multiply requests.
+MIN_PART_SIZE = 64 << 10
+
+
+def _part_size(text: str) -> int:
+    size = _size(text)
+    if size < MIN_PART_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at least 64KiB, got {text!r}")
+    return size
 
 
 def _positive_int(text: str) -> int:
@@ -84,11 +96,17 @@ def _parser() -> argparse.ArgumentParser:
         help="path-style for custom endpoints, virtual-hosted for AWS (default: auto)",
     )
     s3.add_argument("--no-sign-request", action="store_true", help="send anonymous requests")
-    s3.add_argument("--version-id", help="the S3 object version to use")
-    out = common.add_argument_group("output")
-    out.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
-    out.add_argument("--json", action="store_true", help="one JSON result per object on stdout")
-    out.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    # Each command takes only the options it uses: an option accepted and
+    # ignored reads as a promise kept.
+    one = _Parser(add_help=False)
+    one.add_argument("--version-id", help="the S3 object version to use")
+    quiet = _Parser(add_help=False)
+    quiet.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress, no summary; errors still shown"
+    )
+    as_json = _Parser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="one JSON result per object on stdout")
 
     parser = _Parser(
         prog="s3pull",
@@ -101,13 +119,21 @@ def _parser() -> argparse.ArgumentParser:
 
     cp = commands.add_parser(
         "cp",
-        parents=[common],
+        parents=[common, one, quiet, as_json],
         help="download an object to a file or directory",
         description="Download SRC (s3://bucket/key or an http(s) URL) to DEST. DEST may be "
         "a directory. The file appears only once complete and verified.",
     )
     cp.add_argument("source", metavar="SRC", nargs="?")
     cp.add_argument("destination", metavar="DEST")
+    cp.add_argument(
+        "--progress",
+        choices=PROGRESS_MODES,
+        default="auto",
+        help="on stderr: bars, plain lines, JSON lines (bytes, total, rate, ETA) every "
+        f"{PLAIN_PROGRESS_SECONDS:.0f} s, or none (default: auto, bars on a terminal, "
+        "plain lines otherwise)",
+    )
     many = cp.add_argument_group(
         "many objects",
         "With --recursive, SRC is s3://bucket/prefix and every key under it lands in the "
@@ -155,7 +181,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"objects downloaded at once (default: {TransferConfig.batch_concurrency})",
     )
     tuning = cp.add_argument_group("transfer")
-    tuning.add_argument("--part-size", type=_size, help="bytes per ranged GET, e.g. 16MiB")
+    tuning.add_argument(
+        "--part-size",
+        type=_part_size,
+        help="bytes per ranged GET, e.g. 16MiB (at least 64KiB; grown to whole MiB where "
+        "an object would need more than 10,000 parts)",
+    )
     _add_budget_options(tuning)
     tuning.add_argument(
         "--no-verify", action="store_true", help="skip checksum verification (sizes still checked)"
@@ -174,7 +205,7 @@ def _parser() -> argparse.ArgumentParser:
 
     cat = commands.add_parser(
         "cat",
-        parents=[common],
+        parents=[common, one],
         help="write an object to stdout, in order, fetched in parallel",
         description="Write SRC to stdout in order while it downloads: parallel ranged GETs "
         "fill a bounded window ahead of the output, so memory stays flat whatever the size.",
@@ -184,17 +215,20 @@ def _parser() -> argparse.ArgumentParser:
     streaming.add_argument(
         "--window", type=_size, help="bytes held ahead of the output (default: 32MiB)"
     )
-    streaming.add_argument("--part-size", type=_size, help="bytes per ranged GET (default: 4MiB)")
+    streaming.add_argument(
+        "--part-size", type=_part_size, help="bytes per ranged GET (default: 4MiB)"
+    )
     _add_budget_options(streaming)
 
     inventory = commands.add_parser(
         "inventory",
-        parents=[common],
+        parents=[common, quiet, as_json],
         help="read an S3 Inventory report: count, sum sizes, or list as JSON lines",
         description="Read every data file (CSV.gz or Parquet) of the S3 Inventory whose "
         "manifest.json is MANIFEST, several at once, in bounded memory; each file's MD5 is "
         "checked against the manifest. Prints the count and/or total size asked for, one "
-        "number per line (count first), or a JSON object with --json.",
+        "number per line (count first), or a JSON object {count, size} with --json; with "
+        "--download and --json, one JSON result per object instead.",
     )
     inventory.add_argument("manifest", metavar="MANIFEST", help="s3://bucket/.../manifest.json")
     inventory.add_argument("--count", action="store_true", help="print the number of objects")
@@ -238,7 +272,7 @@ def _parser() -> argparse.ArgumentParser:
 
     stat = commands.add_parser(
         "stat",
-        parents=[common],
+        parents=[common, one, as_json],
         help="show size, ETag, version and checksums without downloading",
     )
     stat.add_argument("source", metavar="SRC")
