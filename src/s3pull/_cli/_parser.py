@@ -205,7 +205,7 @@ def _parser() -> argparse.ArgumentParser:
 
     cat = commands.add_parser(
         "cat",
-        parents=[common, one],
+        parents=[common, one, quiet],
         help="write an object to stdout, in order, fetched in parallel",
         description="Write SRC to stdout in order while it downloads: parallel ranged GETs "
         "fill a bounded window ahead of the output, so memory stays flat whatever the size.",

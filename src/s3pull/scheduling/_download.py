@@ -416,7 +416,7 @@ class Downloader:
             path=destination,
             bytes=info.size,
             seconds=self.clock() - started,
-            attempts=state.attempts,
+            attempts=max(1, state.attempts),  # a 0-byte object's HEAD is its one
             etag=info.etag,
             version_id=info.version_id,
             verified=verified,
