@@ -203,3 +203,36 @@ def test_progress_json_reports_on_stderr(s3: FaultServer, tmp_path: Path) -> Non
     )
     quiet = cli(s3, "cp", "s3://bucket/k", str(tmp_path / "k2"), "--progress", "none")
     assert len(quiet.stderr.strip().splitlines()) == 1  # the summary alone
+
+
+def test_batch_bars_under_a_terminal(s3: FaultServer, tmp_path: Path) -> None:
+    import os
+    import pty
+
+    for i in range(6):
+        s3.put_object("bucket", f"p/{i}.bin", pattern(MiB, seed=i))
+    leader, follower = pty.openpty()
+    command = [sys.executable, "-m", "s3pull", "cp", "-r", "s3://bucket/p/", str(tmp_path)]
+    with subprocess.Popen(
+        [*command, "--endpoint-url", s3.endpoint_url],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    ) as child:
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 1 << 16)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert child.wait(timeout=60) == 0
+    os.close(leader)
+    text = shown.decode(errors="replace")
+    assert "6/6" in text  # the objects bar got its total
+    assert "6.0/6.0 MiB" in text
+    assert "MB/s" not in text and "bytes/s" not in text
