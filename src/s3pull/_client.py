@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, Union
 from ._config import MiB, TransferConfig
 from ._errors import ConfigError, S3PullError
 from ._events import Events, LoggingSubscriber, Subscriber
-from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
+from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome, counted
 from ._source import S3Source, Source, parse_prefix, parse_source
 from ._units import parse_size
 from .planning._filters import KeyFilter
@@ -359,12 +359,25 @@ class AsyncClient:
             fail_fast=fail_fast,
             dry_run=dry_run,
         )
-        outcomes = batch.run(items)
+        outcomes = batch.run(self._listed(items))
         try:
             async for outcome in outcomes:
                 yield outcome
         finally:
             await outcomes.aclose()
+
+    async def _listed(self, items: AsyncIterable[BatchItem]) -> AsyncIterator[BatchItem]:
+        """``items``, and the ``listed`` event once they end, with their count
+        and total size (progress can then show a batch's totals)."""
+        objects, size, sized = 0, 0, True
+        async for item in items:
+            objects += 1
+            if item.listed is not None:
+                size += item.listed.size
+            elif item.refused is None and not item.directory and not item.noncurrent:
+                sized = False
+            yield item
+        self.events.listed(objects, size if sized else None)
 
     @asynccontextmanager
     async def open(
@@ -547,10 +560,8 @@ class AsyncClient:
 async def _collect(outcomes: AsyncIterator[ObjectOutcome], *, fail_fast: bool) -> BatchResult:
     """Run a batch to its end and count its outcomes."""
     result = BatchResult()
-    started = time.monotonic()
-    async for outcome in outcomes:
-        result.add(outcome)
-    result.finish(time.monotonic() - started, fail_fast=fail_fast)
+    async for _ in counted(outcomes, result, fail_fast=fail_fast):
+        pass
     return result
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ._errors import S3PullError
 from ._results import DownloadResult
@@ -27,6 +27,10 @@ class Subscriber:
         ...         print(f"{source}: {done}/{total}")
     """
 
+    def on_listed(self, objects: int, size: int | None) -> None:
+        """A batch's items have all been listed (or read): ``objects`` in all,
+        of ``size`` bytes if every item's size was known (None otherwise)."""
+
     def on_queued(self, source: str, size: int) -> None:
         """The object's size is known and its download starts."""
 
@@ -45,22 +49,35 @@ class Subscriber:
 
 
 class LoggingSubscriber(Subscriber):
-    """Logs progress at INFO at most every 50 MB or 5 s: the default when no
-    subscriber is given."""
+    """Logs progress at INFO: the default when no subscriber is given.
 
-    def __init__(self, every_bytes: int = 50_000_000, every_seconds: float = 5.0) -> None:
+    A line per object at most every ``every_seconds`` (5 s) and only once
+    ``every_bytes`` (1 MB) more are written since the last: both limits, so
+    a fast download does not log every few hundred MB (a log of a 1 GiB copy
+    holds one line per interval, not 21), and a stalled one does not repeat
+    itself. ``clock`` is for tests.
+    """
+
+    def __init__(
+        self,
+        every_bytes: int = 1_000_000,
+        every_seconds: float = 5.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.every_bytes = every_bytes
         self.every_seconds = every_seconds
+        self.clock = clock
         self._last: dict[str, tuple[int, float]] = {}
 
     def on_queued(self, source: str, size: int) -> None:
-        self._last[source] = (0, time.monotonic())
+        self._last[source] = (0, self.clock())
         logger.debug("downloading %s (%s)", source, format_size(size))
 
     def on_progress(self, source: str, done: int, total: int) -> None:
         last_bytes, last_time = self._last.get(source, (0, 0.0))
-        now = time.monotonic()
-        if done - last_bytes >= self.every_bytes or now - last_time >= self.every_seconds:
+        now = self.clock()
+        if done - last_bytes >= self.every_bytes and now - last_time >= self.every_seconds:
             self._last[source] = (done, now)
             percent = 100 * done / total if total else 100.0
             logger.info(
@@ -97,6 +114,9 @@ class Events:
                 getattr(subscriber, method)(*args)
             except Exception:
                 logger.exception("subscriber %r failed in %s", subscriber, method)
+
+    def listed(self, objects: int, size: int | None) -> None:
+        self._each("on_listed", objects, size)
 
     def queued(self, source: str, size: int) -> None:
         self._each("on_queued", source, size)

@@ -1,12 +1,23 @@
-"""Frozen results: what a download or a stat returns."""
+"""Frozen results: what a download or a stat returns.
+
+Each result has a JSON form, ``to_json()`` (a dict of JSON types) and
+``from_json()``: the command line prints exactly these, and a result that
+crosses a process boundary travels as one. An error in an outcome becomes
+its type name, its message and the fields it carries (source, range,
+attempts, status, code...), never a credential: sources are redacted.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from . import _errors
 from ._units import format_size
 
 _MD5_ETAG = re.compile(r'^"?[0-9a-fA-F]{32}"?$')
@@ -57,6 +68,21 @@ class ObjectInfo:
             return None
         return self.etag.strip('"').lower()
 
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form: every field, ``last_modified`` in ISO 8601."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["checksums"] = dict(self.checksums)
+        data["last_modified"] = self.last_modified.isoformat() if self.last_modified else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ObjectInfo:
+        """The inverse of :meth:`to_json`."""
+        modified = data.get("last_modified")
+        return cls(
+            **{**data, "last_modified": datetime.fromisoformat(modified) if modified else None}
+        )
+
     def full_object_checksum(self) -> tuple[str, str] | None:
         """``(algorithm, base64 value)`` of a checksum over the whole object, if any."""
         if self.checksum_type == "COMPOSITE":
@@ -76,7 +102,8 @@ class DownloadResult:
         path: where the verified file now is.
         bytes: the object size.
         seconds: wall time from the first request to the rename.
-        attempts: HTTP requests made, retries included.
+        attempts: requests for the bytes, retries included: one GET per part,
+            plus one per retry (a HEAD that succeeded at once is not counted).
         etag: the ETag every part was pinned to.
         version_id: the S3 version downloaded, if any.
         verified: what was checked beyond size and Content-Range, e.g.
@@ -98,6 +125,42 @@ class DownloadResult:
     def throughput(self) -> float:
         """Bytes per second."""
         return self.bytes / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form: every field, ``path`` as a string."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["path"] = str(self.path)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DownloadResult:
+        """The inverse of :meth:`to_json`."""
+        return cls(**{**data, "path": Path(data["path"])})
+
+
+def error_to_json(error: BaseException) -> dict[str, Any]:
+    """An error as JSON: ``type``, ``message`` and the fields it carries."""
+    if not isinstance(error, _errors.S3PullError):
+        return {"type": type(error).__name__, "message": str(error)}
+    data: dict[str, Any] = {"type": type(error).__name__, **vars(error)}
+    if error.range is not None:
+        data["range"] = list(error.range)
+    return data
+
+
+def error_from_json(data: dict[str, Any]) -> Exception:
+    """The inverse of :func:`error_to_json`: an s3pull error of the same type
+    and fields (any other type comes back as an :class:`S3PullError`)."""
+    fields_ = dict(data)
+    name = fields_.pop("type")
+    cls = getattr(_errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, _errors.S3PullError)):
+        cls = _errors.S3PullError
+    if fields_.get("range") is not None:
+        fields_["range"] = tuple(fields_["range"])
+    error = cls(fields_.pop("message"))
+    vars(error).update(fields_)
+    return error
 
 
 #: ``ObjectOutcome.status`` values.
@@ -138,6 +201,50 @@ class ObjectOutcome:
     @property
     def bytes(self) -> int:
         return self.result.bytes if self.result is not None else 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form: one flat object, the same for every command.
+
+        ``source``, ``path``, ``status``, ``bytes``, ``size``, then the
+        download's ``seconds``, ``attempts``, ``etag``, ``version_id``,
+        ``verified`` and ``resumed`` (null unless downloaded), and ``error``
+        (null, or ``{"type", "message", "source", "range", "attempts",
+        "status", "code", ...}``).
+        """
+        data: dict[str, Any] = {
+            "source": self.source,
+            "path": str(self.path) if self.path is not None else None,
+            "status": self.status,
+            "bytes": self.bytes,
+            "size": self.size,
+        }
+        for name in _RESULT_FIELDS:
+            data[name] = getattr(self.result, name) if self.result is not None else None
+        data["error"] = error_to_json(self.error) if self.error is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ObjectOutcome:
+        """The inverse of :meth:`to_json` (the result shares the outcome's
+        source and path, as a download's always does)."""
+        path = Path(data["path"]) if data["path"] is not None else None
+        result = None
+        if data["seconds"] is not None and path is not None:
+            extra = {name: data[name] for name in _RESULT_FIELDS}
+            result = DownloadResult(source=data["source"], path=path, bytes=data["bytes"], **extra)
+        error = data["error"]
+        return cls(
+            source=data["source"],
+            path=path,
+            status=data["status"],
+            result=result,
+            error=error_from_json(error) if error is not None else None,
+            size=data["size"],
+        )
+
+
+#: The fields of a DownloadResult an outcome's JSON carries besides its own.
+_RESULT_FIELDS = ("seconds", "attempts", "etag", "version_id", "verified", "resumed")
 
 
 @dataclass(slots=True)
@@ -210,6 +317,22 @@ class BatchResult:
             if len(self.failures) < self.MAX_FAILURES_KEPT:
                 self.failures.append(outcome)
 
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form: every count, ``ok``, and the kept failures as outcomes."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["errors"] = dict(self.errors)
+        data["failures"] = [outcome.to_json() for outcome in self.failures]
+        data["ok"] = self.ok
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BatchResult:
+        """The inverse of :meth:`to_json`."""
+        values = {key: value for key, value in data.items() if key != "ok"}
+        values["errors"] = dict(data["errors"])
+        values["failures"] = [ObjectOutcome.from_json(item) for item in data["failures"]]
+        return cls(**values)
+
     def finish(self, seconds: float, *, fail_fast: bool) -> None:
         """Record the batch's duration once its last outcome is counted."""
         self.seconds = seconds
@@ -247,3 +370,25 @@ class BatchResult:
         if self.stopped:
             line += "; stopped at the first failure (--fail-fast)"
         return line
+
+
+async def counted(
+    outcomes: AsyncIterable[ObjectOutcome],
+    result: BatchResult,
+    *,
+    fail_fast: bool,
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[ObjectOutcome]:
+    """Pass ``outcomes`` through, counting each into ``result`` before it is
+    seen, and finish ``result`` after the last: the one place a batch is counted.
+
+    Example:
+        >>> result = BatchResult()
+        >>> async for outcome in counted(outcomes, result, fail_fast=False):  # doctest: +SKIP
+        ...     print(result.objects, outcome.status)
+    """
+    started = clock()
+    async for outcome in outcomes:
+        result.add(outcome)
+        yield outcome
+    result.finish(clock() - started, fail_fast=fail_fast)

@@ -38,15 +38,21 @@ class S3Source:
         return f"s3://{self.bucket}/{self.key}"
 
     @property
-    def redacted(self) -> str:
-        """The URL as errors and logs show it: control characters a key may
-        hold are escaped, so that printing a hostile key cannot drive a terminal."""
+    def shown(self) -> str:
+        """The URL alone, as results show it (their ``version_id`` says the
+        version): control characters a key may hold are escaped, so that
+        printing a hostile key cannot drive a terminal."""
         url = self.url
         if not url.isprintable():
             url = "".join(c if c.isprintable() else repr(c)[1:-1] for c in url)
-        if self.version_id:
-            return f"{url} (version {self.version_id})"
         return url
+
+    @property
+    def redacted(self) -> str:
+        """The URL as errors and logs show it: :attr:`shown`, and the version if pinned."""
+        if self.version_id:
+            return f"{self.shown} (version {self.version_id})"
+        return self.shown
 
     @property
     def name(self) -> str:
@@ -62,6 +68,11 @@ class HttpSource:
     """A plain HTTP(S) URL, e.g. a presigned S3 URL. Its query values are secret."""
 
     url: str = field(repr=False)
+
+    @property
+    def shown(self) -> str:
+        """The URL as results show it: :attr:`redacted`."""
+        return self.redacted
 
     @property
     def redacted(self) -> str:

@@ -615,7 +615,8 @@ def test_cli_from_stdin_with_json_lines(s3: FaultServer, tmp_path: Path) -> None
     records = {r["source"]: r for r in map(json.loads, out.splitlines())}
     assert records["s3://bucket/a/one"]["status"] == "downloaded"
     assert records["s3://bucket/b/two"]["bytes"] == 2
-    assert records["s3://bucket/a/missing"]["error"] == "NotFoundError"
+    assert records["s3://bucket/a/missing"]["error"]["type"] == "NotFoundError"
+    assert records["s3://bucket/a/missing"]["status"] == "failed"
     assert files_under(tmp_path) == {"a/one": b"1", "b/two": b"22"}
 
 

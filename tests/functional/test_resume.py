@@ -159,7 +159,7 @@ def test_a_checksum_mismatch_is_retried_once_from_zero(s3: FaultServer, tmp_path
     assert result.verified == "SHA256"
     gets = [r for r in s3.requests if r.method == "GET"]
     assert len(gets) == 8  # 4 parts, twice
-    assert result.attempts == 1 + 8  # the HEAD and every GET
+    assert result.attempts == 8  # every GET: the HEAD that succeeded at once is not one
 
 
 def test_a_persistent_checksum_mismatch_is_an_integrity_error(
@@ -330,7 +330,17 @@ def test_clean_respects_age_and_refuses_a_missing_directory(tmp_path: Path) -> N
     assert bad.returncode == 2 and "not a duration" in bad.stderr
 
 
-def test_sigterm_cleans_up_like_ctrl_c(s3: FaultServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code", "word"),
+    [
+        (signal.SIGTERM, 143, "terminated"),
+        (signal.SIGINT, 130, "interrupted"),
+        (signal.SIGHUP, 129, "hung up"),
+    ],
+)
+def test_signals_clean_up_and_say_so(
+    s3: FaultServer, tmp_path: Path, signum: int, code: int, word: str
+) -> None:
     s3.put_object("bucket", "big.bin", pattern(4 * MiB))
     s3.add_fault("bucket", "big.bin", Fault.hang(), method="GET", min_range_start=2 * MiB)
     destination = tmp_path / "big.bin"
@@ -341,9 +351,9 @@ def test_sigterm_cleans_up_like_ctrl_c(s3: FaultServer, tmp_path: Path) -> None:
         while not list(tmp_path.glob(".big.bin.s3pull-*.part")):
             assert time.monotonic() < deadline and child.poll() is None
             time.sleep(0.02)
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(signum)
         _, stderr = child.communicate(timeout=30)
-    assert child.returncode == 143
-    assert stderr == "s3pull: terminated; nothing was left at the destination\n"
+    assert child.returncode == code
+    assert stderr == f"s3pull: {word}; no partial files left\n"
     assert destination.read_bytes() == b"old"
     assert leftovers(tmp_path) == ["big.bin"]

@@ -365,7 +365,9 @@ class Downloader:
             try:
                 if info is None:
                     info, stat_attempts = await self._stat(source)
-                    attempts += stat_attempts
+                    # Attempts, not requests: a HEAD that succeeded at once and
+                    # the GET after it are one attempt; only its retries count.
+                    attempts += stat_attempts - 1
                 return await self._download(source, info, target, started, attempts)
             except (IntegrityError, ObjectChangedError) as error:
                 changed = isinstance(error, ObjectChangedError)
@@ -417,11 +419,11 @@ class Downloader:
     ) -> DownloadResult:
         info = state.info
         return DownloadResult(
-            source=state.redacted,
+            source=state.source.shown,
             path=destination,
             bytes=info.size,
             seconds=self.clock() - started,
-            attempts=state.attempts,
+            attempts=max(1, state.attempts),  # a 0-byte object's HEAD is its one
             etag=info.etag,
             version_id=info.version_id,
             verified=verified,

@@ -12,7 +12,14 @@ from ._journal import (
     stale_files,
     stale_names,
 )
-from ._tempfile import TEMP_MARKER, TEMP_SUFFIX, TempFile, resolve_destination, temp_prefix
+from ._tempfile import (
+    TEMP_MARKER,
+    TEMP_SUFFIX,
+    TempFile,
+    atomic_file,
+    resolve_destination,
+    temp_prefix,
+)
 
 __all__ = [
     "TEMP_MARKER",
@@ -22,6 +29,7 @@ __all__ = [
     "Journal",
     "Resumable",
     "TempFile",
+    "atomic_file",
     "find_resumable",
     "is_own_file",
     "journal_name",

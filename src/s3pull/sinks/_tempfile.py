@@ -33,6 +33,10 @@ target), and nothing else: a device, a FIFO, a socket or a directory at the
 destination is refused before anything is fetched. A caller that names such
 a file (``/dev/null``, a named pipe) wants it written, not replaced; the
 client sees that first (:func:`resolve_destination`) and writes it in order.
+
+Files s3pull writes that are not downloads (JSON lines, text) take the same
+path through :func:`atomic_file`: their size is not known in advance, so they
+are appended to, and nothing is preallocated.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ import os
 import secrets
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .._errors import DiskFullError, LocalError
@@ -122,6 +126,7 @@ class TempFile:
         self.resumed = False
         self._committed = False
         self._on_tmpfs = False
+        self._end = 0
 
     @property
     def directory(self) -> Directory:
@@ -232,6 +237,11 @@ class TempFile:
         except OSError as exc:
             raise local_error(exc, "write", self.path) from exc
 
+    def append(self, data: bytes) -> None:
+        """Write ``data`` after everything appended so far (see :func:`atomic_file`)."""
+        self.pwrite(data, self._end)
+        self._end += len(data)
+
     async def write(self, data: bytes, offset: int) -> None:
         """The downloader's sink interface: ``pwrite``, which never waits.
 
@@ -328,6 +338,22 @@ def file_kind(mode: int) -> str:
         (stat.S_ISLNK, "a symbolic link"),
     )
     return next((kind for test, kind in kinds if test(mode)), "a regular file")
+
+
+@contextlib.contextmanager
+def atomic_file(destination: Path) -> Iterator[TempFile]:
+    """Write a file of a size not known in advance (JSON lines, text) as
+    downloads are written: :meth:`TempFile.append` to the file this yields;
+    it replaces ``destination`` when the block ends normally, and is removed
+    when it ends with an exception (a cancellation, Ctrl-C included).
+
+    Example:
+        >>> with atomic_file(Path("/tmp/out.jsonl")) as f:  # doctest: +SKIP
+        ...     f.append(b'{"key": "a"}\\n')
+    """
+    with TempFile(destination, 0) as file:
+        yield file
+        file.commit()
 
 
 @functools.cache

@@ -85,7 +85,7 @@ def object_info(
     if "x-amz-server-side-encryption-customer-algorithm" in headers:
         encryption = "SSE-C"
     return ObjectInfo(
-        source=source.redacted,
+        source=source.shown,
         size=size,
         etag=quoted_etag(headers.get("ETag")),
         version_id=headers.get("x-amz-version-id"),
@@ -382,7 +382,12 @@ class Transport:
             raw.status, raw.headers, body, source=source.redacted, range=span
         )
         if raw.status == 403 and isinstance(source, S3Source) and self.s3.anonymous:
-            error.message += " (the request was unsigned: no AWS credentials were found)"
+            # Unsigned by choice (--no-sign-request) or for want of credentials:
+            # say which, so nobody hunts for credentials that are there.
+            if self.s3.sign:
+                error.message += " (the request was unsigned: no AWS credentials were found)"
+            else:
+                error.message += " (the anonymous request was refused: --no-sign-request)"
         return error
 
 
