@@ -12,7 +12,9 @@ whatever else is held while a stream is open, such as a parsing pipeline's
 buffers) come from a *holdable* part of the budget, :func:`holdable`: the
 budget less a reserve that only GETs use, never less than one stream cost.
 Whatever the streams hold, some GET can always run, so every stream keeps
-moving.
+moving. File downloads and batches beside them hold nothing between GETs:
+they draw on the reserve and on whatever the windows leave free, a GET at
+a time, in the same first-come-first-served queue as the streams' GETs.
 
 What a stream needs at least
 ----------------------------
