@@ -30,11 +30,12 @@ from ._units import parse_size
 from .planning._filters import KeyFilter
 from .planning._paths import destination_file, key_base, local_destination, safe_name
 from .planning._retry import RetryBudget
+from .planning._windows import fit_window, holdable, stream_part_size
 from .scheduling._batch import Batch, BatchItem, BatchItems, list_objects
 from .scheduling._breaker import Breakers
 from .scheduling._budget import MemoryBudget
 from .scheduling._download import Downloader
-from .scheduling._stream import ObjectStream, stream_part_size
+from .scheduling._stream import ObjectStream
 from .sinks import local_error, resolve_destination
 from .transport import S3Endpoint, Transport
 
@@ -94,7 +95,10 @@ class AsyncClient:
             profile=profile,
             sign=sign,
         )
-        self.budget = MemoryBudget(self.config.memory_limit)
+        self.budget = MemoryBudget(
+            self.config.memory_limit,
+            holdable=holdable(self.config.memory_limit, self.config.stream_cost),
+        )
         self.retry_budget = RetryBudget(self.config.retry.retry_budget)
         self.events = Events([LoggingSubscriber()] if subscribers is None else subscribers)
         self.breakers = Breakers(self.config.breakers)
@@ -422,42 +426,63 @@ class AsyncClient:
         part_size: int | str | None,
         *,
         info: ObjectInfo | None = None,
+        extra: int = 0,
     ) -> ObjectStream:
+        """Open an ordered stream once its window is held; ``extra``: bytes
+        held with it, for as long as it is open (a parsing pipeline's)."""
         parsed = parse_source(source, version_id=version_id)
-        window_bytes, part_bytes = self._stream_window(window, part_size)
+        wanted, part_bytes = self._stream_window(window, part_size, extra)
         if info is None:
             info = await self._downloader.stat(parsed)
-        stream = ObjectStream(
-            self._downloader,
-            self.budget,
-            parsed,
-            info,
-            window=window_bytes,
-            part_size=part_bytes,
+
+        def fit(free: int) -> tuple[int, int] | None:
+            return fit_window(free, wanted=wanted, part_size=part_bytes, extra=extra)
+
+        held = await self.budget.hold(
+            lambda free: None if (plan := fit(free)) is None else plan[0] + extra
         )
-        return await stream.start()
+        # The plan is a pure function of the bytes held: the same one again.
+        planned = fit(held)
+        assert planned is not None and planned[0] + extra == held
+        try:
+            stream = ObjectStream(
+                self._downloader,
+                self.budget,
+                parsed,
+                info,
+                window=planned[0],
+                part_size=planned[1],
+                held=held,
+            )
+            return stream.start()
+        except BaseException:
+            self.budget.unhold(held)
+            raise
 
     def _stream_window(
-        self, window: int | str | None, part_size: int | str | None
-    ) -> tuple[int, int]:
-        """Validated ``(window, part_size)`` of an ordered stream."""
+        self, window: int | str | None, part_size: int | str | None, extra: int = 0
+    ) -> tuple[int, int | None]:
+        """The window an ordered stream asks for, and its part size if one is
+        asked for, validated against what open streams may hold."""
         config = self.config
+        room = self.budget.holdable - extra
         if window is None:
-            window_bytes = min(DEFAULT_STREAM_WINDOW, config.memory_limit // 2)
+            window_bytes = min(DEFAULT_STREAM_WINDOW, config.memory_limit // 2, room)
         else:
             window_bytes = parse_size(window)
-        part_bytes = stream_part_size(
-            window_bytes, parse_size(part_size) if part_size is not None else None
-        )
-        if part_bytes < 1 or window_bytes < part_bytes:
+        part_bytes = parse_size(part_size) if part_size is not None else None
+        smallest = stream_part_size(window_bytes, part_bytes)
+        if smallest < 1 or window_bytes < smallest:
             raise ConfigError(
                 f"the stream window ({window_bytes} bytes) must hold at least one part "
-                f"({part_bytes} bytes)"
+                f"({smallest} bytes)"
             )
-        if window_bytes + config.stream_cost > config.memory_limit:
+        if window_bytes > room:
             raise ConfigError(
                 f"the stream window ({window_bytes} bytes) leaves no room in memory_limit "
-                f"({config.memory_limit} bytes) for its own GETs ({config.stream_cost} each)"
+                f"({config.memory_limit} bytes) for GETs: open streams may hold "
+                f"{self.budget.holdable} bytes of it"
+                + (f", {extra} of them beside this window" if extra else "")
             )
         return window_bytes, part_bytes
 

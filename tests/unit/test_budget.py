@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s3pull import ConfigError
 from s3pull.scheduling._budget import MemoryBudget
@@ -226,3 +229,121 @@ async def test_a_negative_reservation_is_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
         await budget.acquire(-1)
     assert budget.used == 0
+
+
+# Holdings: windows held while a stream is open ------------------------------------------
+
+
+def _upto(wanted: int, least: int = 1) -> Callable[[int], int | None]:
+    """A fit that takes up to ``wanted`` bytes, and at least ``least``."""
+    return lambda free: min(wanted, free) if free >= least else None
+
+
+def test_a_holding_shrinks_to_what_is_free_then_waits_its_turn() -> None:
+    async def main() -> None:
+        budget = MemoryBudget(100, holdable=80)
+        assert await budget.hold(_upto(60)) == 60
+        assert await budget.hold(_upto(60)) == 20  # what is left of the 80
+        third = asyncio.create_task(budget.hold(_upto(60, least=10)))
+        fourth = asyncio.create_task(budget.hold(_upto(5)))  # would fit nowhere either
+        await _settle()
+        assert not third.done() and not fourth.done()
+        assert (budget.used, budget.held) == (80, 80)
+
+        budget.unhold(20)
+        await _settle()
+        assert third.result() == 20 and fourth.done() is False  # in turn
+        budget.unhold(60)
+        await _settle()
+        assert fourth.result() == 5
+        budget.unhold(20)
+        budget.unhold(5)
+        assert (budget.used, budget.held) == (0, 0)
+
+    asyncio.run(main())
+
+
+def test_a_waiting_holding_never_holds_up_reservations() -> None:
+    # The deadlock it prevents: a second window queued ahead of the GETs
+    # that the first window's stream needs in order to finish.
+    async def main() -> None:
+        budget = MemoryBudget(100, holdable=80)
+        await budget.hold(_upto(70))
+        waiting = asyncio.create_task(budget.hold(_upto(70, least=70)))
+        await _settle()
+        for _ in range(3):  # the first stream's GETs still go through
+            async with budget.reserve(30):
+                assert budget.used == 100
+        assert not waiting.done()
+        budget.unhold(70)
+        assert await waiting == 70
+        budget.unhold(70)
+
+    asyncio.run(main())
+
+
+def test_a_holding_that_could_never_fit_is_refused_at_once() -> None:
+    async def main() -> None:
+        budget = MemoryBudget(100, holdable=80)
+        with pytest.raises(ConfigError, match="80 bytes of memory_limit"):
+            await budget.hold(_upto(90, least=81))
+        assert (budget.used, budget.held) == (0, 0)
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_holding_leaves_nothing_behind() -> None:
+    async def main() -> None:
+        budget = MemoryBudget(100, holdable=80)
+        await budget.hold(_upto(80))
+        waiting = asyncio.create_task(budget.hold(_upto(50, least=50)))
+        after = asyncio.create_task(budget.hold(_upto(10)))
+        await _settle()
+        waiting.cancel()
+        await _settle()
+        assert waiting.cancelled() and not after.done()
+        budget.unhold(80)
+        assert await after == 10
+        budget.unhold(10)
+        assert (budget.used, budget.held) == (0, 0)
+        assert not budget._holders
+
+    asyncio.run(main())
+
+
+@settings(max_examples=60)
+@given(
+    windows=st.lists(st.integers(1, 60), min_size=1, max_size=12),
+    gets=st.lists(st.integers(1, 6), min_size=1, max_size=12),
+)
+def test_streams_and_downloads_always_finish_within_the_limit(
+    windows: list[int], gets: list[int]
+) -> None:
+    # Streams hold a window (shrunk down to 1 byte, or waiting for one) and
+    # need GETs of 10 one after another; downloads need GETs only. However
+    # many there are, all finish, and the budget is never exceeded.
+    cost, limit = 10, 100
+
+    async def stream(wanted: int, needs: int) -> None:
+        held = await budget.hold(_upto(wanted))
+        for _ in range(needs):
+            async with budget.reserve(cost):
+                assert budget.used <= limit
+                await asyncio.sleep(0)
+        budget.unhold(held)
+
+    async def download(needs: int) -> None:
+        for _ in range(needs):
+            async with budget.reserve(cost):
+                await asyncio.sleep(0)
+
+    async def main() -> None:
+        tasks = [stream(w, n) for w, n in zip(windows, gets * 2, strict=False)]
+        tasks += [download(n) for n in gets]
+        async with asyncio.timeout(10):
+            await asyncio.gather(*tasks)
+        assert (budget.used, budget.held) == (0, 0)
+        assert budget.peak <= limit
+
+    budget = MemoryBudget(limit, holdable=limit - cost)
+    asyncio.run(main())

@@ -26,7 +26,7 @@ Stopping early
 --------------
 When the consumer leaves (``break``, an exception, cancellation), the
 generator's ``finally`` marks the channel stopped and drains it (a thread
-blocked on a full queue wakes up), closes the stream (a thread blocked on a
+blocked on a full queue wakes up), stops the stream (a thread blocked on a
 read gets "closed"), waits for the thread to end, and only then gives the
 pipeline's share of the budget back. Nothing runs on after the generator
 has been closed.
@@ -206,23 +206,21 @@ async def parse_in_thread(
     """Batches of what ``make_batches`` parses from the object, parsed on a
     worker thread while the object downloads. See the module docstring."""
     loop = asyncio.get_running_loop()
-    await client.budget.acquire(PIPELINE_COST)
+    # The pipeline's buffers are held with the window, in one holding: held
+    # apart, pipelines waiting for windows could hold all the budget.
+    stream = await client._open_stream(source, version_id, window, part_size, extra=PIPELINE_COST)
     try:
-        stream = await client._open_stream(source, version_id, window, part_size)
+        channel: Channel[T] = Channel(loop)
+        reader = ObjectReader(
+            stream, channel.call, buffer_size=THREAD_READER_BUFFER, closes_stream=False
+        )
+        channel.start(lambda: make_batches(reader), name="s3pull-parse")
         try:
-            channel: Channel[T] = Channel(loop)
-            reader = ObjectReader(
-                stream, channel.call, buffer_size=THREAD_READER_BUFFER, closes_stream=False
-            )
-            channel.start(lambda: make_batches(reader), name="s3pull-parse")
-            try:
-                while (batch := await channel.receive()) is not None:
-                    yield batch
-            finally:
-                channel.stop()
-                await stream.aclose()  # a thread waiting for bytes gets "closed" now
-                await channel.finished()
+            while (batch := await channel.receive()) is not None:
+                yield batch
         finally:
-            await stream.aclose()
+            channel.stop()
+            await stream.stop()  # a thread waiting for bytes gets "closed" now
+            await channel.finished()
     finally:
-        client.budget.release(PIPELINE_COST)
+        await stream.aclose()  # the thread is done with its buffers: give them back

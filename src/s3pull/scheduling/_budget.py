@@ -7,16 +7,31 @@ spent, new work waits — so concurrency adapts to the budget instead of
 memory growing with the object size, the number of objects or the
 concurrency asked for. Waiters are served first come, first served, so a
 large reservation cannot be starved by a stream of small ones.
+
+Holdings
+--------
+Some reservations last as long as something stays open: an ordered stream's
+window, a parsing pipeline's buffers. They are taken with :meth:`hold`,
+from a *holdable* share of the budget that always leaves room for a GET
+(``planning._windows`` explains why and sizes it), so that a stream holding
+its window can never starve the GETs that fill it. Holdings queue among
+themselves, first come, first served, and are planned against what is free
+of that share when their turn comes (``fit``): a stream then takes its
+bytes from the budget like any reservation. A holding waiting for its turn
+is not in the GETs' queue, so it never holds them up.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from .._errors import ConfigError
+
+#: Given the holdable bytes free, how many a holding takes (None: too few, wait).
+Fit = Callable[[int], int | None]
 
 
 class MemoryBudget:
@@ -29,17 +44,26 @@ class MemoryBudget:
         ...         ...  # one GET in flight
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, holdable: int | None = None) -> None:
         if limit <= 0:
             raise ConfigError(f"memory budget must be positive, got {limit}")
         self.limit = limit
+        #: Bytes that :meth:`hold` may have taken at once (default: all).
+        self.holdable = limit if holdable is None else min(limit, holdable)
         self._used = 0
         self._peak = 0
+        self._held = 0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._holders: deque[tuple[Fit, asyncio.Future[int]]] = deque()
 
     @property
     def used(self) -> int:
         return self._used
+
+    @property
+    def held(self) -> int:
+        """Bytes taken by :meth:`hold` and not yet given back."""
+        return self._held
 
     @property
     def peak(self) -> int:
@@ -84,6 +108,69 @@ class MemoryBudget:
             yield
         finally:
             self.release(size)
+
+    async def hold(self, fit: Fit) -> int:
+        """Take a long-lived share of the budget; return how many bytes.
+
+        ``fit(free)`` says how many of the ``free`` holdable bytes to take, or
+        None when they are too few: the holding then waits, in turn, for
+        other holdings to be given back. Give it back with :meth:`unhold`.
+
+        Raises:
+            ConfigError: ``fit`` would refuse even the whole holdable share.
+        """
+        if fit(self.holdable) is None:
+            raise ConfigError(
+                f"nothing fits in the {self.holdable} bytes of memory_limit ({self.limit} "
+                "bytes) that open streams may hold"
+            )
+        size = fit(self.holdable - self._held) if not self._holders else None
+        if size is not None:
+            self._held += size
+        else:
+            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            entry = (fit, future)
+            self._holders.append(entry)
+            try:
+                size = await future
+            except BaseException:
+                if future.done() and not future.cancelled():
+                    self._give_back_held(future.result())
+                elif entry in self._holders:
+                    self._holders.remove(entry)
+                    self._wake_holders()
+                raise
+        try:
+            # Within the holdable share the bytes are sure to come free: the
+            # GETs in the way all end without asking for more.
+            await self.acquire(size)
+        except BaseException:
+            self._give_back_held(size)
+            raise
+        return size
+
+    def unhold(self, size: int) -> None:
+        """Give back ``size`` bytes taken by :meth:`hold`."""
+        self.release(size)
+        self._give_back_held(size)
+
+    def _give_back_held(self, size: int) -> None:
+        self._held -= size
+        assert self._held >= 0, "gave back more than was held"
+        self._wake_holders()
+
+    def _wake_holders(self) -> None:
+        while self._holders:
+            fit, future = self._holders[0]
+            if future.done():  # cancelled waiter
+                self._holders.popleft()
+                continue
+            size = fit(self.holdable - self._held)
+            if size is None:
+                return
+            self._holders.popleft()
+            self._held += size
+            future.set_result(size)
 
     def _take(self, size: int) -> None:
         self._used += size

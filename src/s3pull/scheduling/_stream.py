@@ -5,12 +5,15 @@ The algorithm
 -------------
 1. **Ask and plan** as a file download does (``_download``): one HEAD, the
    object cut into parts, every GET pinned to the ETag/version.
-2. **Reserve the window.** The stream takes ``window`` bytes from the
-   client's memory budget once, at open, and gives them back at close. The
-   window holds ``ahead = window // part_size`` parts: the one the reader is
-   in and those after it. GETs of the remaining budget (one stream cost
-   each) come on top, as for every download, so the stream can never starve
-   itself of the budget its own GETs need.
+2. **Hold the window.** The stream holds its window of the client's memory
+   budget from open to close (``MemoryBudget.hold``). The window holds
+   ``ahead = window // part_size`` parts: the one the reader is in and those
+   after it. Windows come from the share of the budget that streams may
+   hold, which always leaves room for GETs; a stream that finds less free
+   than it asked for gets a smaller window, down to one part, and one that
+   finds not even that waits its turn (``planning._windows``). Its GETs (one
+   stream cost each) come on top, as for every download, so no number of
+   open streams can starve the GETs that fill them.
 3. **Fetch ahead.** Part workers (the downloader's, with resume-from-byte,
    retries and stall detection unchanged) take parts in order, but a part's
    GET is sent only once the part is inside the window. Socket chunks are
@@ -35,32 +38,12 @@ from collections import deque
 from types import TracebackType
 
 from .._checksums import Check, choose_check, digest_text, mismatch_error, new_hash
-from .._config import MiB
 from .._errors import S3PullError
 from .._results import ObjectInfo
 from .._source import S3Source, Source
 from ..planning._ranges import Part, plan_parts
 from ._budget import MemoryBudget
 from ._download import Downloader, ObjectDownload
-
-#: Bounds for the part size an ordered stream picks from its window.
-MIN_STREAM_PART = 1 * MiB
-MAX_STREAM_PART = 8 * MiB
-#: Parts the window aims to hold: enough GETs in flight to hide latency.
-TARGET_AHEAD = 8
-
-
-def stream_part_size(window: int, requested: int | None = None) -> int:
-    """The part size of an ordered stream: ``window / 8`` within 1-8 MiB.
-
-    Example:
-        >>> stream_part_size(32 * MiB) // MiB
-        4
-    """
-    if requested:
-        return requested
-    per_part = window // TARGET_AHEAD
-    return max(MIN_STREAM_PART, min(MAX_STREAM_PART, per_part // MiB * MiB))
 
 
 class _Window:
@@ -146,7 +129,7 @@ class ObjectStream:
 
     Attributes:
         info: what the object is (size, ETag, version...).
-        window: bytes of the memory budget this stream holds.
+        window: bytes of the memory budget this stream holds for its parts.
         part_size: bytes per ranged GET.
     """
 
@@ -159,7 +142,10 @@ class ObjectStream:
         *,
         window: int,
         part_size: int,
+        held: int,
     ) -> None:
+        """``held``: the bytes of ``budget`` held for this stream (its window
+        and what its user holds beside it), given back by :meth:`aclose`."""
         self.info = info
         self.window = window
         self.part_size = part_size
@@ -179,17 +165,15 @@ class ObjectStream:
         self._state = ObjectDownload(source, info, self._window, crc_check)
         self._parts = parts
         self._task: asyncio.Task[None] | None = None
-        self._held = False
+        self._held = held
         self._pending = b""
         self._position = 0
         self._closed = False
         #: What was checked beyond sizes (``"CRC32C"``, ``"MD5"``...), known at the end.
         self.verified: str | None = None
 
-    async def start(self) -> ObjectStream:
-        """Reserve the window and start fetching (``open`` does this)."""
-        await self._budget.acquire(self.window)
-        self._held = True
+    def start(self) -> ObjectStream:
+        """Start fetching (``open`` does this, once the window is held)."""
         missing = self._state.start(self._parts)
         self._downloader.events.queued(self._state.redacted, self.info.size)
         self._task = asyncio.get_running_loop().create_task(self._fetch(missing))
@@ -306,6 +290,14 @@ class ObjectStream:
 
     async def aclose(self) -> None:
         """Stop fetching, drop what the window holds and give its budget back."""
+        await self.stop()
+        if self._held:
+            held, self._held = self._held, 0
+            self._budget.unhold(held)
+
+    async def stop(self) -> None:
+        """Stop fetching and drop what the window holds; keep the budget until
+        :meth:`aclose` (a reader thread may still hold buffers of its own)."""
         self._closed = True
         self._pending = b""
         if self._task is not None:
@@ -314,9 +306,6 @@ class ObjectStream:
                 await self._task
             self._task = None
         self._window.fail(ValueError("read from a closed stream"))
-        if self._held:
-            self._held = False
-            self._budget.release(self.window)
 
     async def __aenter__(self) -> ObjectStream:
         return self

@@ -4,7 +4,8 @@ Imported on first use: its import (~0.1 s, a third of s3pull's start-up,
 0.05 s of it the two SSL contexts aiohttp builds) is not paid by a run that
 never needs it, such as one large download or a batch of objects over
 1 MiB, whose listings, HEADs and GETs go through worker threads
-(``_blocking``).
+(``_blocking``). The transport imports it on a worker thread
+(``Transport._import_aio``), so that the event loop keeps running meanwhile.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 HEADs, listings and GETs whose body goes to a file are sent from worker
 threads with ``http.client`` (``_blocking``), so bulk bytes never pass
 through the event loop; the GETs of objects up to 1 MiB and of ordered
-streams go through aiohttp (``_aio``, imported on first use), whose
-per-request cost is lower. The
+streams go through aiohttp (``_aio``, imported on first use, on a worker
+thread), whose per-request cost is lower. The
 transport hides which, and addressing, signing, proxies, region redirects
 and the one-time credential refresh, and turns every failure into an s3pull
 error (via ``_translate``). It never retries: retry policy lives in
@@ -13,13 +13,16 @@ planning, the driver in scheduling.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import http.client
+import importlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from email.utils import parsedate_to_datetime
+from types import ModuleType
 from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -111,6 +114,7 @@ class Transport:
         self.config = config
         self.s3 = s3
         self._session: aiohttp.ClientSession | None = None
+        self._aio_import: asyncio.Future[ModuleType] | None = None
         self._threads: BlockingPool | None = None
         self._proxies: dict[tuple[str, str, int | None], Proxy | None] = {}
         self._s3_headers, self._object_headers = _s3_headers(config)
@@ -123,6 +127,25 @@ class Transport:
         if origin not in self._proxies:
             self._proxies[origin] = env_proxy(parts.scheme, parts.hostname or "")
         return self._proxies[origin]
+
+    async def _import_aio(self) -> None:
+        """Import ``_aio`` the first time it is needed, on a worker thread.
+
+        Importing aiohttp is 0.1-0.3 s of CPU: on the loop's thread it would
+        stop every socket, timer and reader of the client for that long (the
+        first ``open`` or small GET stalled the loop 107-153 ms). On a worker
+        thread the loop keeps running, sharing the GIL every few ms. One
+        import for every caller: a module is in ``sys.modules`` before it is
+        fully executed, so checking there could hand out half a module.
+        """
+        if self._aio_import is None:
+            importing = asyncio.to_thread(importlib.import_module, f"{__package__}._aio")
+            self._aio_import = asyncio.ensure_future(importing)
+        if not self._aio_import.done():
+            # Shielded: a cancelled caller must not cancel the others' import.
+            await asyncio.shield(self._aio_import)
+        else:
+            self._aio_import.result()  # raises what the import raised
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -197,6 +220,7 @@ class Transport:
         Yields a :class:`Response` whose status is 200 or 206; any other answer
         raises the translated error. The caller checks Content-Range.
         """
+        await self._import_aio()
         from ._aio import Response
 
         headers, span = _get_headers(first, last, if_match, checksum_mode)
@@ -344,6 +368,7 @@ class Transport:
         span: tuple[int, int] | None,
         query: dict[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
+        await self._import_aio()
         from . import _aio
 
         session = self._get_session()
@@ -426,7 +451,8 @@ def _raw_errors() -> tuple[type[Exception], ...]:
     """What a request may raise before translation: aiohttp's errors count
     only once aiohttp is imported (it is not, until a request needs it)."""
     aio = sys.modules.get(f"{__package__}._aio")
-    return _RAW_ERRORS if aio is None else _RAW_ERRORS + aio.ERRORS
+    # getattr: while a worker thread imports it, the module is not all there yet.
+    return _RAW_ERRORS + getattr(aio, "ERRORS", ())
 
 
 def requote(url: str) -> str:
