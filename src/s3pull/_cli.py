@@ -579,6 +579,8 @@ async def _cp_many(args: argparse.Namespace) -> int:
                     bars.counted(result, None)
                 elif not args.quiet and not args.json and time.monotonic() >= next_report:
                     next_report = time.monotonic() + PLAIN_PROGRESS_SECONDS
+                    # finish() has not run yet: the rate needs the time so far.
+                    result.seconds = time.monotonic() - started
                     print(f"s3pull: so far {result.summary()}", file=sys.stderr)
         result.finish(time.monotonic() - started, fail_fast=args.fail_fast)
     if not args.quiet:

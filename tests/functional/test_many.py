@@ -807,4 +807,8 @@ def test_cli_batch_against_a_dead_endpoint_ends_with_every_object_failed(tmp_pat
     summary = lines[-1]
     assert summary.startswith("s3pull: 0 downloaded, 200 failed (EndpointUnavailableError: ")
     assert "NetworkError: " in summary
+    # The pause before the probe (10 s) outlasts the 5 s between progress
+    # lines, so there is one, and it tells the time so far.
+    progress = [line for line in lines if line.startswith("s3pull: so far ")]
+    assert progress and not any(" in 0.00 s " in line for line in progress)
     assert not (tmp_path / "out").exists() or files_under(tmp_path / "out") == {}
