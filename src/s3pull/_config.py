@@ -181,13 +181,18 @@ class BreakerConfig:
     opens it again. Per endpoint (an S3 bucket, or an HTTP host): after
     ``endpoint_failures`` consecutive transient failures (5xx, throttling,
     network, timeouts) across its objects, new downloads there pause for
-    ``endpoint_cooldown`` seconds, then one probe download decides for all.
+    ``endpoint_cooldown`` seconds, then one probe download decides for all:
+    if it fails too, the endpoint is down and the paused downloads (and every
+    later one, but one probe per cooldown) fail at once as
+    ``EndpointUnavailableError`` instead of each waiting out a cooldown.
 
     Attributes:
         failures: consecutive failures that open an object's breaker (3).
         cooldown: seconds an object's breaker stays open (300).
         endpoint_failures: consecutive transient failures that pause an endpoint (10).
-        endpoint_cooldown: seconds an endpoint pauses before a probe (30).
+        endpoint_cooldown: seconds an endpoint pauses before a probe, and between
+            probes while it is down; also how long a batch against a dead
+            endpoint waits before it reports it (10).
         max_tracked: objects whose failures are remembered (about 450 bytes
             each); the least recently failed are forgotten beyond this, so
             memory stays bounded (10,000).
@@ -196,7 +201,7 @@ class BreakerConfig:
     failures: int = 3
     cooldown: float = 300.0
     endpoint_failures: int = 10
-    endpoint_cooldown: float = 30.0
+    endpoint_cooldown: float = 10.0
     max_tracked: int = 10_000
 
     def __post_init__(self) -> None:

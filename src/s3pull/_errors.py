@@ -18,6 +18,7 @@ translated from aiohttp / botocore / OS exceptions in exactly one place
         ├── CredentialsError                    no credentials, expired or invalid token
         ├── ObjectChangedError                  the object changed during the download (412)
         ├── CircuitOpenError                    skipped: the object or its endpoint keeps failing
+        │   └── EndpointUnavailableError        skipped: the endpoint's probe failed too
         ├── IntegrityError                      size or checksum mismatch
         ├── ProtocolError                       the server broke HTTP/S3 rules (bad Content-Range)
         └── TransientError                      worth retrying; raised once retries are exhausted
@@ -130,6 +131,12 @@ class ObjectChangedError(TransferError):
 class CircuitOpenError(TransferError):
     """Not attempted: the object's (or its endpoint's) circuit breaker is open
     after repeated failures; see :class:`s3pull.BreakerConfig`."""
+
+
+class EndpointUnavailableError(CircuitOpenError):
+    """Not attempted: the object's endpoint (its bucket, or its HTTP host) kept
+    failing, and the probe sent after a pause failed too; the message names the
+    endpoint and its last error. See :class:`s3pull.BreakerConfig`."""
 
 
 class IntegrityError(TransferError):

@@ -390,5 +390,7 @@ async def counted(
     started = clock()
     async for outcome in outcomes:
         result.add(outcome)
+        # The time so far, so that a progress line's rate is right before the end.
+        result.seconds = clock() - started
         yield outcome
     result.finish(clock() - started, fail_fast=fail_fast)

@@ -15,9 +15,11 @@ import pytest
 
 from s3pull import (
     AsyncClient,
+    BatchResult,
     BreakerConfig,
     CircuitOpenError,
     Client,
+    EndpointUnavailableError,
     NetworkError,
     NotFoundError,
     RetryConfig,
@@ -25,13 +27,13 @@ from s3pull import (
     TransferConfig,
     UnsafePathError,
 )
-from s3pull.scheduling._breaker import Breakers
+from s3pull.scheduling._breaker import Breakers, BreakerState
 from s3pull.scheduling._download import THREADED_BODY_ABOVE
 from s3pull.sinks import _tempfile
 from s3pull.testing import Fault, FaultServer, generate_bytes
 from s3pull.testing._rss import run_cli_measured
 
-from ..support import pattern
+from ..support import free_port, pattern
 
 MiB = 1024 * 1024
 NO_RETRY = RetryConfig(max_attempts=1)
@@ -541,21 +543,49 @@ def test_object_breaker_opens_then_probes_then_resets(s3: FaultServer, tmp_path:
         assert client._client().breakers.state(key).failures == 0
 
 
-def test_endpoint_breaker_pauses_instead_of_hammering(s3: FaultServer, tmp_path: Path) -> None:
+def endpoint_batch(
+    s3: FaultServer, tmp_path: Path, fault: Fault
+) -> tuple[BatchResult, BreakerState, FakeTime]:
+    """12 objects one at a time, their GETs hit by ``fault``; the endpoint
+    opens after 4 failures and pauses 60 s (fake) before its probe."""
     for i in range(12):
         s3.put_object("bucket", f"p/{i:02d}", b"x")
-    s3.add_fault("bucket", None, Fault.status(503), method="GET")
+    s3.add_fault("bucket", None, fault, method="GET")
     fake = FakeTime()
     breakers = BreakerConfig(endpoint_failures=4, endpoint_cooldown=60)
     config = TransferConfig(retry=NO_RETRY, breakers=breakers, batch_concurrency=1)
     with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
         client._client().breakers = Breakers(breakers, clock=fake.clock, sleep=fake.sleep)
         batch = client.download_prefix("s3://bucket/p/", tmp_path)
-        state = client._client().breakers.endpoint_state("s3://bucket")
-    assert batch.failed == 12 and set(batch.errors) == {"ThrottledError"}
-    # 4 failures open it; each of the 8 objects after waits out a cooldown as the probe
-    assert fake.slept == [60.0] * 8
-    assert state.state == "open"
+        return batch, client._client().breakers.endpoint_state("s3://bucket"), fake
+
+
+def test_endpoint_breaker_pauses_once_then_fails_the_rest_at_once(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    batch, state, fake = endpoint_batch(s3, tmp_path, Fault.status(503))
+    # 4 failures open it; the 5th object waits out one cooldown as the probe
+    # and fails too; the 7 after it fail at once, without a request.
+    assert batch.failed == 12
+    assert batch.errors == {"ThrottledError": 5, "EndpointUnavailableError": 7}
+    assert fake.slept == [60.0]
+    assert sum(1 for r in s3.requests if r.method == "GET" and r.key) == 5  # listing aside
+    skipped = batch.failures[-1].error
+    assert isinstance(skipped, EndpointUnavailableError)
+    assert str(skipped).startswith(
+        "s3://bucket/p/11: not attempted: endpoint s3://bucket is down: 5 transient failures"
+    )
+    assert "503 SlowDown" in str(skipped)
+    assert state.state == "open" and files_under(tmp_path) == {}
+
+
+def test_endpoint_that_blips_costs_one_pause_and_no_more_failures(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    batch, state, fake = endpoint_batch(s3, tmp_path, Fault.status(503, times=4))
+    assert (batch.downloaded, batch.errors) == (8, {"ThrottledError": 4})
+    assert fake.slept == [60.0]  # the probe's pause; its success released the rest
+    assert state.state == "closed"
 
 
 # CLI ----------------------------------------------------------------------------------
@@ -743,3 +773,33 @@ def test_sigterm_mid_batch_keeps_finished_files_and_leaves_no_temp_files(
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [f"{i:02d}.bin" for i in range(20) if i not in (7, 13)]
     assert (tmp_path / "12.bin").read_bytes() == pattern(1000, seed=12)
+
+
+def test_cli_batch_against_a_dead_endpoint_ends_with_every_object_failed(tmp_path: Path) -> None:
+    import subprocess
+
+    keys = tmp_path / "keys.txt"
+    keys.write_text("".join(f"k/{i:03d}\n" for i in range(200)))
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: every connect is refused
+    args = ["cp", "--from-file", str(keys), "s3://bucket/", str(tmp_path / "out")]
+    done = subprocess.run(
+        [sys.executable, "-m", "s3pull", *args, "--endpoint-url", dead],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    failed = [line for line in lines if line.startswith("s3pull: failed: s3://bucket/k/")]
+    assert len(failed) == 200
+    unavailable = [line for line in failed if "is down" in line]
+    assert unavailable and all("Connection refused" in line for line in unavailable)
+    summary = lines[-1]
+    assert summary.startswith("s3pull: 0 downloaded, 200 failed (EndpointUnavailableError: ")
+    assert "NetworkError: " in summary
+    # The pause before the probe (10 s) outlasts the 5 s between progress
+    # lines, so there is one, and it tells the time so far.
+    progress = [line for line in lines if line.startswith("s3pull: so far ")]
+    assert progress and not any(" in 0.00 s " in line for line in progress)
+    assert not (tmp_path / "out").exists() or files_under(tmp_path / "out") == {}

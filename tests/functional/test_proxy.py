@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from s3pull import Client, NetworkError, RetryConfig, TransferConfig
+from s3pull import Client, RetryConfig, TransferConfig, TransferError
 from s3pull.testing import FaultServer
 
 UNREACHABLE = "http://s3.proxied.invalid:9"
@@ -46,7 +46,7 @@ def test_no_proxy_goes_direct(
     config = TransferConfig(retry=RetryConfig(max_attempts=1))
     with (
         Client(endpoint_url=UNREACHABLE, config=config, subscribers=[]) as client,
-        pytest.raises(NetworkError),
+        pytest.raises(TransferError, match="cannot resolve the host name"),  # direct: DNS
     ):
         client.download_file("s3://bucket/k.bin", tmp_path / "k.bin")
     assert s3.requests == []

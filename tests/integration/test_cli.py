@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from s3pull import Client, TransferError, TransientError
+from s3pull.testing import FaultServer
+
 from ..support import leftovers, pattern
 from .conftest import MotoServer, RangeFileServer
 
@@ -98,3 +101,41 @@ def test_presigned_signature_never_reaches_stderr(
     assert done.returncode == 1
     assert "not found" in done.stderr
     assert secret not in done.stderr + done.stdout
+
+
+# -- connection failures no retry can fix: one attempt, one line ----------------------
+
+
+def test_https_to_a_plain_http_port_is_one_attempt_and_one_line(tmp_path: Path) -> None:
+    with FaultServer() as s3:
+        s3.put_object("bucket", "k", b"hello")
+        https = s3.endpoint_url.replace("http://", "https://")
+        client = Client(endpoint_url=https, subscribers=[])
+        with client, pytest.raises(TransferError) as raised:
+            client.download_file("s3://bucket/k", tmp_path / "api")
+        assert not isinstance(raised.value, TransientError)
+        assert raised.value.attempts == 1
+        assert len(s3.requests) == 1  # the handshake, answered 400 like any HTTP server
+        done = s3pull("cp", "s3://bucket/k", str(tmp_path / "cli"), "--endpoint-url", https)
+        assert len(s3.requests) == 2
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("s3pull: error: s3://bucket/k: TLS failed")
+    assert "WRONG_VERSION_NUMBER" in lines[0] and "attempt" not in lines[0]
+    assert leftovers(tmp_path) == []
+
+
+def test_a_host_name_that_does_not_exist_is_one_attempt_and_one_line(tmp_path: Path) -> None:
+    url = "http://no-such-host.invalid/file.bin"  # .invalid never resolves (RFC 6761)
+    with Client(subscribers=[]) as client, pytest.raises(TransferError) as raised:
+        client.download_file(url, tmp_path / "api")
+    assert not isinstance(raised.value, TransientError)
+    assert raised.value.attempts == 1
+    assert "cannot resolve the host name" in str(raised.value)
+    done = s3pull("cp", url, str(tmp_path / "cli"))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"s3pull: error: {url}: cannot resolve the host name")
+    assert leftovers(tmp_path) == []

@@ -20,6 +20,7 @@ from s3pull._errors import (
     ConfigError,
     CredentialsError,
     DiskFullError,
+    EndpointUnavailableError,
     IntegrityError,
     LocalError,
     NetworkError,
@@ -76,6 +77,7 @@ async def settle() -> None:
 
 def make(time: FakeTime | None = None, **config: Any) -> Breakers:
     time = time or FakeTime()
+    config.setdefault("endpoint_cooldown", 30)  # the numbers below are written for 30 s
     return Breakers(BreakerConfig(**config), clock=time.clock, sleep=time.sleep)
 
 
@@ -499,11 +501,10 @@ async def test_one_probe_after_the_cooldown_and_its_success_releases_everyone() 
     assert repr(breakers) == "<Breakers objects=0 endpoints=0>"
 
 
-async def test_a_failed_probe_keeps_everyone_waiting_for_another_cooldown() -> None:
-    time = FakeTime()
-    breakers = make(time)
+async def fail_the_probe(time: FakeTime, breakers: Breakers, waiting: int) -> list[Worker]:
+    """Open EP, let ``waiting`` downloads wait, fail the probe after 2 s; the others."""
     await open_endpoint(breakers)
-    workers = [Worker(breakers) for _ in range(4)]
+    workers = [Worker(breakers) for _ in range(waiting)]
     await time.advance(30)
     (probe,) = (worker for worker in workers if worker.entered)
     await time.advance(2)
@@ -511,24 +512,105 @@ async def test_a_failed_probe_keeps_everyone_waiting_for_another_cooldown() -> N
     await settle()
     with pytest.raises(ThrottledError):
         await probe.task
+    waiting = [worker for worker in workers if worker is not probe]
+    for worker in waiting:
+        assert worker.task.done()  # their outcome was decided with the probe's
+        worker.task.exception()  # retrieved: a test looks at it if it cares
+    return waiting
+
+
+async def test_a_failed_probe_fails_its_waiters_at_once() -> None:
+    time = FakeTime()
+    breakers = make(time)
+    waiting = await fail_the_probe(time, breakers, 4)
+    # No time passed: the waiters did not wait out another cooldown each.
+    assert all(worker.task.done() for worker in waiting)
+    assert not any(worker.entered for worker in waiting)
+    for worker in waiting:
+        error = worker.task.exception()
+        assert isinstance(error, EndpointUnavailableError)
+        assert isinstance(error, CircuitOpenError)  # a skip, never held against the object
+        assert str(error) == (
+            "not attempted: endpoint s3://bucket is down: 11 transient failures in a row, "
+            "the probe after a pause included (the next probe in 30 s); the last: 503 SlowDown"
+        )
     assert breakers.endpoint_state(EP) == BreakerState(
         "open", 11, "503 SlowDown", START + 32, START + 62
     )
-    waiting = [worker for worker in workers if worker is not probe]
-    assert not any(worker.entered for worker in waiting)
-    assert time.sleeps == [30, 30]
-    await time.advance(29)
-    assert not any(worker.entered for worker in waiting)
-    await time.advance(1)
-    (second,) = (worker for worker in waiting if worker.entered)
-    second.finish()
+    assert time.sleeps == [30]
+
+
+async def test_a_down_endpoint_refuses_at_once_and_probes_once_per_cooldown() -> None:
+    time = FakeTime()
+    breakers = make(time)
+    await fail_the_probe(time, breakers, 1)
+    for _ in range(100):  # a batch's worth of objects, in no time at all
+        with pytest.raises(EndpointUnavailableError, match="next probe in 30 s"):
+            await download(breakers)
+    await time.advance(29.5)
+    with pytest.raises(EndpointUnavailableError, match="next probe in 0 s"):
+        await download(breakers)
+    await time.advance(0.5)
+    probe = Worker(breakers)  # the first to come after the cooldown probes
     await settle()
-    assert all(worker.entered for worker in waiting)
-    for worker in waiting:
-        if worker is not second:
-            worker.finish()
-    await asyncio.gather(*(worker.task for worker in waiting))
-    assert time.sleeps == [30, 30]
+    assert probe.entered
+    assert breakers.endpoint_state(EP).state == "half-open"
+    with pytest.raises(EndpointUnavailableError, match="a new probe is under way"):
+        await download(breakers)
+    probe.finish(ServerError("500 InternalError"))
+    with pytest.raises(ServerError):
+        await probe.task
+    assert breakers.endpoint_state(EP) == BreakerState(
+        "open", 12, "500 InternalError", START + 62, START + 92
+    )
+    with pytest.raises(EndpointUnavailableError, match="500 InternalError"):
+        await download(breakers)
+    assert time.sleeps == [30]  # nobody sleeps while the endpoint is down
+
+
+async def test_a_down_endpoint_closes_when_a_probe_succeeds() -> None:
+    time = FakeTime()
+    breakers = make(time)
+    await fail_the_probe(time, breakers, 2)
+    await time.advance(30)
+    await download(breakers)  # the probe, and the endpoint is back
+    assert breakers.endpoint_state(EP) == CLOSED
+    for _ in range(3):
+        await download(breakers)
+    # Down again only after another endpoint_failures and a failed probe.
+    await open_endpoint(breakers)
+    waiter = Worker(breakers)
+    await settle()
+    assert not waiter.task.done() and not waiter.entered  # waits: no probe has failed yet
+    await time.advance(30)
+    assert waiter.entered
+    waiter.finish()
+    await waiter.task
+
+
+async def test_a_probe_of_a_down_endpoint_without_a_verdict_hands_over() -> None:
+    time = FakeTime()
+    breakers = make(time)
+    await fail_the_probe(time, breakers, 1)
+    await time.advance(30)
+    probe = Worker(breakers)
+    await settle()
+    probe.finish(NotFoundError("NoSuchKey"))
+    with pytest.raises(NotFoundError):
+        await probe.task
+    # Still down, but the next download probes at once (the cooldown was served).
+    assert breakers.endpoint_state(EP).state == "open"
+    await download(breakers)
+    assert breakers.endpoint_state(EP) == CLOSED
+
+
+@pytest.mark.parametrize("key", [EP, None])
+async def test_reset_brings_a_down_endpoint_back(key: str | None) -> None:
+    time = FakeTime()
+    breakers = make(time)
+    await fail_the_probe(time, breakers, 1)
+    breakers.reset(key)
+    await download(breakers)
     assert breakers.endpoint_state(EP) == CLOSED
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 
 import pytest
@@ -18,6 +20,7 @@ from s3pull import (
     ServerError,
     ThrottledError,
     TimeoutError,
+    TransferError,
     TransientError,
 )
 from s3pull.planning import _retry
@@ -31,6 +34,7 @@ from s3pull.planning._retry import (
     backoff_delay,
     decide,
 )
+from s3pull.transport._translate import error_from_exception
 
 CONFIG = RetryConfig(max_attempts=5, backoff_base=1.0, backoff_cap=8.0)
 
@@ -201,3 +205,74 @@ def test_budget_is_thread_safe() -> None:
         thread.join()
     assert granted.count(True) == 1000
     assert budget.tokens == 0
+
+
+# -- connection failures: translated, then decided ------------------------------------
+
+
+def plain_http_answer_to_a_handshake() -> ssl.SSLError:
+    """The error a real TLS client raises when a plain-HTTP server answers it."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()  # the ClientHello goes out
+    incoming.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    with pytest.raises(ssl.SSLError) as raised:
+        tls.do_handshake()
+    return raised.value
+
+
+def aiohttp_connector_error(cls: type[Exception], os_error: OSError) -> Exception:
+    from aiohttp.client_reqrep import ConnectionKey
+
+    key = ConnectionKey("store.example", 443, True, True, None, None, None)
+    return cls(key, os_error)
+
+
+def connect_failures() -> list[tuple[str, Exception]]:
+    import aiohttp
+
+    wrong_version = plain_http_answer_to_a_handshake()
+    no_such_host = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    return [
+        ("tls-to-plain-http", wrong_version),
+        (
+            "aiohttp-tls-to-plain-http",
+            aiohttp_connector_error(aiohttp.ClientConnectorSSLError, wrong_version),
+        ),
+        ("no-such-host", no_such_host),
+        (
+            "aiohttp-no-such-host",
+            aiohttp_connector_error(aiohttp.ClientConnectorDNSError, no_such_host),
+        ),
+        ("no-address", socket.gaierror(socket.EAI_NODATA, "No address associated with hostname")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "exc"), [pytest.param(name, exc, id=name) for name, exc in connect_failures()]
+)
+def test_connection_failures_no_retry_can_fix_give_up_at_once(name: str, exc: Exception) -> None:
+    error = error_from_exception(exc, source="s3://bucket/key")
+    assert not isinstance(error, TransientError), error
+    assert isinstance(error, TransferError)
+    assert decide(CONFIG, error, failures=1, draw=0.0) == GiveUp("TransferError is not retryable")
+    if "tls" in name:
+        assert "WRONG_VERSION_NUMBER" in str(error) and "http://" in str(error)
+    else:
+        assert "cannot resolve the host name" in str(error)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
+        ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+    ids=["resolver-did-not-answer", "tls-eof", "refused"],
+)
+def test_connection_failures_a_retry_may_fix_are_retried(exc: Exception) -> None:
+    error = error_from_exception(exc, source="s3://bucket/key")
+    assert isinstance(error, NetworkError), error
+    assert isinstance(decide(CONFIG, error, failures=1, draw=0.0), Retry)

@@ -15,7 +15,8 @@ The algorithm
    memory budget and connection pool. A few huge files therefore cannot
    occupy every worker, and many small files cannot starve a huge one.
 3. **Each object** passes its circuit breakers (skipped as
-   ``CircuitOpenError`` if its own is open; waits if its endpoint's is),
+   ``CircuitOpenError`` if its own is open; waits if its endpoint's is, and
+   fails at once as ``EndpointUnavailableError`` if the endpoint is down),
    is skipped if ``skip_existing`` finds the same size and a modification
    time not older than the object's, and is otherwise downloaded by the
    single-object ``Downloader`` (a small listed object with one GET, no

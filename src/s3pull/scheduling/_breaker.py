@@ -26,16 +26,32 @@ Two kinds of failure do not, and retrying them only adds load:
   network, timeouts) across its objects, the endpoint opens: new downloads
   there wait in :meth:`Breakers.endpoint`. After ``endpoint_cooldown`` one
   of them goes ahead as the *probe* while the others keep waiting for its
-  outcome: success releases them all, a transient failure opens the endpoint
-  for another cooldown. Errors that say nothing about the endpoint's health
-  (404, 403, a checksum mismatch, a full disk) neither count nor reset the
-  count; if the probe ends with one, the next waiter probes at once.
+  outcome: success releases them all. Errors that say nothing about the
+  endpoint's health (404, 403, a checksum mismatch, a full disk) neither
+  count nor reset the count; if the probe ends with one, the next waiter
+  probes at once.
+
+  A transient failure of the probe means the endpoint has been failing for a
+  whole cooldown, on top of the retries that opened it: it is *down*. Waiting
+  for the next probe would then cost every remaining object a cooldown of its
+  own (a batch of 2000 against a dead host would take hours, one probe at a
+  time), so the waiters fail at once with :class:`EndpointUnavailableError`,
+  which names the endpoint and its last error, and so does every download
+  that arrives while the endpoint stays down. A new probe still goes ahead
+  once per cooldown (the first download to arrive after it), and its success
+  closes the endpoint for everyone. The two cases the pause tells apart: an
+  endpoint that blips for a second costs a batch one pause and no failures;
+  one that is dead costs it the retries that open the breaker, one pause and
+  one probe, then everything left fails in no time. The first pause is kept
+  short (10 s by default) because it is the time a dead endpoint takes to be
+  reported; while the endpoint is down, the only load on it is one probe per
+  cooldown.
 
 Only one waiter per open endpoint sleeps out the cooldown (with the injected
 ``sleep``, so tests never sleep for real); the others wait for a state
 change. A probe that is cancelled, or ends with an exception that is not an
 :class:`S3PullError`, hands its role to the next waiter instead of leaving the
-endpoint half-open forever.
+endpoint half-open forever; a down endpoint stays down until a probe succeeds.
 
 Both breakers count only failures that are the object's or the store's
 fault. A full disk, an unsafe local path, bad credentials, a bad option or a
@@ -57,6 +73,7 @@ from .._errors import (
     CircuitOpenError,
     ConfigError,
     CredentialsError,
+    EndpointUnavailableError,
     LocalError,
     S3PullError,
     TransientError,
@@ -141,6 +158,9 @@ class _Endpoint(_Entry):
     # Whether a waiter is sleeping out the cooldown (the others wait on
     # ``changed`` rather than all sleeping and racing for the probe).
     timing: bool = False
+    # A probe failed: downloads that would wait fail at once instead, until
+    # a probe succeeds (which forgets the entry) or a reset.
+    down: bool = False
 
     def notify(self) -> None:
         self.changed.set()
@@ -319,13 +339,16 @@ class Breakers:
 
         Enters at once while the endpoint is closed. While it is open, waits
         out the cooldown, then lets exactly one caller in as the probe while
-        the others wait for its outcome. On exit: a normal exit is a success
+        the others wait for its outcome. While it is down (a probe failed),
+        raises :class:`EndpointUnavailableError` at once, except for one
+        caller per cooldown, who probes. On exit: a normal exit is a success
         (resets the count; a probe closes the endpoint and releases every
-        waiter); a :class:`TransientError` counts (a probe opens the endpoint
-        again); any other :class:`S3PullError` neither counts nor resets. A
-        probe that ends without a verdict (another :class:`S3PullError`,
-        another exception, cancellation) lets the next waiter probe at once.
-        Exceptions always propagate.
+        waiter); a :class:`TransientError` counts (a probe marks the endpoint
+        down for another cooldown, and its waiters raise
+        :class:`EndpointUnavailableError`); any other :class:`S3PullError`
+        neither counts nor resets. A probe that ends without a verdict
+        (another :class:`S3PullError`, another exception, cancellation) lets
+        the next waiter probe at once. Exceptions always propagate.
 
         Example:
             >>> breakers = Breakers(BreakerConfig())
@@ -366,6 +389,13 @@ class Breakers:
             entry = self._endpoints.get(name)
             if entry is None or entry.state == CLOSED:
                 return None
+            if entry.down:
+                assert entry.retry_at is not None
+                if entry.state == OPEN and self._clock() >= entry.retry_at:
+                    entry.state = HALF_OPEN
+                    return entry
+                # Open with the cooldown not over, or a probe in flight.
+                raise self._unavailable(name, entry)
             if entry.state == OPEN and not entry.timing:
                 assert entry.retry_at is not None
                 delay = entry.retry_at - self._clock()
@@ -386,6 +416,18 @@ class Breakers:
                 # Half-open, or someone else is timing the cooldown.
                 await entry.changed.wait()
 
+    def _unavailable(self, name: str, entry: _Endpoint) -> EndpointUnavailableError:
+        if entry.state == HALF_OPEN:
+            when = "a new probe is under way"
+        else:
+            assert entry.retry_at is not None
+            when = f"the next probe in {max(0.0, entry.retry_at - self._clock()):.0f} s"
+        return EndpointUnavailableError(
+            f"not attempted: endpoint {name} is down: {entry.failures} transient failures "
+            f"in a row, the probe after a pause included ({when}); the last: "
+            f"{entry.last_failure}"
+        )
+
     async def _sleep_unless(self, changed: asyncio.Event, delay: float) -> None:
         """Sleep ``delay`` seconds, or less if the endpoint changes (a reset)."""
         sleeping = asyncio.ensure_future(self._sleep(delay))
@@ -405,6 +447,7 @@ class Breakers:
             elif isinstance(error, TransientError):
                 entry.fail(error)
                 entry.open(self._clock(), self.config.endpoint_cooldown)
+                entry.down = True  # its waiters fail now; see the module docstring
             else:
                 self._hand_over(entry)
             entry.notify()

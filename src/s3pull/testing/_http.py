@@ -2,7 +2,8 @@
 
 Only what an S3 client sends: a request line, headers, and an optional
 ``Content-Length`` body that is read and dropped. Chunked request bodies are
-refused (501). Keep-alive is the default for HTTP/1.1; ``Connection: close``
+refused (501); a TLS handshake is answered 400 at once, as real plain-HTTP
+servers do. Keep-alive is the default for HTTP/1.1; ``Connection: close``
 and HTTP/1.0 without ``keep-alive`` close after the response.
 """
 
@@ -17,6 +18,8 @@ from urllib.parse import parse_qsl, unquote
 
 MAX_HEAD = 64 * 1024
 _DISCARD_CHUNK = 1 << 16
+#: The first byte of a TLS record that opens a handshake.
+_TLS_HANDSHAKE = b"\x16"
 _RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
 
@@ -51,9 +54,18 @@ class Request:
 async def read_request(reader: asyncio.StreamReader) -> Request | None:
     """Read one request head (and drop its body); None on a clean EOF between requests."""
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
+        first = await reader.readexactly(1)
+    except asyncio.IncompleteReadError:
+        return None
+    if first == _TLS_HANDSHAKE:
+        # A TLS ClientHello holds no blank line to wait for: answer at once,
+        # as nginx and http.server do, and the client's handshake fails on
+        # our plain-HTTP answer as it would against a real server.
+        raise BadRequest(400, "a TLS handshake on a plain-HTTP port")
+    try:
+        head = first + await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:
-        if exc.partial.strip():
+        if (first + exc.partial).strip():
             raise BadRequest(400, "incomplete request head") from exc
         return None
     except asyncio.LimitOverrunError as exc:

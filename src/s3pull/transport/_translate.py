@@ -2,13 +2,19 @@
 exceptions into s3pull errors.
 
 This is the only place that knows which status or exception means what.
-Transient errors (worth retrying) derive from :class:`TransientError`.
+Transient errors (worth retrying) derive from :class:`TransientError`. A
+failure to connect is transient (a refused or reset connection, a resolver
+that timed out) unless it says that no retry can succeed: a host name that
+does not exist, a certificate that does not verify, or a TLS handshake the
+two sides cannot complete (``https://`` to a plain-HTTP port, no common
+protocol version). Those fail at the first attempt, with one error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http.client
+import socket
 import ssl
 import sys
 from collections.abc import Mapping
@@ -40,6 +46,30 @@ _CREDENTIAL_CODES = frozenset(
         "SignatureDoesNotMatch",
         "InvalidSecurity",
     }
+)
+
+#: OpenSSL reasons for a handshake that fails the same way every time: the
+#: peer does not speak TLS on this port (``WRONG_VERSION_NUMBER``: its first
+#: bytes were plain HTTP), or the two sides share no protocol version or
+#: cipher, or the server does not know the name asked for. A reason that is
+#: not here (an EOF or a bad record MAC mid-handshake) may be a broken
+#: connection and stays transient.
+_PERMANENT_TLS_REASONS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "UNSUPPORTED_PROTOCOL",
+        "NO_PROTOCOLS_AVAILABLE",
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        "NO_SHARED_CIPHER",
+        "TLSV1_UNRECOGNIZED_NAME",
+    }
+)
+
+#: getaddrinfo's answers that the name does not exist (or has no address).
+#: ``EAI_AGAIN`` (the resolver did not answer) stays transient.
+_NO_SUCH_HOST = frozenset(
+    code for code in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", None)) if code is not None
 )
 
 
@@ -131,9 +161,9 @@ def error_from_exception(
             return error
     if isinstance(exc, asyncio.TimeoutError):
         return TimeoutError(f"timed out: {exc or type(exc).__name__}", **where)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        # A certificate that does not verify will not verify on a retry either.
-        return TransferError(f"TLS failed: {_first_line(exc)}", **where)
+    permanent = _permanent_connect_error(exc, where)
+    if permanent is not None:
+        return permanent
     if isinstance(exc, http.client.RemoteDisconnected):
         return NetworkError("the server closed the connection", **where)
     if isinstance(exc, http.client.IncompleteRead):
@@ -155,8 +185,14 @@ def _from_aiohttp(exc: BaseException, where: dict[str, Any]) -> S3PullError | No
 
     if isinstance(exc, aiohttp.ServerTimeoutError):
         return TimeoutError(f"timed out: {exc or type(exc).__name__}", **where)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # Its os_error is the socket's, the resolver's or the handshake's
+        # own exception: classified as the worker threads' are.
+        permanent = _permanent_connect_error(exc.os_error, where)
+        if permanent is not None:
+            return permanent
     if isinstance(exc, aiohttp.ClientSSLError):
-        return TransferError(f"TLS failed: {_first_line(exc)}", **where)
+        return NetworkError(f"TLS failed: {_first_line(exc)}", **where)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return NetworkError(f"the body ended early: {_first_line(exc)}", **where)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
@@ -172,6 +208,22 @@ def _from_aiohttp(exc: BaseException, where: dict[str, Any]) -> S3PullError | No
         return NetworkError(f"malformed response: {message}", **where)
     if isinstance(exc, aiohttp.ClientError):
         return NetworkError(f"connection failed: {_first_line(exc)}", **where)
+    return None
+
+
+def _permanent_connect_error(exc: BaseException, where: dict[str, Any]) -> S3PullError | None:
+    """The error a connection failure no retry can fix means; None if a retry might."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # A certificate that does not verify will not verify on a retry either.
+        return TransferError(f"TLS failed: {_first_line(exc)}", **where)
+    reason = getattr(exc, "reason", None)  # None on an SSLError made in Python
+    if isinstance(exc, ssl.SSLError) and reason in _PERMANENT_TLS_REASONS:
+        hint = ""
+        if reason == "WRONG_VERSION_NUMBER":
+            hint = " (the server does not speak TLS on this port: is it an http:// one?)"
+        return TransferError(f"TLS failed: {_first_line(exc)}{hint}", **where)
+    if isinstance(exc, socket.gaierror) and exc.errno in _NO_SUCH_HOST:
+        return TransferError(f"cannot resolve the host name: {_first_line(exc)}", **where)
     return None
 
 
