@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import types
 
+import pytest
+
 import s3pull
 
 
 def test_all_is_exactly_the_public_namespace() -> None:
+    # dir(), not vars(): the public names load on first use.
     public = {
         name
-        for name, value in vars(s3pull).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        for name in dir(s3pull)
+        if not name.startswith("_") and not isinstance(getattr(s3pull, name), types.ModuleType)
     }
     assert set(s3pull.__all__) - {"__version__"} == public
+
+
+def test_a_name_that_is_not_exported_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'download'"):
+        s3pull.download  # noqa: B018
 
 
 def test_all_is_sorted_without_duplicates() -> None:

@@ -236,3 +236,38 @@ def test_batch_bars_under_a_terminal(s3: FaultServer, tmp_path: Path) -> None:
     assert "6/6" in text  # the objects bar got its total
     assert "6.0/6.0 MiB" in text
     assert "MB/s" not in text and "bytes/s" not in text
+
+
+# Ctrl-C at start-up -------------------------------------------------------------------------
+
+
+def test_import_s3pull_loads_no_client() -> None:
+    # Before main() is running, a Ctrl-C meets Python's default handler (a
+    # traceback): the package loads its names on first use, so that window is
+    # the interpreter's start and two small modules (~20 ms, was ~150 ms).
+    code = "import sys, s3pull._cli; print(sorted(m for m in sys.modules if 's3pull' in m))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['s3pull', 's3pull._cli']"
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line(s3: FaultServer) -> None:
+    # The interrupt is raised from inside the import of the commands, the
+    # largest part of start-up, so the test does not depend on timing.
+    code = (
+        "import builtins, os, signal, sys\n"
+        "real = builtins.__import__\n"
+        "def interrupting(name, *args, **kwargs):\n"
+        "    if name == '_commands':\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = interrupting\n"
+        "from s3pull._cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "stat", "s3://bucket/k", "--endpoint-url", s3.endpoint_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (130, "s3pull: interrupted; no partial files left\n")

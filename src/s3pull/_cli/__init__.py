@@ -10,15 +10,21 @@ files and journals first, then says what was kept.
 
 from __future__ import annotations
 
-import asyncio
-import logging
+# Only what is cheap to load is imported up here: everything else is loaded
+# inside main's handling of Ctrl-C, so a Ctrl-C at start-up ends in one line.
 import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._output import EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_TERMINATED, Kept
+if TYPE_CHECKING:
+    from .._results import BatchResult
+
+EXIT_HANGUP = 129
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 __all__ = ["main", "run"]
 
@@ -28,6 +34,34 @@ _SIGNALS = {
     signal.SIGTERM: (EXIT_TERMINATED, "terminated"),
     signal.SIGHUP: (EXIT_HANGUP, "hung up"),
 }
+
+
+@dataclass
+class Kept:
+    """What a command has finished so far, for the line a signal makes it print."""
+
+    #: The batch counted so far (``cp`` of many objects, ``inventory --download``).
+    batch: BatchResult | None = None
+    #: Inventory records read so far, and the file they were going to.
+    records: int | None = None
+    jsonl: str | None = None
+
+    def describe(self) -> str:
+        """e.g. ``" after 351 objects (351 downloaded, 1.2 GiB, kept)"``."""
+        from .._units import format_size
+
+        parts = []
+        if self.records is not None:
+            parts.append(f"{self.records} records read")
+            if self.jsonl is not None:
+                parts.append(f"{self.jsonl} not written")
+        batch = self.batch
+        if batch is not None:
+            done = f"{batch.downloaded} downloaded ({format_size(batch.bytes)}, kept)"
+            if batch.failed:
+                done += f", {batch.failed} failed"
+            parts.append(f"{batch.objects} objects done: {done}")
+        return f" after {'; '.join(parts)}" if parts else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None, kept: Kept) -> int:
     # Imported here, not above: loading them is most of the start-up time,
     # and a Ctrl-C meanwhile must end as one line too.
+    import asyncio
+    import logging
+
     from .._errors import ConfigError, InvalidSourceError, S3PullError, UnsafePathError
     from ._commands import _COMMANDS
     from ._output import EXIT_FAILED, EXIT_USAGE
@@ -93,6 +130,8 @@ async def _stoppable(command: Coroutine[Any, Any, int]) -> int:
     """Run ``command``; on SIGINT, SIGTERM (``kill``, a container stopping) or
     SIGHUP (a closed terminal) cancel it, so that temp files and journals are
     removed before the process exits."""
+    import asyncio
+
     task = asyncio.ensure_future(command)
     received: list[int] = []
 
@@ -123,7 +162,8 @@ def run() -> NoReturn:
     -> 1.94 s, median of 5 interleaved pairs). Output is flushed first.
     """
     code = main()
-    logging.shutdown()
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
-from .._results import EXISTING, BatchResult, ObjectInfo, ObjectOutcome
+from .._results import EXISTING, ObjectInfo, ObjectOutcome
 from .._units import format_size
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_HANGUP = 129
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
 
 
 def _info_json(info: ObjectInfo) -> str:
@@ -51,29 +47,3 @@ def _planned_line(outcome: ObjectOutcome) -> str:
     if outcome.status == EXISTING:
         return f"(dry run) keep {outcome.path} ({size}): already there"
     return f"(dry run) {outcome.source} -> {outcome.path} ({size})"
-
-
-@dataclass
-class Kept:
-    """What a command has finished so far, for the line a signal makes it print."""
-
-    #: The batch counted so far (``cp`` of many objects, ``inventory --download``).
-    batch: BatchResult | None = None
-    #: Inventory records read so far, and the file they were going to.
-    records: int | None = None
-    jsonl: str | None = None
-
-    def describe(self) -> str:
-        """e.g. ``" after 351 objects (351 downloaded, 1.2 GiB, kept)"``."""
-        parts = []
-        if self.records is not None:
-            parts.append(f"{self.records} records read")
-            if self.jsonl is not None:
-                parts.append(f"{self.jsonl} not written")
-        batch = self.batch
-        if batch is not None:
-            done = f"{batch.downloaded} downloaded ({format_size(batch.bytes)}, kept)"
-            if batch.failed:
-                done += f", {batch.failed} failed"
-            parts.append(f"{batch.objects} objects done: {done}")
-        return f" after {'; '.join(parts)}" if parts else ""
