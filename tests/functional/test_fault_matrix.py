@@ -344,7 +344,9 @@ def test_broken_body_resumes_from_the_last_byte_written(
     # the retry asks for the rest of the part only: bytes already written are not re-fetched
     assert SECOND_PART < (range_start(retry) or 0) <= SECOND_PART + broken.body_bytes_sent
     assert retry.range_header is not None and retry.range_header.endswith(f"-{2 * PART - 1}")
-    assert s3.bytes_sent(BUCKET, KEY) <= len(DATA) + broken.body_bytes_sent
+    # The first, plain GET is closed after its headers: what it sent is not refetched either.
+    [first] = [r for r in gets(s3) if r.range_header is None]
+    assert s3.bytes_sent(BUCKET, KEY) <= len(DATA) + broken.body_bytes_sent + first.body_bytes_sent
 
 
 @pytest.mark.parametrize(
@@ -432,7 +434,7 @@ def test_object_replaced_after_the_first_part_is_object_changed(
     s3.add_fault(BUCKET, KEY, Fault.replace(skip=1), method="GET")
     error = expect_failure(s3, tmp_path, s3pull.ObjectChangedError)
     assert error.status == 412
-    assert all(r.if_match for r in gets(s3))
+    assert all(r.if_match for r in gets(s3) if r.range_header)  # the first GET pins the rest
 
 
 def test_object_replaced_and_if_match_ignored_is_object_changed(
@@ -486,7 +488,7 @@ def test_error_xml_in_a_200_body_is_data(s3: FaultServer, tmp_path: Path) -> Non
     )
     s3.put_object(BUCKET, KEY, body, content_type="application/xml")
     result = expect_success(s3, tmp_path, data=body)
-    assert result.attempts == 2
+    assert result.attempts == 1
 
 
 # --------------------------------------------------------------------- credentials

@@ -2,11 +2,24 @@
 
 The algorithm
 -------------
-1. **Ask what the object is.** S3 sources get a HEAD (with checksums asked
-   for); HTTP sources, often presigned for GET only, get a GET of byte 0.
-   The answer fixes the size, the ETag and the version every later request
-   is pinned to (``If-Match`` and ``versionId``), so parts of two different
-   versions can never be stitched together.
+1. **Ask what the object is.** An S3 object of unknown size starts with one
+   plain GET (checksums asked for, ``versionId`` when a version was asked
+   for); its headers tell all a HEAD would. It must be unranged: S3 sends
+   the full-object checksums only on a GET without ``Range``. An object that
+   fits in one part is read to its end (step 6): one request. A larger one's
+   GET is closed after its headers, and its parts run as below. What the
+   server had already sent past the headers is wasted: at most what the two
+   socket buffers hold, once per object; measured on loopback with the
+   fault server for 64 MiB (8 MiB parts), 2 MiB (5 MiB on the first
+   connection of a client, while the buffers auto-tune). Handing that body
+   on as part 0 would save one request per large object but needs a body cut
+   short inside every part reader; not done. A destination a crashed run
+   left a journal for gets a HEAD instead, so that only the missing parts
+   are fetched (step 7); so does a restart. HTTP sources, often presigned
+   for GET only, get a GET of byte 0. The answer fixes the size, the ETag
+   and the version every later request is pinned to (``If-Match`` and
+   ``versionId``), so parts of two different versions can never be stitched
+   together.
 2. **Plan.** The object is cut into parts (8 MiB by default, grown so that
    no object needs more than 10,000) and up to ``concurrency`` workers take
    parts from a queue, largest-offset-last, so the file fills roughly in
@@ -35,13 +48,15 @@ The algorithm
    that removes the temp file and leaves the destination untouched. A
    checksum mismatch starts the download over once; so does a changed
    object when ``on_change="restart"``.
-6. **Small listed objects take one GET.** When a listing or an inventory
-   already told the size and ETag and the object fits in one part, there is
-   no HEAD: one plain GET (pinned to the listed ETag, checksums asked for)
+6. **Small objects take one GET.** When a listing or an inventory already
+   told the size and ETag and the object fits in one part, or when nothing
+   is known and the first GET's headers show it fits (step 1), there is no
+   HEAD: one plain GET (pinned to the listed ETag, checksums asked for)
    brings the body and, in its headers, everything the check needs (read on
-   a worker thread above ``THREADED_BODY_ABOVE``, through aiohttp below). If
-   that GET fails for a reason worth retrying, or the object changed since
-   it was listed, the download continues down the normal path above.
+   a worker thread above ``THREADED_BODY_ABOVE`` or when the size was not
+   known, through aiohttp below). If that GET fails for a reason worth
+   retrying, or the object changed since it was listed, the download
+   continues down the normal path above.
 7. **Survive a crash.** Multi-part downloads keep a journal of the parts
    that are durably in the temp file (``sinks._journal``). Running the same
    download after a ``kill -9`` reopens that temp file and fetches only the
@@ -52,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -89,6 +105,7 @@ from ..sinks import (
     TempFile,
     find_resumable,
     journal_name,
+    journal_names,
     remove_stale,
     temp_prefix,
 )
@@ -275,6 +292,8 @@ class Downloader:
             Throttle(config.max_bandwidth, config.stream_cost) if config.max_bandwidth else None
         )
         self._cleaned: set[Path] = set()
+        #: Per destination directory: the journals crashed runs left there.
+        self._journals: dict[Path, frozenset[str]] = {}
 
     async def stat(self, source: Source) -> ObjectInfo:
         """HEAD (or probe) ``source``, retrying transient failures."""
@@ -355,9 +374,11 @@ class Downloader:
         """
         attempts = 0
         restarted = False
-        if info is None and listed is not None and self._fits_one_part(listed.size):
+        if info is None and await self._starts_with_get(source, listed, target):
             try:
                 return await self._download_whole(source, listed, target, started)
+            except _Larger as larger:
+                info, attempts = larger.info, 1  # its headers stand in for the HEAD
             except _FastPathFailed as failed:
                 attempts = failed.attempts  # on to the HEAD and ranged GETs
                 restarted = failed.mismatched  # a checksum mismatch is retried once, not twice
@@ -431,39 +452,74 @@ class Downloader:
     def _fits_one_part(self, size: int) -> bool:
         return size <= choose_part_size(size, self.config.part_size)
 
+    async def _starts_with_get(
+        self, source: Source, listed: ListedObject | None, target: _Target
+    ) -> bool:
+        """Whether the download starts with one plain GET (step 1 of the module
+        docstring) rather than a HEAD.
+
+        A listed object does when it fits in one part. An S3 object of unknown
+        size does unless a crashed run may have left a journal for ``target``:
+        then a HEAD tells the object's identity before any byte is fetched, so
+        that only the missing parts are. HTTP sources keep their probe of byte 0.
+        """
+        if listed is not None:
+            return self._fits_one_part(listed.size)
+        if not isinstance(source, S3Source):
+            return False
+        if not self.config.resume:
+            return True
+        directory = target.file.parent
+        journals = self._journals.get(directory)
+        if journals is None:  # listed once per directory per client
+            journals = await asyncio.to_thread(journal_names, directory, root=target.root)
+            self._journals[directory] = journals
+        prefix = temp_prefix(target.file)
+        return not any(name.startswith(prefix) for name in journals)
+
     async def _download_whole(
-        self, source: Source, listed: ListedObject, target: _Target, started: float
+        self, source: Source, listed: ListedObject | None, target: _Target, started: float
     ) -> DownloadResult:
-        """One plain GET for a small listed object; see step 6 of the module docstring.
+        """One plain GET for an object that fits in one part, or may; see steps
+        1 and 6 of the module docstring. ``listed``: what a listing said (size
+        and ETag), or None when nothing is known.
 
         Raises:
+            _Larger: (nothing was listed) the object is larger than one part;
+                the GET was closed after its headers, which tell what it is.
             _FastPathFailed: go on with a HEAD and ranged GETs (after the
                 retry policy's backoff, when the failure was transient).
             S3PullError: a failure no retry can fix (404, 403...).
         """
-        etag = listed.etag if listed.etag and not listed.etag.startswith("W/") else None
+        etag = listed.etag if listed is not None else None
+        etag = etag if etag and not etag.startswith("W/") else None
         redacted = source.redacted
         destination = target.file
-        with (
-            target.directory() as directory,
-            TempFile(destination, listed.size, directory=directory) as file,
-        ):
+        # An unknown size may be large: its body goes to a worker thread, on
+        # the connections the ranged GETs of a larger object then use.
+        threaded = listed is None or listed.size > THREADED_BODY_ABOVE
+        get = self.transport.get_threaded if threaded else self.transport.get
+        # The temp file is made once the size is known, and outlives the GET.
+        with target.directory() as directory, contextlib.ExitStack() as files:
             state: ObjectDownload | None = None
             try:
-                get = (
-                    self.transport.get_threaded
-                    if listed.size > THREADED_BODY_ABOVE
-                    else self.transport.get
-                )
                 async with (
                     self.budget.reserve(self.config.stream_cost),
                     get(source, if_match=etag, checksum_mode=True) as response,
                 ):
                     info = self.transport.info_from_response(source, response)
-                    if info.size != listed.size:
+                    if listed is None and not self._fits_one_part(info.size):
+                        # Leaving unread closes the connection: what the server
+                        # sent past the headers is bounded by the socket buffers.
+                        self.retry_budget.refund()
+                        raise _Larger(info)
+                    if listed is not None and info.size != listed.size:
                         raise ObjectChangedError(
                             f"listed with {listed.size} bytes, now {info.size}", source=redacted
                         )
+                    file = files.enter_context(
+                        TempFile(destination, info.size, directory=directory)
+                    )
                     check = choose_check(info) if self.config.verify else None
                     state = ObjectDownload(source, info, file, check, file)
                     state.attempts = 1
@@ -842,6 +898,14 @@ class _FastPathFailed(Exception):
         super().__init__("fast path failed")
         self.attempts = attempts
         self.mismatched = mismatched
+
+
+class _Larger(Exception):
+    """The first, plain GET found an object larger than one part."""
+
+    def __init__(self, info: ObjectInfo) -> None:
+        super().__init__("larger than one part")
+        self.info = info
 
 
 class _StreamFailed(Exception):
