@@ -62,6 +62,6 @@ def test_proxy_credentials_go_with_every_request(
     with Client(endpoint_url=UNREACHABLE, config=config, subscribers=[]) as client:
         client.download_file("s3://bucket/k.bin", tmp_path / "k.bin")
     requests = [r for r in s3.requests if r.key == "k.bin"]
-    assert [r.method for r in requests] == ["GET", "GET", "GET", "GET"]
+    assert [r.method for r in requests] == ["GET", "GET", "GET"]
     # user:p@ss, from the percent-encoded URL
     assert {r.headers.get("proxy-authorization") for r in requests} == {"Basic dXNlcjpwQHNz"}

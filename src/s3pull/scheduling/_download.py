@@ -6,20 +6,23 @@ The algorithm
    plain GET (checksums asked for, ``versionId`` when a version was asked
    for); its headers tell all a HEAD would. It must be unranged: S3 sends
    the full-object checksums only on a GET without ``Range``. An object that
-   fits in one part is read to its end (step 6): one request. A larger one's
-   GET is closed after its headers, and its parts run as below. What the
-   server had already sent past the headers is wasted: at most what the two
-   socket buffers hold, once per object; measured on loopback with the
-   fault server for 64 MiB (8 MiB parts), 2 MiB (5 MiB on the first
-   connection of a client, while the buffers auto-tune). Handing that body
-   on as part 0 would save one request per large object but needs a body cut
-   short inside every part reader; not done. A destination a crashed run
-   left a journal for gets a HEAD instead, so that only the missing parts
-   are fetched (step 7); so does a restart. HTTP sources, often presigned
-   for GET only, get a GET of byte 0. The answer fixes the size, the ETag
-   and the version every later request is pinned to (``If-Match`` and
-   ``versionId``), so parts of two different versions can never be stitched
-   together.
+   fits in one part is read to its end (step 6): one request. For a larger
+   one the parts are planned as soon as the headers are in: the first
+   worker reads part 0 from that GET's body and then closes it, while the
+   others send the ranged GETs of the parts after it (a failure in part 0
+   resumes with a ranged GET, as any part's). What the server had sent past
+   part 0 when it is closed is wasted, once per object: at most what the
+   sender's and the receiver's socket buffers hold (``tcp_wmem`` /
+   ``tcp_rmem`` maxima, 4 + 32 MiB here; the receive buffer auto-tunes up
+   while part 0 is read fast). Measured on loopback with the fault server,
+   64 MiB with 8 MiB parts, 8 runs: 2 to 7 MiB (median 4 MiB). A
+   destination a crashed run left a journal for gets a HEAD instead, so
+   that only the missing parts are fetched (step 7); so does a restart
+   after the object changed. HTTP sources, often presigned for GET only,
+   keep their GET of byte 0 (a separate probe: not unified). The answer
+   fixes the size, the ETag and the version every later request is pinned
+   to (``If-Match`` and ``versionId``), so parts of two different versions
+   can never be stitched together.
 2. **Plan.** The object is cut into parts (8 MiB by default, grown so that
    no object needs more than 10,000) and up to ``concurrency`` workers take
    parts from a queue, largest-offset-last, so the file fills roughly in
@@ -374,11 +377,13 @@ class Downloader:
         """
         attempts = 0
         restarted = False
+        first: _FirstGet | None = None
         if info is None and await self._starts_with_get(source, listed, target):
             try:
                 return await self._download_whole(source, listed, target, started)
             except _Larger as larger:
-                info, attempts = larger.info, 1  # its headers stand in for the HEAD
+                # Its headers stand in for the HEAD, its body for part 0.
+                info, attempts, first = larger.first.info, 1, larger.first
             except _FastPathFailed as failed:
                 attempts = failed.attempts  # on to the HEAD and ranged GETs
                 restarted = failed.mismatched  # a checksum mismatch is retried once, not twice
@@ -387,7 +392,12 @@ class Downloader:
                 if info is None:
                     info, stat_attempts = await self._stat(source)
                     attempts += stat_attempts
-                return await self._download(source, info, target, started, attempts)
+                try:
+                    return await self._download(source, info, target, started, attempts, first)
+                finally:
+                    if first is not None:
+                        await first.close()  # unread if no part took it
+                        first = None  # a restart asks a HEAD what the object is now
             except (IntegrityError, ObjectChangedError) as error:
                 changed = isinstance(error, ObjectChangedError)
                 if restarted or (changed and self.config.on_change != "restart"):
@@ -399,7 +409,13 @@ class Downloader:
                     info = None  # learn what the object is now
 
     async def _download(
-        self, source: Source, info: ObjectInfo, target: _Target, started: float, attempts: int
+        self,
+        source: Source,
+        info: ObjectInfo,
+        target: _Target,
+        started: float,
+        attempts: int,
+        first: _FirstGet | None = None,
     ) -> DownloadResult:
         destination = target.file
         original = source
@@ -422,7 +438,7 @@ class Downloader:
                     known = resumable.parts if resumable is not None and file.resumed else {}
                     state.journal = Journal(directory, journal_name(file.name), identity, known)
                 try:
-                    await self.fetch_all(state, state.start(parts))
+                    await self.fetch_all(state, state.start(parts), first=first)
                     verified = await self.verify(state)
                 except BaseException:
                     await state.close(keep_journal=False)
@@ -486,7 +502,7 @@ class Downloader:
 
         Raises:
             _Larger: (nothing was listed) the object is larger than one part;
-                the GET was closed after its headers, which tell what it is.
+                it carries the GET, its headers read, its body not yet.
             _FastPathFailed: go on with a HEAD and ranged GETs (after the
                 retry policy's backoff, when the failure was transient).
             S3PullError: a failure no retry can fix (404, 403...).
@@ -503,16 +519,16 @@ class Downloader:
         with target.directory() as directory, contextlib.ExitStack() as files:
             state: ObjectDownload | None = None
             try:
-                async with (
-                    self.budget.reserve(self.config.stream_cost),
-                    get(source, if_match=etag, checksum_mode=True) as response,
-                ):
+                async with contextlib.AsyncExitStack() as opened:
+                    await opened.enter_async_context(self.budget.reserve(self.config.stream_cost))
+                    response: Response | BlockingResponse = await opened.enter_async_context(
+                        get(source, if_match=etag, checksum_mode=True)
+                    )
                     info = self.transport.info_from_response(source, response)
                     if listed is None and not self._fits_one_part(info.size):
-                        # Leaving unread closes the connection: what the server
-                        # sent past the headers is bounded by the socket buffers.
+                        assert isinstance(response, BlockingResponse), "unknown sizes go threaded"
                         self.retry_budget.refund()
-                        raise _Larger(info)
+                        raise _Larger(_FirstGet(info, response, opened.pop_all()))
                     if listed is not None and info.size != listed.size:
                         raise ObjectChangedError(
                             f"listed with {listed.size} bytes, now {info.size}", source=redacted
@@ -586,18 +602,20 @@ class Downloader:
         missing: list[Part],
         *,
         before_part: Callable[[Part], Awaitable[None]] | None = None,
+        first: _FirstGet | None = None,
     ) -> None:
         """Fetch ``missing`` parts concurrently into ``state.sink``.
 
         ``before_part`` is awaited before a part's GET is sent (an ordered
-        stream waits there for room in its window).
+        stream waits there for room in its window). ``first``: the download's
+        first, plain GET, whose body is part 0's first attempt.
         """
         if state.resumed:
             self.events.progress(state.redacted, state.done, state.size)
         if not missing:
             return
         try:
-            await self._run_parts(state, deque(missing), before_part)
+            await self._run_parts(state, deque(missing), before_part, first)
         except _RangeIgnored:
             # Everything written so far is thrown away: the server sends the
             # whole object whatever we ask, so fetch it once, in one stream.
@@ -613,10 +631,17 @@ class Downloader:
         state: ObjectDownload,
         queue: deque[Part],
         before_part: Callable[[Part], Awaitable[None]] | None,
+        first: _FirstGet | None,
     ) -> None:
         workers = choose_concurrency(len(queue), self.config.concurrency, self.config.max_streams)
 
         async def worker() -> None:
+            nonlocal first
+            if first is not None and queue and queue[0].first == 0:
+                # Part 0's body is already arriving; the other workers send
+                # the GETs of the parts after it meanwhile.
+                opened, first = first, None
+                await self._fetch_part(state, queue.popleft(), ranged=True, first=opened)
             while queue:
                 part = queue.popleft()
                 if before_part is not None:
@@ -633,8 +658,14 @@ class Downloader:
         except BaseExceptionGroup as failures:
             raise first_cause(failures) from None
 
-    async def _fetch_part(self, state: ObjectDownload, part: Part, *, ranged: bool) -> None:
-        """Fetch ``part`` into the file, resuming after failures at the first missing byte."""
+    async def _fetch_part(
+        self, state: ObjectDownload, part: Part, *, ranged: bool, first: _FirstGet | None = None
+    ) -> None:
+        """Fetch ``part`` into the file, resuming after failures at the first missing byte.
+
+        ``first``: the first attempt's answer, already in (the download's
+        plain GET, whose body is cut at the end of ``part``).
+        """
         position = part.first
         crc = state.crcs[part.index] if state.crcs is not None else None
         failures = 0
@@ -642,11 +673,20 @@ class Downloader:
         while True:
             attempt_start = position
             try:
+                if first is not None:
+                    opened, first = first, None
+                    async with opened as response:
+                        self._check_response(state, response, 0, state.size - 1, False)
+                        assert state.file is not None, "a first GET is only kept for a temp file"
+                        position = await self._stream_threaded(
+                            state, response, position, part.last, crc, state.file, cut=True
+                        )
+                    break
                 async with self.budget.reserve(stream_cost):
                     state.attempts += 1
-                    first, last = (position, part.last) if ranged else (None, None)
+                    start, last = (position, part.last) if ranged else (None, None)
                     get = self.transport.get if state.file is None else self.transport.get_threaded
-                    async with get(state.source, first, last, if_match=state.etag) as response:
+                    async with get(state.source, start, last, if_match=state.etag) as response:
                         self._check_response(state, response, position, part.last, ranged)
                         position = await self._stream(state, response, position, part.last, crc)
                 break
@@ -761,11 +801,16 @@ class Downloader:
         last: int,
         crc: RunningCrc | None,
         file: TempFile,
+        *,
+        cut: bool = False,
     ) -> int:
         """:meth:`_stream` for a temp file, with the per-chunk work on a worker
         thread: ``recv_into``, ``pwrite`` and the CRC release the GIL, so they
         run beside the event loop on another core (``transport._blocking``).
         The loop hears of progress once per ``PROGRESS_STEP``.
+
+        ``cut``: the body goes on past ``last`` (a plain GET of a larger
+        object): stop there; the connection is then closed, not reused.
         """
         loop = asyncio.get_running_loop()
         stall = _StallMeter(self.config.timeouts)
@@ -778,7 +823,10 @@ class Downloader:
             nonlocal position, waited, told
             size = len(chunk)
             if position + size > end:
-                raise ProtocolError(f"the server sent more than bytes {position}-{last}")
+                if not cut:
+                    raise ProtocolError(f"the server sent more than bytes {position}-{last}")
+                chunk = chunk[: end - position]
+                size = len(chunk)
             if throttle is not None:
                 throttle.wait_blocking(size, lambda: response.aborted)  # not in ``wait``
             file.pwrite(chunk, position)
@@ -790,10 +838,13 @@ class Downloader:
             if position - told >= PROGRESS_STEP:
                 loop.call_soon_threadsafe(self._advance, state, position - told)
                 told = position
+            if cut and position == end:
+                raise _Enough
 
         try:
             # The GET's whole charge, or less for a shorter body.
-            await response.pump(consume, max(1, min(self.config.stream_cost, end - position)))
+            with contextlib.suppress(_Enough):
+                await response.pump(consume, max(1, min(self.config.stream_cost, end - position)))
             if position <= last:
                 raise NetworkError(f"the body ended at byte {position}, expected {end}")
         except S3PullError as error:
@@ -900,12 +951,39 @@ class _FastPathFailed(Exception):
         self.mismatched = mismatched
 
 
+class _FirstGet:
+    """A download's first, plain GET of an object larger than one part, its
+    headers read and its body not: entered (``async with``) by the part that
+    reads it; closing it closes its connection (the body goes on past that
+    part) and gives back its share of the memory budget."""
+
+    def __init__(
+        self, info: ObjectInfo, response: BlockingResponse, stack: contextlib.AsyncExitStack
+    ) -> None:
+        self.info = info
+        self.response = response
+        self._stack = stack
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> BlockingResponse:
+        return self.response
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
 class _Larger(Exception):
     """The first, plain GET found an object larger than one part."""
 
-    def __init__(self, info: ObjectInfo) -> None:
+    def __init__(self, first: _FirstGet) -> None:
         super().__init__("larger than one part")
-        self.info = info
+        self.first = first
+
+
+class _Enough(Exception):
+    """Stops reading a plain GET's body at the end of the part it serves."""
 
 
 class _StreamFailed(Exception):
