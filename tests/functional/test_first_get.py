@@ -10,7 +10,7 @@ import pytest
 import s3pull
 from s3pull import Client, TransferConfig
 from s3pull._config import KiB, MiB
-from s3pull.testing import FaultServer
+from s3pull.testing import Fault, FaultServer
 
 from ..support import leftovers, pattern
 from .test_many import files_under, run_cli
@@ -127,3 +127,21 @@ def test_a_missing_key_is_one_request(s3: FaultServer, tmp_path: Path) -> None:
     assert caught.value.attempts == 1
     assert [(r.method, r.status) for r in s3.requests] == [("GET", 404)]
     assert leftovers(tmp_path) == []
+
+
+def test_part_0_broken_in_the_first_get_resumes_with_a_ranged_get(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    data = pattern(3 * MiB, seed=10)
+    s3.put_object("bucket", "three.bin", data, checksum_algorithm="CRC32C")
+    s3.add_fault("bucket", "three.bin", Fault.reset(at_fraction=0.1, times=1), ranged=False)
+    with Client(endpoint_url=s3.endpoint_url, config=CONFIG, subscribers=[]) as client:
+        result = client.download_file("s3://bucket/three.bin", tmp_path / "three.bin")
+    assert (tmp_path / "three.bin").read_bytes() == data
+    assert (result.verified, result.attempts) == ("CRC32C", 1 + 2 + 1)
+    [first] = [r for r in s3.requests if r.range_header is None]
+    assert first.outcome == "reset"
+    [retry] = [r for r in s3.requests if r.range_header and r.range_header.endswith(f"-{MiB - 1}")]
+    # It asks for the rest of part 0 only: what the first GET brought is kept.
+    resumed_at = int(retry.range_header.removeprefix("bytes=").split("-")[0])
+    assert 0 < resumed_at <= first.body_bytes_sent
