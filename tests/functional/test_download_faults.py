@@ -54,7 +54,9 @@ def test_server_ignoring_range_still_gives_identical_bytes(s3: FaultServer, tmp_
     # were cut may end after it, so the log's order proves nothing.)
     gets = [r for r in s3.requests if r.method == "GET"]
     plain = [r for r in gets if r.range_header is None]
-    assert [(r.status, r.outcome, r.body_bytes_sent) for r in plain] == [
-        (200, "complete", len(data))
-    ]
+    # The first plain GET, which brought part 0 and was closed (whether the
+    # server had sent all of it by then depends on socket buffers), and the
+    # one that brings the whole object.
+    assert [r.status for r in plain] == [200, 200]
+    assert any((r.outcome, r.body_bytes_sent) == ("complete", len(data)) for r in plain)
     assert leftovers(tmp_path) == ["whole.bin"]

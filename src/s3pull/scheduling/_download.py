@@ -2,11 +2,27 @@
 
 The algorithm
 -------------
-1. **Ask what the object is.** S3 sources get a HEAD (with checksums asked
-   for); HTTP sources, often presigned for GET only, get a GET of byte 0.
-   The answer fixes the size, the ETag and the version every later request
-   is pinned to (``If-Match`` and ``versionId``), so parts of two different
-   versions can never be stitched together.
+1. **Ask what the object is.** An S3 object of unknown size starts with one
+   plain GET (checksums asked for, ``versionId`` when a version was asked
+   for); its headers tell all a HEAD would. It must be unranged: S3 sends
+   the full-object checksums only on a GET without ``Range``. An object that
+   fits in one part is read to its end (step 6): one request. For a larger
+   one the parts are planned as soon as the headers are in: the first
+   worker reads part 0 from that GET's body and then closes it, while the
+   others send the ranged GETs of the parts after it (a failure in part 0
+   resumes with a ranged GET, as any part's). What the server had sent past
+   part 0 when it is closed is wasted, once per object: at most what the
+   sender's and the receiver's socket buffers hold (``tcp_wmem`` /
+   ``tcp_rmem`` maxima, 4 + 32 MiB here; the receive buffer auto-tunes up
+   while part 0 is read fast). Measured on loopback with the fault server,
+   64 MiB with 8 MiB parts, 8 runs: 2 to 7 MiB (median 4 MiB). A
+   destination a crashed run left a journal for gets a HEAD instead, so
+   that only the missing parts are fetched (step 7); so does a restart
+   after the object changed. HTTP sources, often presigned for GET only,
+   keep their GET of byte 0 (a separate probe: not unified). The answer
+   fixes the size, the ETag and the version every later request is pinned
+   to (``If-Match`` and ``versionId``), so parts of two different versions
+   can never be stitched together.
 2. **Plan.** The object is cut into parts (8 MiB by default, grown so that
    no object needs more than 10,000) and up to ``concurrency`` workers take
    parts from a queue, largest-offset-last, so the file fills roughly in
@@ -35,13 +51,15 @@ The algorithm
    that removes the temp file and leaves the destination untouched. A
    checksum mismatch starts the download over once; so does a changed
    object when ``on_change="restart"``.
-6. **Small listed objects take one GET.** When a listing or an inventory
-   already told the size and ETag and the object fits in one part, there is
-   no HEAD: one plain GET (pinned to the listed ETag, checksums asked for)
+6. **Small objects take one GET.** When a listing or an inventory already
+   told the size and ETag and the object fits in one part, or when nothing
+   is known and the first GET's headers show it fits (step 1), there is no
+   HEAD: one plain GET (pinned to the listed ETag, checksums asked for)
    brings the body and, in its headers, everything the check needs (read on
-   a worker thread above ``THREADED_BODY_ABOVE``, through aiohttp below). If
-   that GET fails for a reason worth retrying, or the object changed since
-   it was listed, the download continues down the normal path above.
+   a worker thread above ``THREADED_BODY_ABOVE`` or when the size was not
+   known, through aiohttp below). If that GET fails for a reason worth
+   retrying, or the object changed since it was listed, the download
+   continues down the normal path above.
 7. **Survive a crash.** Multi-part downloads keep a journal of the parts
    that are durably in the temp file (``sinks._journal``). Running the same
    download after a ``kill -9`` reopens that temp file and fetches only the
@@ -52,6 +70,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -89,6 +108,7 @@ from ..sinks import (
     TempFile,
     find_resumable,
     journal_name,
+    journal_names,
     remove_stale,
     temp_prefix,
 )
@@ -275,6 +295,8 @@ class Downloader:
             Throttle(config.max_bandwidth, config.stream_cost) if config.max_bandwidth else None
         )
         self._cleaned: set[Path] = set()
+        #: Per destination directory: the journals crashed runs left there.
+        self._journals: dict[Path, frozenset[str]] = {}
 
     async def stat(self, source: Source) -> ObjectInfo:
         """HEAD (or probe) ``source``, retrying transient failures."""
@@ -355,9 +377,13 @@ class Downloader:
         """
         attempts = 0
         restarted = False
-        if info is None and listed is not None and self._fits_one_part(listed.size):
+        first: _FirstGet | None = None
+        if info is None and await self._starts_with_get(source, listed, target):
             try:
                 return await self._download_whole(source, listed, target, started)
+            except _Larger as larger:
+                # Its headers stand in for the HEAD, its body for part 0.
+                info, attempts, first = larger.first.info, 1, larger.first
             except _FastPathFailed as failed:
                 attempts = failed.attempts  # on to the HEAD and ranged GETs
                 restarted = failed.mismatched  # a checksum mismatch is retried once, not twice
@@ -368,7 +394,12 @@ class Downloader:
                     # Attempts, not requests: a HEAD that succeeded at once and
                     # the GET after it are one attempt; only its retries count.
                     attempts += stat_attempts - 1
-                return await self._download(source, info, target, started, attempts)
+                try:
+                    return await self._download(source, info, target, started, attempts, first)
+                finally:
+                    if first is not None:
+                        await first.close()  # unread if no part took it
+                        first = None  # a restart asks a HEAD what the object is now
             except (IntegrityError, ObjectChangedError) as error:
                 changed = isinstance(error, ObjectChangedError)
                 if restarted or (changed and self.config.on_change != "restart"):
@@ -380,7 +411,13 @@ class Downloader:
                     info = None  # learn what the object is now
 
     async def _download(
-        self, source: Source, info: ObjectInfo, target: _Target, started: float, attempts: int
+        self,
+        source: Source,
+        info: ObjectInfo,
+        target: _Target,
+        started: float,
+        attempts: int,
+        first: _FirstGet | None = None,
     ) -> DownloadResult:
         destination = target.file
         original = source
@@ -403,7 +440,7 @@ class Downloader:
                     known = resumable.parts if resumable is not None and file.resumed else {}
                     state.journal = Journal(directory, journal_name(file.name), identity, known)
                 try:
-                    await self.fetch_all(state, state.start(parts))
+                    await self.fetch_all(state, state.start(parts), first=first)
                     verified = await self.verify(state)
                 except BaseException:
                     await state.close(keep_journal=False)
@@ -433,39 +470,74 @@ class Downloader:
     def _fits_one_part(self, size: int) -> bool:
         return size <= choose_part_size(size, self.config.part_size)
 
+    async def _starts_with_get(
+        self, source: Source, listed: ListedObject | None, target: _Target
+    ) -> bool:
+        """Whether the download starts with one plain GET (step 1 of the module
+        docstring) rather than a HEAD.
+
+        A listed object does when it fits in one part. An S3 object of unknown
+        size does unless a crashed run may have left a journal for ``target``:
+        then a HEAD tells the object's identity before any byte is fetched, so
+        that only the missing parts are. HTTP sources keep their probe of byte 0.
+        """
+        if listed is not None:
+            return self._fits_one_part(listed.size)
+        if not isinstance(source, S3Source):
+            return False
+        if not self.config.resume:
+            return True
+        directory = target.file.parent
+        journals = self._journals.get(directory)
+        if journals is None:  # listed once per directory per client
+            journals = await asyncio.to_thread(journal_names, directory, root=target.root)
+            self._journals[directory] = journals
+        prefix = temp_prefix(target.file)
+        return not any(name.startswith(prefix) for name in journals)
+
     async def _download_whole(
-        self, source: Source, listed: ListedObject, target: _Target, started: float
+        self, source: Source, listed: ListedObject | None, target: _Target, started: float
     ) -> DownloadResult:
-        """One plain GET for a small listed object; see step 6 of the module docstring.
+        """One plain GET for an object that fits in one part, or may; see steps
+        1 and 6 of the module docstring. ``listed``: what a listing said (size
+        and ETag), or None when nothing is known.
 
         Raises:
+            _Larger: (nothing was listed) the object is larger than one part;
+                it carries the GET, its headers read, its body not yet.
             _FastPathFailed: go on with a HEAD and ranged GETs (after the
                 retry policy's backoff, when the failure was transient).
             S3PullError: a failure no retry can fix (404, 403...).
         """
-        etag = listed.etag if listed.etag and not listed.etag.startswith("W/") else None
+        etag = listed.etag if listed is not None else None
+        etag = etag if etag and not etag.startswith("W/") else None
         redacted = source.redacted
         destination = target.file
-        with (
-            target.directory() as directory,
-            TempFile(destination, listed.size, directory=directory) as file,
-        ):
+        # An unknown size may be large: its body goes to a worker thread, on
+        # the connections the ranged GETs of a larger object then use.
+        threaded = listed is None or listed.size > THREADED_BODY_ABOVE
+        get = self.transport.get_threaded if threaded else self.transport.get
+        # The temp file is made once the size is known, and outlives the GET.
+        with target.directory() as directory, contextlib.ExitStack() as files:
             state: ObjectDownload | None = None
             try:
-                get = (
-                    self.transport.get_threaded
-                    if listed.size > THREADED_BODY_ABOVE
-                    else self.transport.get
-                )
-                async with (
-                    self.budget.reserve(self.config.stream_cost),
-                    get(source, if_match=etag, checksum_mode=True) as response,
-                ):
+                async with contextlib.AsyncExitStack() as opened:
+                    await opened.enter_async_context(self.budget.reserve(self.config.stream_cost))
+                    response: Response | BlockingResponse = await opened.enter_async_context(
+                        get(source, if_match=etag, checksum_mode=True)
+                    )
                     info = self.transport.info_from_response(source, response)
-                    if info.size != listed.size:
+                    if listed is None and not self._fits_one_part(info.size):
+                        assert isinstance(response, BlockingResponse), "unknown sizes go threaded"
+                        self.retry_budget.refund()
+                        raise _Larger(_FirstGet(info, response, opened.pop_all()))
+                    if listed is not None and info.size != listed.size:
                         raise ObjectChangedError(
                             f"listed with {listed.size} bytes, now {info.size}", source=redacted
                         )
+                    file = files.enter_context(
+                        TempFile(destination, info.size, directory=directory)
+                    )
                     check = choose_check(info) if self.config.verify else None
                     state = ObjectDownload(source, info, file, check, file)
                     state.attempts = 1
@@ -532,18 +604,20 @@ class Downloader:
         missing: list[Part],
         *,
         before_part: Callable[[Part], Awaitable[None]] | None = None,
+        first: _FirstGet | None = None,
     ) -> None:
         """Fetch ``missing`` parts concurrently into ``state.sink``.
 
         ``before_part`` is awaited before a part's GET is sent (an ordered
-        stream waits there for room in its window).
+        stream waits there for room in its window). ``first``: the download's
+        first, plain GET, whose body is part 0's first attempt.
         """
         if state.resumed:
             self.events.progress(state.redacted, state.done, state.size)
         if not missing:
             return
         try:
-            await self._run_parts(state, deque(missing), before_part)
+            await self._run_parts(state, deque(missing), before_part, first)
         except _RangeIgnored:
             # Everything written so far is thrown away: the server sends the
             # whole object whatever we ask, so fetch it once, in one stream.
@@ -559,10 +633,17 @@ class Downloader:
         state: ObjectDownload,
         queue: deque[Part],
         before_part: Callable[[Part], Awaitable[None]] | None,
+        first: _FirstGet | None,
     ) -> None:
         workers = choose_concurrency(len(queue), self.config.concurrency, self.config.max_streams)
 
         async def worker() -> None:
+            nonlocal first
+            if first is not None and queue and queue[0].first == 0:
+                # Part 0's body is already arriving; the other workers send
+                # the GETs of the parts after it meanwhile.
+                opened, first = first, None
+                await self._fetch_part(state, queue.popleft(), ranged=True, first=opened)
             while queue:
                 part = queue.popleft()
                 if before_part is not None:
@@ -579,8 +660,14 @@ class Downloader:
         except BaseExceptionGroup as failures:
             raise first_cause(failures) from None
 
-    async def _fetch_part(self, state: ObjectDownload, part: Part, *, ranged: bool) -> None:
-        """Fetch ``part`` into the file, resuming after failures at the first missing byte."""
+    async def _fetch_part(
+        self, state: ObjectDownload, part: Part, *, ranged: bool, first: _FirstGet | None = None
+    ) -> None:
+        """Fetch ``part`` into the file, resuming after failures at the first missing byte.
+
+        ``first``: the first attempt's answer, already in (the download's
+        plain GET, whose body is cut at the end of ``part``).
+        """
         position = part.first
         crc = state.crcs[part.index] if state.crcs is not None else None
         failures = 0
@@ -588,11 +675,20 @@ class Downloader:
         while True:
             attempt_start = position
             try:
+                if first is not None:
+                    opened, first = first, None
+                    async with opened as response:
+                        self._check_response(state, response, 0, state.size - 1, False)
+                        assert state.file is not None, "a first GET is only kept for a temp file"
+                        position = await self._stream_threaded(
+                            state, response, position, part.last, crc, state.file, cut=True
+                        )
+                    break
                 async with self.budget.reserve(stream_cost):
                     state.attempts += 1
-                    first, last = (position, part.last) if ranged else (None, None)
+                    start, last = (position, part.last) if ranged else (None, None)
                     get = self.transport.get if state.file is None else self.transport.get_threaded
-                    async with get(state.source, first, last, if_match=state.etag) as response:
+                    async with get(state.source, start, last, if_match=state.etag) as response:
                         self._check_response(state, response, position, part.last, ranged)
                         position = await self._stream(state, response, position, part.last, crc)
                 break
@@ -707,11 +803,16 @@ class Downloader:
         last: int,
         crc: RunningCrc | None,
         file: TempFile,
+        *,
+        cut: bool = False,
     ) -> int:
         """:meth:`_stream` for a temp file, with the per-chunk work on a worker
         thread: ``recv_into``, ``pwrite`` and the CRC release the GIL, so they
         run beside the event loop on another core (``transport._blocking``).
         The loop hears of progress once per ``PROGRESS_STEP``.
+
+        ``cut``: the body goes on past ``last`` (a plain GET of a larger
+        object): stop there; the connection is then closed, not reused.
         """
         loop = asyncio.get_running_loop()
         stall = _StallMeter(self.config.timeouts)
@@ -724,7 +825,10 @@ class Downloader:
             nonlocal position, waited, told
             size = len(chunk)
             if position + size > end:
-                raise ProtocolError(f"the server sent more than bytes {position}-{last}")
+                if not cut:
+                    raise ProtocolError(f"the server sent more than bytes {position}-{last}")
+                chunk = chunk[: end - position]
+                size = len(chunk)
             if throttle is not None:
                 throttle.wait_blocking(size, lambda: response.aborted)  # not in ``wait``
             file.pwrite(chunk, position)
@@ -736,10 +840,13 @@ class Downloader:
             if position - told >= PROGRESS_STEP:
                 loop.call_soon_threadsafe(self._advance, state, position - told)
                 told = position
+            if cut and position == end:
+                raise _Enough
 
         try:
             # The GET's whole charge, or less for a shorter body.
-            await response.pump(consume, max(1, min(self.config.stream_cost, end - position)))
+            with contextlib.suppress(_Enough):
+                await response.pump(consume, max(1, min(self.config.stream_cost, end - position)))
             if position <= last:
                 raise NetworkError(f"the body ended at byte {position}, expected {end}")
         except S3PullError as error:
@@ -844,6 +951,41 @@ class _FastPathFailed(Exception):
         super().__init__("fast path failed")
         self.attempts = attempts
         self.mismatched = mismatched
+
+
+class _FirstGet:
+    """A download's first, plain GET of an object larger than one part, its
+    headers read and its body not: entered (``async with``) by the part that
+    reads it; closing it closes its connection (the body goes on past that
+    part) and gives back its share of the memory budget."""
+
+    def __init__(
+        self, info: ObjectInfo, response: BlockingResponse, stack: contextlib.AsyncExitStack
+    ) -> None:
+        self.info = info
+        self.response = response
+        self._stack = stack
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> BlockingResponse:
+        return self.response
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class _Larger(Exception):
+    """The first, plain GET found an object larger than one part."""
+
+    def __init__(self, first: _FirstGet) -> None:
+        super().__init__("larger than one part")
+        self.first = first
+
+
+class _Enough(Exception):
+    """Stops reading a plain GET's body at the end of the part it serves."""
 
 
 class _StreamFailed(Exception):

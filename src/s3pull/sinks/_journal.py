@@ -238,6 +238,21 @@ def find_resumable(temp_prefix: str, directory: Directory, identity: Identity) -
     return found
 
 
+def journal_names(path: Path, *, root: Path | None) -> frozenset[str]:
+    """The names of the journals in directory ``path`` (inside ``root``, as for
+    :meth:`Directory.open`): the downloads a crashed run may have left there.
+
+    Listed once per directory, so that a download which finds no journal of
+    its own destination here can skip the HEAD a resume needs.
+    """
+    try:
+        directory = Directory.open(path, root=root, create=False)
+    except (OSError, S3PullError):
+        return frozenset()
+    with directory:
+        return frozenset(_own_journals(directory, ""))
+
+
 def _own_journals(directory: Directory, temp_prefix: str) -> Iterator[str]:
     try:
         names = directory.names()
