@@ -41,12 +41,14 @@ from .transport import S3Endpoint, Transport
 
 if TYPE_CHECKING:
     from .consumers import Inventory, InventoryRecord
+    from .planning._shards import ShardItem
 
 PathLike = str | os.PathLike[str]
 #: What ``download_many`` takes: a source (it lands under ``destination`` at
 #: its key's path), a ``(source, destination file)`` pair, or a record of a
-#: listing or inventory (``InventoryRecord``: ``bucket``, ``key``, ``size``...).
-ManyItem = Union[str, Source, tuple[str | Source, PathLike], "InventoryRecord"]
+#: listing or inventory (``InventoryRecord``: ``bucket``, ``key``, ``size``...),
+#: or the planned item of a shard (``ShardItem``, as an executor's worker runs it).
+ManyItem = Union[str, Source, tuple[str | Source, PathLike], "InventoryRecord", "ShardItem"]
 
 T = TypeVar("T")
 
@@ -88,13 +90,15 @@ class AsyncClient:
         subscribers: Iterable[Subscriber] | None = None,
     ) -> None:
         self.config = config or TransferConfig()
-        self.endpoint = S3Endpoint(
-            endpoint_url,
-            region=region,
-            addressing_style=addressing_style,
-            profile=profile,
-            sign=sign,
-        )
+        #: What a worker process builds its own endpoint from.
+        self._endpoint_args: dict[str, Any] = {
+            "endpoint_url": endpoint_url,
+            "region": region,
+            "addressing_style": addressing_style,
+            "profile": profile,
+            "sign": sign,
+        }
+        self.endpoint = S3Endpoint(**self._endpoint_args)
         self.budget = MemoryBudget(
             self.config.memory_limit,
             holdable=holdable(self.config.memory_limit, self.config.stream_cost),
@@ -363,7 +367,22 @@ class AsyncClient:
             fail_fast=fail_fast,
             dry_run=dry_run,
         )
-        outcomes = batch.run(self._listed(items))
+        listed = self._listed(items)
+        if self.config.processes == 1:
+            outcomes = batch.run(listed)
+        else:
+            # Spread over worker processes when it pays (see s3pull.executors).
+            from .executors import PoolSetup, ShardOptions, spread
+
+            setup = PoolSetup(
+                config=self.config,
+                endpoint=self._endpoint_args,
+                events=self.events,
+                options=ShardOptions(
+                    skip_existing=skip_existing, fail_fast=fail_fast, dry_run=dry_run
+                ),
+            )
+            outcomes = spread(listed, setup, batch.run)
         try:
             async for outcome in outcomes:
                 yield outcome

@@ -234,6 +234,9 @@ class TransferConfig:
     to 85 streams; 16 MiB admits 21. The process's peak RSS is the
     interpreter's baseline (~30-40 MB with s3pull's imports) plus at
     most ``memory_limit`` plus allocator slack, whatever the object size.
+    A batch spread over ``processes`` workers shares the same budget: each
+    worker holds ``memory_limit / processes``, so the process tree's peak is
+    ``processes`` idle workers' baselines plus ``memory_limit`` plus slack.
 
     Attributes:
         part_size: bytes per ranged GET; None picks from the object size:
@@ -273,6 +276,12 @@ class TransferConfig:
             may be read at, e.g. ``"50MiB"`` or ``"50MiB/s"``: one token bucket,
             with a burst of ``max(stream_cost, max_bandwidth / 10)``, shared by
             every stream of every object; 0 or None: unlimited (None).
+        processes: worker processes a batch (``download_many``,
+            ``download_prefix``) is spread over, each with its own event
+            loop, connection pool and ``memory_limit / processes`` of the
+            budget; 1 runs it in this process; ``"auto"`` runs a small batch
+            here and a large one over one process per core (see
+            ``s3pull.executors``) ("auto").
         timeouts: see :class:`Timeouts`.
         retry: see :class:`RetryConfig`.
         breakers: see :class:`BreakerConfig`.
@@ -293,6 +302,7 @@ class TransferConfig:
     request_payer: str | None = None
     sse_c_key: bytes | None = field(default=None, repr=False)
     max_bandwidth: int | None = None
+    processes: int | str = "auto"
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryConfig = field(default_factory=RetryConfig)
     breakers: BreakerConfig = field(default_factory=BreakerConfig)
@@ -340,6 +350,19 @@ class TransferConfig:
             except ConfigError as exc:
                 raise ConfigError(f"max_bandwidth: {exc.message}") from None
             object.__setattr__(self, "max_bandwidth", rate or None)  # 0: unlimited
+        self._check_processes()
+
+    def _check_processes(self) -> None:
+        processes = self.processes
+        if processes == "auto":
+            return
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+            raise ConfigError(f"processes must be 'auto' or >= 1, got {processes!r}")
+        if self.memory_limit // processes < self.stream_cost:
+            raise ConfigError(
+                f"memory_limit {self.memory_limit} bytes cannot be shared by {processes} "
+                f"processes: each needs at least one stream ({self.stream_cost} bytes)"
+            )
 
     @property
     def stream_cost(self) -> int:

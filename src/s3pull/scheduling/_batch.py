@@ -56,6 +56,7 @@ from .._results import (
 )
 from .._source import HttpSource, S3Source, Source, parse_source
 from ..planning._paths import LocalTarget, PathClaims, destination_file, key_to_target
+from ..planning._shards import ShardItem
 from ..sinks import Directory
 from ..transport import ListCursor, ListedObject, Transport, quoted_etag
 from ._breaker import Breakers
@@ -152,7 +153,13 @@ class BatchItems:
         names no version, as after a listing (reading a version by its id
         needs ``s3:GetObjectVersion`` as well), so an object overwritten since
         the report lands as it is now.
+
+        A :class:`ShardItem` was planned already, by the process that cut the
+        batch into shards (its path decided, its clashes found): it is taken
+        as it is.
         """
+        if isinstance(item, ShardItem):
+            return planned_item(item)
         if isinstance(item, tuple):
             return self.paired(parse_source(item[0]), item[1])
         if isinstance(item, str | S3Source | HttpSource):
@@ -161,6 +168,54 @@ class BatchItems:
             version = S3Source(item.bucket, item.key, getattr(item, "version_id", None))
             return BatchItem(version, None, noncurrent=True)
         return self.keyed(S3Source(item.bucket, item.key), _listed(item))
+
+
+def shard_item(number: int, item: BatchItem) -> ShardItem:
+    """``item`` as the JSON-ready item of a shard (a path-less item has no shard)."""
+    assert item.destination is not None
+    source, listed = item.source, item.listed
+    where: dict[str, Any] = (
+        {"bucket": source.bucket, "key": source.key, "version_id": source.version_id}
+        if isinstance(source, S3Source)
+        else {"url": source.url}
+    )
+    if listed is not None:
+        modified = listed.last_modified
+        where.update(
+            size=listed.size,
+            etag=listed.etag,
+            last_modified=modified.isoformat() if modified is not None else None,
+            storage_class=listed.storage_class,
+        )
+    return ShardItem(
+        number,
+        str(item.destination),
+        root=str(item.root) if item.root is not None else None,
+        directory=item.directory,
+        **where,
+    )
+
+
+def planned_item(item: ShardItem) -> BatchItem:
+    """The inverse of :func:`shard_item`."""
+    source: Source
+    if item.url is not None:
+        source = HttpSource(item.url)
+    else:
+        assert item.bucket is not None and item.key is not None
+        source = S3Source(item.bucket, item.key, item.version_id)
+    listed = None
+    if item.size is not None:
+        modified = item.last_modified
+        listed = ListedObject(
+            item.key or "",
+            item.size,
+            item.etag,
+            datetime.fromisoformat(modified) if modified is not None else None,
+            item.storage_class,
+        )
+    root = Path(item.root) if item.root is not None else None
+    return BatchItem(source, Path(item.path), listed=listed, directory=item.directory, root=root)
 
 
 def _listed(record: Any) -> ListedObject | None:
@@ -281,12 +336,8 @@ class Batch:
 
         async def produce() -> None:
             async for item in items:
-                if item.refused is not None:
-                    await self._emit(outcomes, _failed(item, item.refused))
-                    continue
-                if item.noncurrent:
-                    passed_over = ObjectOutcome(item.source.redacted, None, NONCURRENT)
-                    await self._emit(outcomes, passed_over)
+                if (unplanned := unplanned_outcome(item)) is not None:
+                    await self._emit(outcomes, unplanned)
                     continue
                 size = item.listed.size if item.listed is not None else None
                 big = size is not None and size > config.large_object_threshold
@@ -404,6 +455,16 @@ class Batch:
         if self.skip_existing and await self._existing(item, facts):
             return ObjectOutcome(key, item.destination, EXISTING, size=facts[0])
         return ObjectOutcome(key, item.destination, PLANNED, size=facts[0])
+
+
+def unplanned_outcome(item: BatchItem) -> ObjectOutcome | None:
+    """The outcome of an item with nothing to download (a refused key, a
+    noncurrent version), known without a request; None for the others."""
+    if item.refused is not None:
+        return _failed(item, item.refused)
+    if item.noncurrent:
+        return ObjectOutcome(item.source.redacted, None, NONCURRENT)
+    return None
 
 
 def _failed(item: BatchItem, error: S3PullError) -> ObjectOutcome:

@@ -1,0 +1,25 @@
+"""Executors: where a batch's shards run.
+
+Three executors run the same shards with the same code (``download_many``):
+in process (the default for small batches), the local process pool
+(``TransferConfig(processes=N)``, ``--processes``: one machine's cores), and
+Celery workers (a fleet). Planning cuts the batch (``planning._shards``);
+:func:`run_shard` / :func:`run_shards` run a shard wherever it lands.
+"""
+
+from ._pool import AUTO_MIN_BYTES, AUTO_MIN_OBJECTS, Pool, PoolSetup, cores, spread
+from ._shard import ShardOptions, config_from_json, config_to_json, run_shard, run_shards
+
+__all__ = [
+    "AUTO_MIN_BYTES",
+    "AUTO_MIN_OBJECTS",
+    "Pool",
+    "PoolSetup",
+    "ShardOptions",
+    "config_from_json",
+    "config_to_json",
+    "cores",
+    "run_shard",
+    "run_shards",
+    "spread",
+]

@@ -1,0 +1,452 @@
+"""The local process pool: one batch over every core.
+
+One event loop is one core. For one large object that is plenty (its bytes
+go from socket to file on worker threads that release the GIL), but a batch
+of many objects spends its CPU per object on the loop (requests, signing,
+temp files, results), so it is capped by one core. The pool runs the batch
+in N worker processes, each its own loop, connection pool and share of the
+memory budget.
+
+The algorithm
+-------------
+1. **The parent plans.** It walks the batch's items (the streamed listing,
+   the key list, the inventory) as the in-process batch does: keys become
+   paths, and unsafe or clashing keys are refused, in the one process that
+   sees every key. Refused keys and noncurrent versions are outcomes at
+   once; every other item gets a number and goes to the ``Sharder``
+   (``planning._shards``), whose shards wait in a bounded queue: a
+   million-key listing is never held, and listing stops while the workers
+   are behind.
+2. **Shards go to the least loaded worker** that has fewer than ``AHEAD``
+   unfinished shards, so each has the next shard at hand when one ends, and
+   none hoards them. A worker waiting while the queue is empty gets the
+   shard being filled, however small (a slow listing never idles workers).
+3. **Each worker** (``_worker``) runs the shards it receives as one
+   ``download_many``, and sends outcomes and events back as JSON lines
+   (``_wire``). The parent counts each outcome against its item and hands
+   the events to its own subscribers: one progress display, one stream of
+   outcomes in completion order, one ``BatchResult``.
+4. **A worker that dies** (SIGKILL, the OOM killer) leaves items without an
+   outcome. They go back to the front of the queue as one shard for a live
+   worker; if none is left they fail, saying why. Their temp files (a dead
+   process cannot remove them) are removed once the batch ends, unless a
+   retry resumed from them.
+5. **Stopping** (the caller stops iterating, ``fail_fast``, Ctrl-C of the
+   CLI): the workers get SIGTERM, cancel their downloads (which removes
+   their temp files and journals) and exit; one that does not within
+   ``STOP_SECONDS`` is killed, and its leftovers removed.
+
+Costs, measured on the 2-core bench machine (``bench/``): a worker starts in
+~0.25 s of wall time and ~0.2 s of CPU (a fresh interpreter importing
+s3pull), and its idle RSS is ~35 MB; so ``processes="auto"`` keeps a batch in
+process until it has at least ``AUTO_MIN_OBJECTS`` objects or
+``AUTO_MIN_BYTES`` bytes, where a second core pays for the start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .._config import TransferConfig
+from .._errors import S3PullError
+from .._events import Events
+from .._results import FAILED, ObjectOutcome
+from ..planning._shards import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem
+from ..scheduling._batch import BatchItem, planned_item, shard_item, unplanned_outcome
+from ..scheduling._download import first_cause
+from ..sinks import Directory, stale_names, temp_prefix
+from ._shard import ShardOptions, config_to_json
+from ._wire import LINE_LIMIT, replay
+
+#: ``processes="auto"``: a batch shorter than both of these stays in process.
+AUTO_MIN_OBJECTS = 1000
+AUTO_MIN_BYTES = 1 << 30
+#: Unfinished shards a worker may hold (the one it runs, the next one).
+AHEAD = 2
+#: Full shards waiting for a worker, at most.
+QUEUED_SHARDS = 8
+#: How long stopped workers get to clean up before they are killed.
+STOP_SECONDS = 30.0
+
+InProcess = Callable[[AsyncIterable[BatchItem]], AsyncGenerator[ObjectOutcome, None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolSetup:
+    """What a batch's workers are built from.
+
+    Attributes:
+        config: the client's configuration (each worker gets an equal share
+            of its memory budget).
+        endpoint: the client's endpoint arguments (``endpoint_url``, ``region``...).
+        events: the client's subscribers, which hear every worker's events.
+        options: the batch's options.
+    """
+
+    config: TransferConfig
+    endpoint: dict[str, Any]
+    events: Events
+    options: ShardOptions
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # pragma: no cover - not Linux
+
+
+async def spread(
+    items: AsyncIterable[BatchItem], setup: PoolSetup, in_process: InProcess
+) -> AsyncGenerator[ObjectOutcome, None]:
+    """Run a batch over ``setup.config.processes`` workers, or ``in_process``.
+
+    ``"auto"`` looks at the batch's start: if it ends below ``AUTO_MIN_OBJECTS``
+    objects and ``AUTO_MIN_BYTES`` bytes, or there is one core, the batch
+    runs in process; otherwise over one worker per core.
+    """
+    processes = setup.config.processes
+    if processes == "auto":
+        head, large = await _peek(items)
+        items = _chain(head, items)
+        processes = cores() if large else 1
+    assert isinstance(processes, int)
+    outcomes = in_process(items) if processes == 1 else Pool(setup, processes).run(items)
+    async with aclosing(outcomes):
+        async for outcome in outcomes:
+            yield outcome
+
+
+async def _peek(items: AsyncIterable[BatchItem]) -> tuple[list[BatchItem], bool]:
+    """The items up to where the batch is large enough for processes (or its
+    end); and whether it is."""
+    head: list[BatchItem] = []
+    size = 0
+    async for item in items:
+        head.append(item)
+        size += item.listed.size if item.listed is not None else 0
+        if len(head) >= AUTO_MIN_OBJECTS or size >= AUTO_MIN_BYTES:
+            return head, cores() > 1
+    return head, False
+
+
+async def _chain(head: list[BatchItem], rest: AsyncIterable[BatchItem]) -> AsyncIterator[BatchItem]:
+    for item in head:
+        yield item
+    async for item in rest:
+        yield item
+
+
+class _Worker:
+    """One worker process, and the items it holds."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.ready = False
+        self.alive = True
+        #: Items sent and not yet finished, by number.
+        self.outstanding: dict[int, ShardItem] = {}
+        #: Unfinished shards: items left in each, and the shard of each item.
+        self.left: dict[int, int] = {}
+        self.shard_of: dict[int, int] = {}
+        self.last_words = ""
+
+    @property
+    def free(self) -> bool:
+        return self.alive and self.ready and len(self.left) < AHEAD
+
+    def why(self) -> str:
+        """How the process ended, for an error message."""
+        code = self.process.returncode
+        if code is not None and code < 0:
+            ended = f"was killed by {signal.Signals(-code).name}"
+        else:
+            ended = f"exited with status {code}"
+        said = f" ({self.last_words})" if self.last_words else ""
+        return f"worker process {self.process.pid} {ended}{said}"
+
+
+class Pool:
+    """One batch over ``processes`` worker processes; see the module docstring."""
+
+    def __init__(self, setup: PoolSetup, processes: int) -> None:
+        self.setup = setup
+        self.processes = processes
+        self.workers: list[_Worker] = []
+        self._sharder = Sharder(max_items=SHARD_ITEMS, max_bytes=SHARD_BYTES)
+        self._queue: deque[Shard] = deque()
+        self._retry: deque[Shard] = deque()
+        self._fed = False
+        self._listing_error: S3PullError | None = None
+        self._wake = asyncio.Event()
+        self._shards = 0
+        self._outcomes: asyncio.Queue[ObjectOutcome | BaseException | None] = asyncio.Queue(1024)
+        #: Destinations whose worker died mid-download: their leftovers go at the end.
+        self._orphans: list[ShardItem] = []
+
+    async def run(self, items: AsyncIterable[BatchItem]) -> AsyncGenerator[ObjectOutcome, None]:
+        """Run the batch; yield each outcome as it finishes."""
+        runner = asyncio.create_task(self._run_all(items))
+        try:
+            while (outcome := await self._outcomes.get()) is not None:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                yield outcome
+                if self.setup.options.fail_fast and outcome.status == FAILED:
+                    return
+        finally:
+            if not runner.done():
+                runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
+    async def _run_all(self, items: AsyncIterable[BatchItem]) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._feed(items))
+                await self._start(group)
+                await self._dispatch()
+                for worker in self.workers:
+                    self._close_input(worker)
+        except BaseExceptionGroup as failures:
+            await self._outcomes.put(first_cause(failures))
+            return
+        finally:
+            await self._stop()
+        await self._outcomes.put(self._listing_error)
+
+    # -- workers ---------------------------------------------------------------
+
+    async def _start(self, group: asyncio.TaskGroup) -> None:
+        setup = self.setup
+        share = setup.config.memory_limit // self.processes
+        config = replace(setup.config, memory_limit=share, processes=1)
+        init = {
+            "init": {
+                "config": config_to_json(config),
+                "endpoint": setup.endpoint,
+                "options": setup.options.to_json(),
+                "events": bool(setup.events.subscribers),
+            }
+        }
+        line = json.dumps(init).encode() + b"\n"
+        for _ in range(self.processes):
+            worker = _Worker(await _spawn())
+            self.workers.append(worker)
+            assert worker.process.stdin is not None
+            worker.process.stdin.write(line)
+            group.create_task(self._read(worker))
+            group.create_task(self._read_errors(worker))
+
+    async def _read(self, worker: _Worker) -> None:
+        """Take in a worker's outcomes and events until it exits."""
+        stdout = worker.process.stdout
+        assert stdout is not None
+        events = self.setup.events
+        while line := await stdout.readline():
+            message = json.loads(line)
+            if "ready" in message:
+                worker.ready = True
+                self._wake.set()
+            for event in message.get("e", ()):
+                replay(event, events)
+            for number, data in message.get("o", ()):
+                self._finished(worker, number)
+                await self._outcomes.put(ObjectOutcome.from_json(data))
+        await worker.process.wait()
+        worker.alive = False
+        self._wake.set()
+        if not worker.ready:
+            raise S3PullError(f"cannot start a worker process: {worker.why()}")
+        if worker.outstanding:
+            await self._lost(worker)
+
+    async def _read_errors(self, worker: _Worker) -> None:
+        """Keep the last line a worker writes on stderr: why it could not go on."""
+        stderr = worker.process.stderr
+        assert stderr is not None
+        while line := await stderr.readline():
+            text = line.decode(errors="replace").strip()
+            # The line that names the error, rather than a traceback's last
+            # ("<no Python frame>" after a fatal error).
+            if text and ("Error" in text or not worker.last_words):
+                worker.last_words = text[-300:]
+
+    def _finished(self, worker: _Worker, number: int) -> None:
+        del worker.outstanding[number]
+        shard = worker.shard_of.pop(number)
+        worker.left[shard] -= 1
+        if not worker.left[shard]:
+            del worker.left[shard]
+            self._wake.set()
+
+    async def _lost(self, worker: _Worker) -> None:
+        """A worker died holding items: another one runs them, else they fail."""
+        lost = sorted(worker.outstanding.values(), key=lambda item: item.id)
+        worker.outstanding.clear()
+        worker.left.clear()
+        worker.shard_of.clear()
+        self._orphans += lost
+        if any(other.alive for other in self.workers):
+            self._retry.append(Shard(tuple(lost)))
+            self._wake.set()
+            return
+        await self._fail(lost, worker.why())
+
+    async def _fail(self, items: list[ShardItem] | tuple[ShardItem, ...], why: str) -> None:
+        for item in items:
+            batch_item = planned_item(item)
+            error = S3PullError(
+                f"not downloaded: {why}, and no worker process is left to run it",
+                source=batch_item.source.redacted,
+            )
+            outcome = ObjectOutcome(
+                batch_item.source.redacted, batch_item.destination, FAILED, error=error
+            )
+            await self._outcomes.put(outcome)
+
+    def _close_input(self, worker: _Worker) -> None:
+        stdin = worker.process.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.close()
+
+    async def _stop(self) -> None:
+        """Stop every worker still running (SIGTERM, then SIGKILL), wait for
+        them all, and remove what dead workers left behind."""
+        running = [w for w in self.workers if w.process.returncode is None]
+        for worker in running:
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.terminate()
+        waiting = [asyncio.ensure_future(w.process.wait()) for w in running]
+        if waiting:
+            await asyncio.wait(waiting, timeout=STOP_SECONDS)
+        for worker in running:
+            if worker.process.returncode is None:
+                worker.process.kill()
+                await worker.process.wait()
+                self._orphans += worker.outstanding.values()
+        for worker in self.workers:
+            self._close_input(worker)
+        if self._orphans:
+            await asyncio.to_thread(_remove_leftovers, self._orphans)
+
+    # -- feeding and dispatching -------------------------------------------------
+
+    async def _feed(self, items: AsyncIterable[BatchItem]) -> None:
+        """Plan the items into shards, as fast as the workers take them."""
+        number = 0
+        try:
+            async for item in items:
+                if (unplanned := unplanned_outcome(item)) is not None:
+                    await self._outcomes.put(unplanned)
+                    continue
+                was_empty = not self._sharder.pending
+                done = self._sharder.add(shard_item(number, item))
+                number += 1
+                if done or was_empty:
+                    self._queue += done
+                    self._wake.set()
+                while len(self._queue) >= QUEUED_SHARDS:
+                    await self._changed()
+        except S3PullError as error:
+            # The listing (or manifest) broke: what was planned still runs,
+            # then the batch says why it ended, as in process.
+            self._listing_error = error
+        self._queue += self._sharder.flush()
+        self._fed = True
+        self._wake.set()
+
+    async def _changed(self) -> None:
+        self._wake.clear()
+        await self._wake.wait()
+
+    async def _dispatch(self) -> None:
+        """Hand out shards until every item has an outcome."""
+        while True:
+            worker = min(
+                (w for w in self.workers if w.free), key=lambda w: len(w.left), default=None
+            )
+            alive = any(w.alive for w in self.workers)
+            if worker is not None and not (self._retry or self._queue) and self._sharder.pending:
+                self._queue += self._sharder.flush()  # a worker waits: take what there is
+            if self._retry or self._queue:
+                shard = self._retry[0] if self._retry else self._queue[0]
+                if worker is not None or not alive:
+                    (self._retry if self._retry else self._queue).popleft()
+                    self._wake.set()  # room in the queue for the feeder
+                    if worker is None:
+                        await self._fail(shard.items, self.workers[-1].why())
+                    else:
+                        await self._send(worker, shard)
+                    continue
+            elif self._fed and not any(w.outstanding for w in self.workers if w.alive):
+                return
+            await self._changed()
+
+    async def _send(self, worker: _Worker, shard: Shard) -> None:
+        number = self._shards
+        self._shards += 1
+        worker.left[number] = len(shard.items)
+        for item in shard.items:
+            worker.outstanding[item.id] = item
+            worker.shard_of[item.id] = number
+        stdin = worker.process.stdin
+        assert stdin is not None
+        stdin.write(json.dumps({"shard": shard.to_json()}).encode() + b"\n")
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            await stdin.drain()  # a dead worker's items come back when its reader sees it
+
+
+#: The directory this s3pull is imported from, for the workers' ``sys.path``.
+_HERE = str(Path(__file__).resolve().parents[2])
+
+
+async def _spawn() -> asyncio.subprocess.Process:
+    """Start one worker: a fresh interpreter that imports this very s3pull."""
+    here = _HERE
+    path = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": here + (os.pathsep + path if path else "")}
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "s3pull.executors._worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            limit=LINE_LIMIT,
+        )
+    except OSError as exc:
+        raise S3PullError(f"cannot start a worker process: {exc.strerror or exc}") from None
+
+
+def _remove_leftovers(items: list[ShardItem]) -> None:
+    """Remove the temp files and journals dead workers left for ``items``
+    (none that a live download holds: they are locked)."""
+    now = time.time()
+    for item in items:
+        path = Path(item.path)
+        root = Path(item.root) if item.root is not None else None
+        try:
+            directory = Directory.open(path.parent, root=root, create=False)
+        except (OSError, S3PullError):
+            continue
+        with directory:
+            prefix = temp_prefix(path)
+            for name in stale_names(directory, 0, now=now):
+                if name.startswith(prefix):
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=directory.fd)

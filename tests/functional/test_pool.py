@@ -1,0 +1,237 @@
+"""The local process pool against the fault server: real worker processes
+land what the in-process batch lands, and survive the deaths of workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from s3pull import BatchResult, Client, ConfigError, RetryConfig, S3PullError, TransferConfig
+from s3pull.executors import _pool
+from s3pull.testing import Fault, FaultServer
+
+from ..support import pattern
+from .test_many import cli_env, files_under
+
+MiB = 1024 * 1024
+FAST_RETRY = RetryConfig(max_attempts=2, backoff_base=0.001, backoff_cap=0.001)
+
+
+@pytest.fixture
+def s3() -> Iterator[FaultServer]:
+    with FaultServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def small_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shards of a few items, so that even a small batch is many shards."""
+    monkeypatch.setattr(_pool, "SHARD_ITEMS", 4)
+
+
+def mixed_bucket(s3: FaultServer) -> None:
+    """Small and multi-part objects, a directory marker, failures, clashes and
+    hostile keys."""
+    for i in range(40):
+        s3.put_object("bucket", f"p/small/{i:02d}.bin", pattern(1000 + i, seed=i))
+    s3.put_object("bucket", "p/big.bin", pattern(3 * MiB + 5, seed=99))
+    s3.put_object("bucket", "p/dir/", b"")
+    for key in ("a", "a/b", "Report.txt", "report.txt", "../escape.txt", "x/../../up.txt"):
+        s3.put_object("bucket", f"p/{key}", key.encode())
+    s3.put_object("bucket", "p/missing.bin", b"soon gone")
+    s3.add_fault("bucket", "p/missing.bin", Fault.status(404, code="NoSuchKey"))
+    s3.put_object("bucket", "p/broken.bin", b"never")
+    s3.add_fault("bucket", "p/broken.bin", Fault.status(500))
+
+
+def comparable(outcome: dict[str, Any], root: Path) -> dict[str, Any]:
+    """An outcome's JSON without what differs from run to run (time, the root)."""
+    data = dict(outcome, seconds=None)
+    if data["path"] is not None:
+        data["path"] = os.path.relpath(data["path"], root)
+    if data["error"] is not None:
+        data["error"] = {k: v for k, v in data["error"].items() if k != "message"}
+    return data
+
+
+def run_prefix(s3: FaultServer, out: Path, processes: int | str) -> tuple[BatchResult, list[Any]]:
+    config = TransferConfig(part_size=1 * MiB, retry=FAST_RETRY, processes=processes)
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        outcomes = list(client.iter_download_prefix("s3://bucket/p/", out))
+        batch = BatchResult()
+        for outcome in outcomes:
+            batch.add(outcome)
+    return batch, sorted((comparable(o.to_json(), out) for o in outcomes), key=str)
+
+
+def test_a_sharded_batch_lands_what_the_in_process_one_does(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    mixed_bucket(s3)
+    alone, alone_outcomes = run_prefix(s3, tmp_path / "one", 1)
+    pooled, pooled_outcomes = run_prefix(s3, tmp_path / "pool", 2)
+
+    assert files_under(tmp_path / "pool") == files_under(tmp_path / "one")
+    assert (tmp_path / "pool/dir").is_dir()
+    assert pooled_outcomes == alone_outcomes
+    assert (pooled.downloaded, pooled.directories, pooled.failed) == (43, 1, 6)
+    assert (
+        pooled.errors
+        == alone.errors
+        == {
+            "NotFoundError": 1,
+            "ServerError": 1,
+            "UnsafePathError": 4,
+        }
+    )
+    assert not pooled.ok
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "up.txt").exists()
+
+
+def test_keys_and_pairs_of_download_many_over_processes(s3: FaultServer, tmp_path: Path) -> None:
+    for i in range(10):
+        s3.put_object("bucket", f"x/{i}.bin", pattern(100, seed=i))
+
+    def items() -> Iterator[object]:
+        for i in range(9):
+            yield f"s3://bucket/x/{i}.bin"
+        yield ("s3://bucket/x/9.bin", tmp_path / "renamed.bin")
+        yield "s3://bucket/../up.bin"
+
+    config = TransferConfig(processes=2)
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        batch = client.download_many(items(), tmp_path / "keys")  # type: ignore[arg-type]
+    assert (batch.downloaded, batch.failed) == (10, 1)
+    assert (tmp_path / "renamed.bin").read_bytes() == pattern(100, seed=9)
+    assert (tmp_path / "keys/x/3.bin").read_bytes() == pattern(100, seed=3)
+
+
+def test_events_of_every_worker_reach_the_parents_subscribers(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    from s3pull import Subscriber
+
+    for i in range(12):
+        s3.put_object("bucket", f"e/{i}", pattern(5000, seed=i))
+
+    class Recorder(Subscriber):
+        def __init__(self) -> None:
+            self.done: list[str] = []
+            self.listed: list[tuple[int, int | None]] = []
+
+        def on_done(self, result: Any) -> None:
+            self.done.append(result.source)
+
+        def on_listed(self, objects: int, size: int | None) -> None:
+            self.listed.append((objects, size))
+
+    recorder = Recorder()
+    config = TransferConfig(processes=2)
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[recorder]) as client:
+        batch = client.download_prefix("s3://bucket/e/", tmp_path)
+    assert batch.downloaded == 12
+    assert sorted(recorder.done) == sorted(f"s3://bucket/e/{i}" for i in range(12))
+    assert recorder.listed == [(12, 12 * 5000)]
+
+
+def test_processes_is_validated() -> None:
+    for bad in (0, -1, True, "many", 2.0):
+        with pytest.raises(ConfigError, match="processes"):
+            TransferConfig(processes=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="cannot be shared"):
+        TransferConfig(memory_limit="1MiB", processes=2)
+
+
+# Worker deaths -------------------------------------------------------------------
+
+
+def workers_of(pid: int) -> list[int]:
+    """The worker processes (children) of ``pid``."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def slow_bucket(s3: FaultServer, count: int) -> None:
+    """Objects whose bodies take ~0.5 s each: workers are mid-download for a while."""
+    for i in range(count):
+        key = f"s/{i:02d}.bin"
+        s3.put_object("bucket", key, pattern(64 * 1024, seed=i))
+        s3.add_fault("bucket", key, Fault.drip(chunk=8192, interval=0.06), method="GET")
+
+
+def batch_killing_workers(s3: FaultServer, out: Path, kill: int) -> BatchResult:
+    """Run a slow batch over two workers and SIGKILL ``kill`` of them once
+    they are writing temp files."""
+    results: list[BatchResult] = []
+
+    def run() -> None:
+        config = TransferConfig(processes=2)
+        with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+            results.append(client.download_prefix("s3://bucket/s/", out))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while True:
+        assert time.monotonic() < deadline, "the workers never started downloading"
+        workers = workers_of(os.getpid())
+        if len(workers) >= 2 and out.exists() and list(out.rglob("*.part")):
+            break
+        time.sleep(0.02)
+    for worker in workers[:kill]:
+        os.kill(worker, signal.SIGKILL)
+    thread.join(60)
+    assert not thread.is_alive()
+    [batch] = results
+    return batch
+
+
+def test_a_worker_killed_mid_shard_hands_its_items_to_another(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    slow_bucket(s3, 24)
+    batch = batch_killing_workers(s3, tmp_path / "out", 1)
+    assert batch.ok, batch.failures
+    assert batch.downloaded == 24
+    expected = {f"{i:02d}.bin": pattern(64 * 1024, seed=i) for i in range(24)}
+    assert files_under(tmp_path / "out") == expected  # and no temp file
+
+
+def test_items_of_a_killed_worker_fail_when_no_worker_is_left(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    slow_bucket(s3, 24)
+    out = tmp_path / "out"
+    batch = batch_killing_workers(s3, out, 2)
+    assert batch.failed == 24 - batch.downloaded > 0
+    assert set(batch.errors) == {"S3PullError"}
+    assert all("killed by SIGKILL" in str(f.error) for f in batch.failures)
+    names = [path.name for path in out.rglob("*")] if out.exists() else []
+    assert not [name for name in names if name.startswith(".")], "temp files left"
+    assert all(name.endswith(".bin") for name in names)
+
+
+def test_a_worker_that_cannot_start_is_one_clear_error(
+    s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3.put_object("bucket", "k/1", b"1")
+    monkeypatch.setenv("PYTHONHOME", str(tmp_path / "no-python-here"))
+    config = TransferConfig(processes=2)
+    with (
+        Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client,
+        pytest.raises(S3PullError, match=r"cannot start a worker process: worker process \d+ "),
+    ):
+        client.download_prefix("s3://bucket/k/", tmp_path / "out")
+    assert not (tmp_path / "out" / "1").exists()
