@@ -235,3 +235,71 @@ def test_a_worker_that_cannot_start_is_one_clear_error(
     ):
         client.download_prefix("s3://bucket/k/", tmp_path / "out")
     assert not (tmp_path / "out" / "1").exists()
+
+
+# The command line ------------------------------------------------------------------
+
+
+def run_cli(s3: FaultServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "s3pull", *args],
+        env=cli_env(s3),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_json_lines_of_every_worker_parse_and_count_exactly(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    mixed_bucket(s3)
+    runs = {}
+    for processes in ("1", "2"):
+        out = tmp_path / processes
+        args = ["cp", "-r", "s3://bucket/p/", str(out), "--json", "--processes", processes]
+        done = run_cli(s3, *args)
+        assert done.returncode == 1, done.stderr
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        assert len(lines) == 50
+        runs[processes] = sorted((comparable(line, out) for line in lines), key=str)
+        summary = done.stderr.strip().splitlines()[-1]
+        assert summary.startswith("s3pull: 43 downloaded, 1 directories, 6 failed"), summary
+    assert runs["1"] == runs["2"]
+
+
+def test_cli_processes_needs_a_batch(s3: FaultServer, tmp_path: Path) -> None:
+    done = run_cli(s3, "cp", "s3://bucket/k", str(tmp_path), "--processes", "2")
+    assert done.returncode == 2
+    assert "--processes" in done.stderr and "only with --recursive" in done.stderr
+    done = run_cli(s3, "cp", "-r", "s3://bucket/k/", str(tmp_path), "--processes", "0")
+    assert done.returncode == 2
+    assert "must be a whole number >= 1" in done.stderr
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_parent_stops_every_worker_and_leaves_no_temp_files(
+    s3: FaultServer, tmp_path: Path, signum: int, code: int
+) -> None:
+    for i in range(20):
+        s3.put_object("bucket", f"p/{i:02d}.bin", pattern(1000, seed=i))
+    for i in (7, 13):  # these never finish
+        s3.add_fault("bucket", f"p/{i:02d}.bin", Fault.stall(at_fraction=0.5), method="GET")
+    command = [sys.executable, "-m", "s3pull", "cp", "-r", "s3://bucket/p/", str(tmp_path)]
+    command += ["-q", "--processes", "2"]
+    with subprocess.Popen(command, env=cli_env(s3), stderr=subprocess.PIPE, text=True) as child:
+        deadline = time.monotonic() + 30
+        while len([p for p in tmp_path.iterdir() if p.name.endswith(".bin")]) < 18:
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.02)
+        workers = workers_of(child.pid)
+        assert len(workers) == 2
+        child.send_signal(signum)
+        _, stderr = child.communicate(timeout=60)
+    assert child.returncode == code, stderr
+    assert ("interrupted" if code == 130 else "terminated") in stderr
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"{i:02d}.bin" for i in range(20) if i not in (7, 13)]
+    for worker in workers:
+        assert not Path(f"/proc/{worker}").exists(), "a worker outlived its parent"

@@ -34,6 +34,8 @@ from ._progress import (
 
 def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncClient:
     batch = {"batch_concurrency": args.objects} if getattr(args, "objects", None) else {}
+    if getattr(args, "processes", None) is not None:
+        batch["processes"] = args.processes
     config = TransferConfig(
         **batch,
         part_size=getattr(args, "part_size", None),
@@ -127,6 +129,7 @@ def _check_many_options(args: argparse.Namespace) -> None:
                 ("--fail-fast", args.fail_fast),
                 ("--dry-run", args.dry_run),
                 ("--objects", args.objects),
+                ("--processes", args.processes),
             )
             if used
         ]
@@ -254,8 +257,9 @@ async def _cat(args: argparse.Namespace) -> int:
 
 
 async def _inventory(args: argparse.Namespace) -> int:
-    if args.dry_run and args.download is None:
-        raise ConfigError("--dry-run: only with --download")
+    for name, used in (("--dry-run", args.dry_run), ("--processes", args.processes)):
+        if used and args.download is None:
+            raise ConfigError(f"{name}: only with --download")
     kept = args.kept
     kept.records = 0
     with contextlib.ExitStack() as files:

@@ -56,6 +56,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _processes(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+def _add_processes_option(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--processes",
+        type=_processes,
+        metavar="N|auto",
+        help="worker processes to spread the objects over, each with an equal share of "
+        "--memory-limit (default: auto, one per core for batches of 1000 objects or 1 GiB "
+        "and more, else 1: in this process)",
+    )
+
+
 class _FilterRule(argparse.Action):
     """``--include`` / ``--exclude``: kept in command-line order, as the order decides."""
 
@@ -203,6 +218,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_int,
         help=f"objects downloaded at once (default: {TransferConfig.batch_concurrency})",
     )
+    _add_processes_option(many)
     tuning = cp.add_argument_group("transfer")
     tuning.add_argument(
         "--part-size",
@@ -284,6 +300,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with --download: write nothing; the summary says how many objects and bytes "
         "would be downloaded, and every key that would be refused is reported",
     )
+    _add_processes_option(inventory.add_argument_group("with --download"))
     reading = inventory.add_argument_group("transfer")
     reading.add_argument(
         "--workers", type=_positive_int, default=4, help="data files read at once (default: 4)"
