@@ -303,3 +303,44 @@ def test_a_signal_to_the_parent_stops_every_worker_and_leaves_no_temp_files(
     assert names == [f"{i:02d}.bin" for i in range(20) if i not in (7, 13)]
     for worker in workers:
         assert not Path(f"/proc/{worker}").exists(), "a worker outlived its parent"
+
+
+# Endpoint breakers, shared -----------------------------------------------------------
+
+
+async def test_a_worker_adopts_an_endpoint_another_found_down(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    from s3pull._events import Events
+    from s3pull.executors import PoolSetup, ShardOptions
+    from s3pull.planning._shards import Shard, ShardItem
+
+    for i in range(3):
+        s3.put_object("bucket", f"d/{i}", b"fine")
+    setup = PoolSetup(
+        config=TransferConfig(),
+        endpoint={"endpoint_url": s3.endpoint_url},
+        events=Events([]),
+        options=ShardOptions(),
+    )
+    worker = await _pool._spawn()
+    assert worker.stdin is not None and worker.stdout is not None
+    worker.stdin.write(_pool.init_line(setup, 1))
+    # What the parent passes on when another worker's probe of the bucket failed.
+    down = ["s3://bucket", "down", 10, "503 ServiceUnavailable"]
+    worker.stdin.write(json.dumps({"breaker": down}).encode() + b"\n")
+    items = [
+        ShardItem(i, str(tmp_path / str(i)), bucket="bucket", key=f"d/{i}", size=4)
+        for i in range(3)
+    ]
+    worker.stdin.write(json.dumps({"shard": Shard(tuple(items)).to_json()}).encode() + b"\n")
+    worker.stdin.close()
+    outcomes = []
+    while line := await worker.stdout.readline():
+        outcomes += json.loads(line).get("o", [])
+    assert await worker.wait() == 0
+    assert sorted(number for number, _ in outcomes) == [0, 1, 2]
+    for _, outcome in outcomes:
+        assert outcome["error"]["type"] == "EndpointUnavailableError"
+        assert "503 ServiceUnavailable" in outcome["error"]["message"]
+    assert [r for r in s3.requests if r.method == "GET"] == []  # not one request

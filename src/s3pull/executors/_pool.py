@@ -25,7 +25,10 @@ The algorithm
    ``download_many``, and sends outcomes and events back as JSON lines
    (``_wire``). The parent counts each outcome against its item and hands
    the events to its own subscribers: one progress display, one stream of
-   outcomes in completion order, one ``BatchResult``.
+   outcomes in completion order, one ``BatchResult``. Object breakers stay
+   in the worker that downloads the object; a worker's endpoint breaker
+   changes (paused, down, closed by a probe) go through the parent to the
+   other workers, so a dead endpoint pauses all of them.
 4. **A worker that dies** (SIGKILL, the OOM killer) leaves items without an
    outcome. They go back to the front of the queue as one shard for a live
    worker; if none is left they fail, saying why. Their temp files (a dead
@@ -230,18 +233,7 @@ class Pool:
     # -- workers ---------------------------------------------------------------
 
     async def _start(self, group: asyncio.TaskGroup) -> None:
-        setup = self.setup
-        share = setup.config.memory_limit // self.processes
-        config = replace(setup.config, memory_limit=share, processes=1)
-        init = {
-            "init": {
-                "config": config_to_json(config),
-                "endpoint": setup.endpoint,
-                "options": setup.options.to_json(),
-                "events": bool(setup.events.subscribers),
-            }
-        }
-        line = json.dumps(init).encode() + b"\n"
+        line = init_line(self.setup, self.processes)
         for _ in range(self.processes):
             worker = _Worker(await _spawn())
             self.workers.append(worker)
@@ -261,7 +253,10 @@ class Pool:
                 worker.ready = True
                 self._wake.set()
             for event in message.get("e", ()):
-                replay(event, events)
+                if event[0] == "b":
+                    self._share_breaker(worker, event[1:])
+                else:
+                    replay(event, events)
             for number, data in message.get("o", ()):
                 self._finished(worker, number)
                 await self._outcomes.put(ObjectOutcome.from_json(data))
@@ -283,6 +278,14 @@ class Pool:
             # ("<no Python frame>" after a fatal error).
             if text and ("Error" in text or not worker.last_words):
                 worker.last_words = text[-300:]
+
+    def _share_breaker(self, told_by: _Worker, change: list[Any]) -> None:
+        """Pass one worker's endpoint breaker change on to the others."""
+        line = json.dumps({"breaker": change}).encode() + b"\n"
+        for worker in self.workers:
+            stdin = worker.process.stdin
+            if worker is not told_by and worker.alive and stdin and not stdin.is_closing():
+                stdin.write(line)
 
     def _finished(self, worker: _Worker, number: int) -> None:
         del worker.outstanding[number]
@@ -411,6 +414,21 @@ class Pool:
 
 #: The directory this s3pull is imported from, for the workers' ``sys.path``.
 _HERE = str(Path(__file__).resolve().parents[2])
+
+
+def init_line(setup: PoolSetup, processes: int) -> bytes:
+    """A worker's first line: its configuration, with its share of the budget."""
+    share = setup.config.memory_limit // processes
+    config = replace(setup.config, memory_limit=share, processes=1)
+    init = {
+        "init": {
+            "config": config_to_json(config),
+            "endpoint": setup.endpoint,
+            "options": setup.options.to_json(),
+            "events": bool(setup.events.subscribers),
+        }
+    }
+    return json.dumps(init).encode() + b"\n"
 
 
 async def _spawn() -> asyncio.subprocess.Process:

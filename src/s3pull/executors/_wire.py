@@ -14,7 +14,11 @@ one per object in each message; they only drive a display.
 
 Events are short lists: ``["q", source, size]`` (queued), ``["p", source,
 done, total]`` (progress), ``["r", source, error, attempt, delay]`` (retry),
-``["d", result]`` (done), ``["x", source, error]`` (failed).
+``["d", result]`` (done), ``["x", source, error]`` (failed), and, whether or
+not events are wanted, ``["b", endpoint, change, failures, last_failure]``:
+the worker's endpoint breaker changed (see ``scheduling._breaker``). The
+parent passes that one on to every other worker as a ``{"breaker": [...]}``
+line, which the worker adopts.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 from .._errors import S3PullError
 from .._events import Events, Subscriber
 from .._results import DownloadResult, ObjectOutcome, error_from_json, error_to_json
+from ..scheduling._breaker import BreakerState
 
 #: The longest line either side accepts (a shard of keys of up to 1 KiB each
 #: is ~150 KB; outcomes carry error messages).
@@ -81,6 +86,11 @@ class Outbox(Subscriber):
                 pass
             await self.flush()
 
+    def breaker(self, endpoint: str, change: str, state: BreakerState) -> None:
+        """``Breakers.on_endpoint``: tell the parent, for the other workers."""
+        self._events.append(["b", endpoint, change, state.failures, state.last_failure])
+        self._full.set()  # the others should know now
+
     def on_queued(self, source: str, size: int) -> None:
         self._event(["q", source, size])
 
@@ -119,3 +129,9 @@ def _error(data: dict[str, Any]) -> S3PullError:
     error = error_from_json(data)
     assert isinstance(error, S3PullError)
     return error
+
+
+def adopt(line: list[Any]) -> tuple[str, str, BreakerState]:
+    """A ``breaker`` line's endpoint, change and state, for ``Breakers.adopt``."""
+    endpoint, change, failures, last_failure = line
+    return endpoint, change, BreakerState(change, failures, last_failure, None, None)

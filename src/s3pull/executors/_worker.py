@@ -32,8 +32,9 @@ from dataclasses import replace
 from typing import Any
 
 from ..planning._shards import Shard
+from ..scheduling._breaker import Breakers
 from ._shard import ShardOptions, config_from_json, run_shards
-from ._wire import LINE_LIMIT, Outbox
+from ._wire import LINE_LIMIT, Outbox, adopt
 
 EXIT_TERMINATED = 143
 
@@ -87,27 +88,49 @@ async def _work(init: dict[str, Any], reader: asyncio.StreamReader, outbox: Outb
     config = replace(config_from_json(init["config"]), processes=1)
     endpoint = init["endpoint"]
     client = AsyncClient(config=config, subscribers=[outbox], **endpoint)
+    client.breakers.on_endpoint = outbox.breaker
+    shards: asyncio.Queue[Shard | None] = asyncio.Queue()
     async with client:
         outbox.send({"ready": os.getpid()})
         await outbox.flush()
-        flusher = asyncio.create_task(outbox.run())
+        helpers = [
+            asyncio.create_task(outbox.run()),
+            asyncio.create_task(_read(reader, shards, client.breakers)),
+        ]
         try:
             options = ShardOptions.from_json(init["options"])
-            async with aclosing(run_shards(client, _shards(reader), options)) as outcomes:
+            async with aclosing(run_shards(client, _shards(shards), options)) as outcomes:
                 async for number, outcome in outcomes:
                     outbox.outcome(number, outcome)
         finally:
-            flusher.cancel()
-            with suppress(asyncio.CancelledError):
-                await flusher
+            for helper in helpers:
+                helper.cancel()
+            for helper in helpers:
+                with suppress(asyncio.CancelledError):
+                    await helper
         await outbox.flush()
         outbox.send({"end": True})
         await outbox.flush()
 
 
-async def _shards(reader: asyncio.StreamReader) -> AsyncIterator[Shard]:
+async def _read(
+    reader: asyncio.StreamReader, shards: asyncio.Queue[Shard | None], breakers: Breakers
+) -> None:
+    """Read stdin as it comes (a breaker change must not wait for the batch
+    to want its next item): shards are queued (the parent sends at most a
+    few ahead), breaker changes adopted at once."""
     while line := await reader.readline():
-        yield Shard.from_json(json.loads(line)["shard"])
+        message = json.loads(line)
+        if "breaker" in message:
+            breakers.adopt(*adopt(message["breaker"]))
+        else:
+            shards.put_nowait(Shard.from_json(message["shard"]))
+    shards.put_nowait(None)
+
+
+async def _shards(shards: asyncio.Queue[Shard | None]) -> AsyncIterator[Shard]:
+    while (shard := await shards.get()) is not None:
+        yield shard
 
 
 if __name__ == "__main__":

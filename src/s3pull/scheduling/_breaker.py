@@ -53,6 +53,13 @@ change. A probe that is cancelled, or ends with an exception that is not an
 :class:`S3PullError`, hands its role to the next waiter instead of leaving the
 endpoint half-open forever; a down endpoint stays down until a probe succeeds.
 
+Several processes running one batch (``--processes``) share what they learn
+about endpoints: each process reports its own endpoint changes (opened,
+down, closed by a probe) to ``on_endpoint``, and takes the others' with
+:meth:`Breakers.adopt`, so an endpoint that one worker found failing pauses
+every worker, not only the one that counted the failures. Object breakers
+stay with the process that downloads the object.
+
 Both breakers count only failures that are the object's or the store's
 fault. A full disk, an unsafe local path, bad credentials, a bad option or a
 download skipped by a breaker say nothing about the object or the endpoint.
@@ -211,6 +218,9 @@ class Breakers:
         self._objects: OrderedDict[str, _Entry] = OrderedDict()
         # Only endpoints with a failure or open are here, for the same reason.
         self._endpoints: dict[str, _Endpoint] = {}
+        #: Told ``(endpoint, "open" | "down" | "closed", state)`` whenever a
+        #: download here changes an endpoint's state (not by :meth:`adopt`).
+        self.on_endpoint: Callable[[str, str, BreakerState], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Breakers objects={len(self._objects)} endpoints={len(self._endpoints)}>"
@@ -439,15 +449,44 @@ class Breakers:
             waiting.cancel()
             await asyncio.gather(sleeping, waiting, return_exceptions=True)
 
+    def adopt(self, endpoint: str, change: str, state: BreakerState) -> None:
+        """Take an endpoint change another process's breakers reported.
+
+        ``"open"`` pauses new downloads here too (for a cooldown from now,
+        unless the endpoint is already open); ``"down"`` makes them fail at
+        once, as after a failed probe here; ``"closed"`` (a probe succeeded
+        there) releases every download waiting here.
+        """
+        entry = self._endpoints.get(endpoint)
+        if change == CLOSED:
+            if entry is not None and entry.state != HALF_OPEN:
+                del self._endpoints[endpoint]
+                entry.notify()
+            return
+        if entry is None:
+            entry = self._endpoints[endpoint] = _Endpoint()
+        entry.failures = max(entry.failures, state.failures)
+        entry.last_failure = state.last_failure or entry.last_failure
+        if entry.state == CLOSED or (change == "down" and entry.state == OPEN):
+            entry.open(self._clock(), self.config.endpoint_cooldown)
+        entry.down = entry.down or change == "down"
+        entry.notify()
+
+    def _tell(self, name: str, change: str, entry: _Endpoint) -> None:
+        if self.on_endpoint is not None:
+            self.on_endpoint(name, change, entry.snapshot())
+
     def _record(self, name: str, error: S3PullError | None, probe: _Endpoint | None) -> None:
         entry = self._endpoints.get(name)
         if probe is not None and entry is probe:
             if error is None:
                 del self._endpoints[name]  # closed, count reset
+                self._tell(name, CLOSED, entry)
             elif isinstance(error, TransientError):
                 entry.fail(error)
                 entry.open(self._clock(), self.config.endpoint_cooldown)
                 entry.down = True  # its waiters fail now; see the module docstring
+                self._tell(name, "down", entry)
             else:
                 self._hand_over(entry)
             entry.notify()
@@ -469,3 +508,4 @@ class Breakers:
         if entry.state == CLOSED and entry.failures >= self.config.endpoint_failures:
             entry.open(self._clock(), self.config.endpoint_cooldown)
             entry.notify()
+            self._tell(name, OPEN, entry)
