@@ -279,9 +279,10 @@ class TransferConfig:
         processes: worker processes a batch (``download_many``,
             ``download_prefix``) is spread over, each with its own event
             loop, connection pool and ``memory_limit / processes`` of the
-            budget; 1 runs it in this process; ``"auto"`` runs a small batch
-            here and a large one over one process per core (see
-            ``s3pull.executors``) ("auto").
+            budget; 1 runs it in this process; ``"auto"`` uses one process
+            per core for a batch of many small listed objects (at least 1000,
+            1 MiB or less on average), and this process for any other (see
+            ``s3pull.executors._pool``) ("auto").
         timeouts: see :class:`Timeouts`.
         retry: see :class:`RetryConfig`.
         breakers: see :class:`BreakerConfig`.

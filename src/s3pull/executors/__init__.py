@@ -7,11 +7,11 @@ Celery workers (a fleet). Planning cuts the batch (``planning._shards``);
 :func:`run_shard` / :func:`run_shards` run a shard wherever it lands.
 """
 
-from ._pool import AUTO_MIN_BYTES, AUTO_MIN_OBJECTS, Pool, PoolSetup, cores, spread
+from ._pool import AUTO_MAX_AVERAGE, AUTO_MIN_OBJECTS, Pool, PoolSetup, cores, spread
 from ._shard import ShardOptions, config_from_json, config_to_json, run_shard, run_shards
 
 __all__ = [
-    "AUTO_MIN_BYTES",
+    "AUTO_MAX_AVERAGE",
     "AUTO_MIN_OBJECTS",
     "Pool",
     "PoolSetup",

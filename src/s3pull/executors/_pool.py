@@ -39,11 +39,20 @@ The algorithm
    their temp files and journals) and exit; one that does not within
    ``STOP_SECONDS`` is killed, and its leftovers removed.
 
-Costs, measured on the 2-core bench machine (``bench/``): a worker starts in
-~0.25 s of wall time and ~0.2 s of CPU (a fresh interpreter importing
-s3pull), and its idle RSS is ~35 MB; so ``processes="auto"`` keeps a batch in
-process until it has at least ``AUTO_MIN_OBJECTS`` objects or
-``AUTO_MIN_BYTES`` bytes, where a second core pays for the start-up.
+Costs and the ``"auto"`` rule, measured on the 2-core bench machine
+(``bench/``, ``wan`` profile, while other work shared the cores): a worker
+starts in ~0.17 s of wall time and ~0.14 s of CPU (a fresh interpreter
+importing s3pull) at ~28 MB of RSS; the parent spends ~50 us of CPU per
+object (planning, JSON both ways), the workers what the in-process batch
+spends. 20,000 x 16 KiB: 1,684 obj/s in process, 2,280 with 2 processes;
+2000 x 64 KiB: 1,390 vs 1,363 (the start-up eats the gain); 100 x 16 MiB:
+965 vs 858 MB/s (large bodies are read on worker threads that release the
+GIL, so one process already uses both cores). Hence ``"auto"``: one worker
+per core when the batch's first ``AUTO_MIN_OBJECTS`` objects are all known
+(from a listing or inventory) and average at most ``AUTO_MAX_AVERAGE``
+bytes, the objects whose bodies are read on the event loop; otherwise in
+process. Looking at the first thousand items costs nothing: a listing page
+holds as many.
 """
 
 from __future__ import annotations
@@ -73,9 +82,10 @@ from ..sinks import Directory, stale_names, temp_prefix
 from ._shard import ShardOptions, config_to_json
 from ._wire import LINE_LIMIT, replay
 
-#: ``processes="auto"``: a batch shorter than both of these stays in process.
+#: ``processes="auto"``: how many objects decide, and the average size under
+#: which they go to worker processes (bodies up to 1 MiB are read on the loop).
 AUTO_MIN_OBJECTS = 1000
-AUTO_MIN_BYTES = 1 << 30
+AUTO_MAX_AVERAGE = 1 << 20
 #: Unfinished shards a worker may hold (the one it runs, the next one).
 AHEAD = 2
 #: Full shards waiting for a worker, at most.
@@ -116,9 +126,8 @@ async def spread(
 ) -> AsyncGenerator[ObjectOutcome, None]:
     """Run a batch over ``setup.config.processes`` workers, or ``in_process``.
 
-    ``"auto"`` looks at the batch's start: if it ends below ``AUTO_MIN_OBJECTS``
-    objects and ``AUTO_MIN_BYTES`` bytes, or there is one core, the batch
-    runs in process; otherwise over one worker per core.
+    ``"auto"`` looks at the batch's first ``AUTO_MIN_OBJECTS`` objects; see
+    the module docstring.
     """
     processes = setup.config.processes
     if processes == "auto":
@@ -133,15 +142,18 @@ async def spread(
 
 
 async def _peek(items: AsyncIterable[BatchItem]) -> tuple[list[BatchItem], bool]:
-    """The items up to where the batch is large enough for processes (or its
-    end); and whether it is."""
+    """The batch's first items, and whether they make it worth processes."""
     head: list[BatchItem] = []
     size = 0
     async for item in items:
         head.append(item)
-        size += item.listed.size if item.listed is not None else 0
-        if len(head) >= AUTO_MIN_OBJECTS or size >= AUTO_MIN_BYTES:
-            return head, cores() > 1
+        if item.listed is None:
+            if item.refused is None and not item.noncurrent:
+                return head, False  # sizes unknown: maybe large objects
+        else:
+            size += item.listed.size
+        if len(head) >= AUTO_MIN_OBJECTS:
+            return head, size <= AUTO_MAX_AVERAGE * len(head) and cores() > 1
     return head, False
 
 

@@ -1,0 +1,57 @@
+"""``processes="auto"``: which batches go to worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from s3pull._source import S3Source
+from s3pull.executors import _pool
+from s3pull.scheduling._batch import BatchItem
+from s3pull.transport import ListedObject
+
+
+def item(i: int, size: int | None) -> BatchItem:
+    listed = ListedObject(f"k/{i}", size) if size is not None else None
+    return BatchItem(S3Source("b", f"k/{i}"), Path(f"/d/{i}"), listed=listed)
+
+
+async def stream(items: list[BatchItem]) -> AsyncIterator[BatchItem]:
+    for one in items:
+        yield one
+
+
+def decide(items: list[BatchItem]) -> tuple[int, bool]:
+    head, large = asyncio.run(_pool._peek(stream(items)))
+    return len(head), large
+
+
+@pytest.fixture(autouse=True)
+def two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_pool, "cores", lambda: 2)
+
+
+def test_many_small_listed_objects_go_to_processes() -> None:
+    assert decide([item(i, 64 << 10) for i in range(5000)]) == (1000, True)
+    assert decide([item(i, 1 << 20) for i in range(1000)]) == (1000, True)
+
+
+def test_a_short_batch_stays_in_process_whole() -> None:
+    assert decide([item(i, 1) for i in range(999)]) == (999, False)
+
+
+def test_large_objects_stay_in_process() -> None:
+    assert decide([item(i, (1 << 20) + 1) for i in range(1000)]) == (1000, False)
+
+
+def test_objects_of_unknown_size_stay_in_process() -> None:
+    items = [item(i, 1) for i in range(10)] + [item(10, None)]
+    assert decide(items + [item(i, 1) for i in range(11, 2000)]) == (11, False)
+
+
+def test_one_core_stays_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_pool, "cores", lambda: 1)
+    assert decide([item(i, 1) for i in range(2000)]) == (1000, False)
