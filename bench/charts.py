@@ -27,8 +27,12 @@ def _color(client: dict) -> str:
     return S3PULL_COLOR if client["name"].startswith("s3pull") else PEER_COLOR
 
 
+#: Sweeps of one s3pull option, drawn as lines of their own, not as bars.
+SWEEPS = ("concurrency-wan", "processes-medium-wan", "processes-tiny-wan")
+
+
 def throughput(scenarios: list[dict], out: Path) -> None:
-    shown = [s for s in scenarios if s["name"] != "concurrency-wan" and _ok(s)]
+    shown = [s for s in scenarios if s["name"] not in SWEEPS and _ok(s)]
     if not shown:
         return
     fig, axes = plt.subplots(len(shown), 1, figsize=(8, 2.2 * len(shown) + 0.5), squeeze=False)
@@ -73,15 +77,10 @@ def peak_rss(scenarios: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
-def concurrency(scenarios: list[dict], out: Path) -> None:
-    sweep = next((s for s in scenarios if s["name"] == "concurrency-wan"), None)
-    if sweep is None or not _ok(sweep):
-        return
-    points = sorted((int(c["name"].removeprefix("s3pull-c")), c) for c in _ok(sweep))
-    xs = [n for n, _ in points]
-    fig, ax = plt.subplots(figsize=(7, 5))
+def _sweep_line(ax, points: list[tuple[int, dict]]) -> None:
+    """s3pull's median (bars: min-max) at each value of the swept option."""
     ax.errorbar(
-        xs,
+        [n for n, _ in points],
         [c["median"] for _, c in points],
         yerr=[
             [c["median"] - c["min"] for _, c in points],
@@ -92,6 +91,16 @@ def concurrency(scenarios: list[dict], out: Path) -> None:
         capsize=3,
         label="s3pull",
     )
+
+
+def concurrency(scenarios: list[dict], out: Path) -> None:
+    sweep = next((s for s in scenarios if s["name"] == "concurrency-wan"), None)
+    if sweep is None or not _ok(sweep):
+        return
+    points = sorted((int(c["name"].removeprefix("s3pull-c")), c) for c in _ok(sweep))
+    xs = [n for n, _ in points]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    _sweep_line(ax, points)
     top = max(c["max"] for _, c in points)
     # Context: what N paced connections could carry, and the peers on the same
     # object and profile (the large-wan-shm scenario), when it ran.
@@ -115,13 +124,43 @@ def concurrency(scenarios: list[dict], out: Path) -> None:
     plt.close(fig)
 
 
+def processes(scenarios: list[dict], out: Path) -> None:
+    """Throughput vs ``--processes``, one panel per sweep, s5cmd's median of the
+    same objects (its scenario without the sweep) as the reference line."""
+    sweeps = [
+        (s, next((t for t in scenarios if t["name"] == s["name"].removeprefix("processes-")), None))
+        for s in scenarios
+        if s["name"].startswith("processes-") and _ok(s)
+    ]
+    if not sweeps:
+        return
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(6 * len(sweeps), 4.5), squeeze=False)
+    for ax, (sweep, peers) in zip(axes[0], sweeps, strict=True):
+        points = sorted((int(c["name"].removeprefix("s3pull-p")), c) for c in _ok(sweep))
+        xs = [n for n, _ in points]
+        _sweep_line(ax, points)
+        for c in _ok(peers) if peers else []:
+            if c["name"] == "s5cmd":
+                ax.axhline(c["median"], ls="--", lw=1, color=PEER_COLOR, label=c["label"])
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+        ax.set_xlabel("--processes")
+        ax.set_ylabel(f"median {sweep['unit']}")
+        ax.set_title(sweep["title"], fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "processes.png", dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     results = json.loads(Path(sys.argv[1]).read_text())
     out = Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("throughput.png", "peak_rss.png", "concurrency.png"):
+    for stale in ("throughput.png", "peak_rss.png", "concurrency.png", "processes.png"):
         (out / stale).unlink(missing_ok=True)  # a chart this run cannot draw must not linger
-    for draw in (throughput, peak_rss, concurrency):
+    for draw in (throughput, peak_rss, concurrency, processes):
         draw(results["scenarios"], out)
 
 

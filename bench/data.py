@@ -42,6 +42,9 @@ class Layout:
     #: documents, images, Parquet row groups.
     mid_count: int = 0
     mid_size: int = 0
+    #: Many tiny objects: start-up no longer dominates, per-object cost does.
+    tiny_count: int = 0
+    tiny_size: int = 0
 
     @classmethod
     def scaled(cls, scale: float) -> Layout:
@@ -56,6 +59,8 @@ class Layout:
             small_size=64 * 1024,
             mid_count=max(8, round(300 * scale)),
             mid_size=4 * MiB,
+            tiny_count=max(100, round(20_000 * scale)),
+            tiny_size=16 * 1024,
         )
 
     @property
@@ -64,6 +69,7 @@ class Layout:
             f"L{self.large_size // MiB}M-m{self.medium_count}x{self.medium_size // MiB}M"
             f"-s{self.small_count}x{self.small_size // 1024}K"
             + (f"-d{self.mid_count}x{self.mid_size // MiB}M" if self.mid_count else "")
+            + (f"-t{self.tiny_count}x{self.tiny_size // 1024}K" if self.tiny_count else "")
         )
 
     def objects(self) -> list[tuple[str, int]]:
@@ -72,6 +78,7 @@ class Layout:
         keys += [(f"medium/{i:04d}.bin", self.medium_size) for i in range(self.medium_count)]
         keys += [(f"small/{i:05d}.bin", self.small_size) for i in range(self.small_count)]
         keys += [(f"mid/{i:04d}.bin", self.mid_size) for i in range(self.mid_count)]
+        keys += [(f"tiny/{i:05d}.bin", self.tiny_size) for i in range(self.tiny_count)]
         return sorted(keys, key=lambda item: item[0].encode())
 
 
@@ -166,7 +173,7 @@ def md5_of(path: Path) -> str:
 
 
 def describe(layout: Layout) -> dict[str, str]:
-    """Human-readable sizes for scenario titles: {large}, {medium}, {mid}, {small}."""
+    """Human-readable sizes for scenario titles: {large}, {medium}, {mid}, {small}, {tiny}."""
 
     def size(n: int) -> str:
         if n >= GiB:
@@ -178,4 +185,5 @@ def describe(layout: Layout) -> dict[str, str]:
         "medium": f"{layout.medium_count} x {size(layout.medium_size)}",
         "small": f"{layout.small_count} x {size(layout.small_size)}",
         "mid": f"{layout.mid_count} x {size(layout.mid_size)}",
+        "tiny": f"{layout.tiny_count} x {size(layout.tiny_size)}",
     }

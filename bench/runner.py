@@ -24,13 +24,19 @@ from bench.scenarios import (
     MEDIUM_PREFIX,
     MID_PREFIX,
     SMALL_PREFIX,
+    TINY_PREFIX,
     Job,
     Scenario,
     command,
 )
 from bench.server import Endpoints
 
-_PREFIXES = {"medium": MEDIUM_PREFIX, "mid": MID_PREFIX, "small": SMALL_PREFIX}
+_PREFIXES = {
+    "medium": MEDIUM_PREFIX,
+    "mid": MID_PREFIX,
+    "small": SMALL_PREFIX,
+    "tiny": TINY_PREFIX,
+}
 
 
 @dataclass

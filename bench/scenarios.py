@@ -22,7 +22,10 @@ LARGE_KEY = "large/object.bin"
 MEDIUM_PREFIX = "medium/"
 SMALL_PREFIX = "small/"
 MID_PREFIX = "mid/"
+TINY_PREFIX = "tiny/"
 SWEEP = (1, 2, 4, 8, 16, 32)
+#: ``--processes`` values measured for batches.
+PROCESSES = (1, 2, 3, 4)
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,17 @@ CLIENTS: dict[str, Client] = {
             )
             for n in SWEEP
         ],
+        *[
+            Client(
+                f"s3pull-p{n}",
+                f"s3pull cp --processes {n}",
+                None,
+                extra=("--processes", str(n)),
+                prefix_label=f"s3pull cp --recursive --processes {n}",
+                list_label=f"s3pull cp --from-file KEYS --processes {n}",
+            )
+            for n in PROCESSES
+        ],
     ]
 }
 
@@ -144,7 +158,7 @@ class Scenario:
     name: str
     title: str  # a template: {large}, {medium}, {small} name the data set's sizes
     profile: str  # "raw" or "wan"
-    target: str  # "large", "medium", "mid" or "small"
+    target: str  # "large", "medium", "mid", "small" or "tiny"
     dest: str  # "shm" or "disk"
     clients: tuple[str, ...]
     quick: bool = False  # part of --quick
@@ -153,7 +167,7 @@ class Scenario:
     @property
     def per_object(self) -> bool:
         """Small objects are counted in objects/s, the rest in MB/s."""
-        return self.target == "small"
+        return self.target in ("small", "tiny")
 
 
 _LARGE = ("s3pull", "boto3", "crt", "obstore", "obstore-ranges", "s5cmd")
@@ -178,7 +192,7 @@ SCENARIOS: list[Scenario] = [
         "wan",
         "medium",
         "shm",
-        ("s3pull", "boto3", "crt", "obstore", "s5cmd"),
+        ("s3pull", "s3pull-p1", "s3pull-p2", "boto3", "crt", "obstore", "s5cmd"),
     ),
     Scenario(
         "mid-wan",
@@ -186,7 +200,7 @@ SCENARIOS: list[Scenario] = [
         "wan",
         "mid",
         "shm",
-        ("s3pull", "boto3", "crt", "obstore", "s5cmd"),
+        ("s3pull", "s3pull-p1", "s3pull-p2", "boto3", "crt", "obstore", "s5cmd"),
     ),
     Scenario(
         "small-wan",
@@ -194,7 +208,7 @@ SCENARIOS: list[Scenario] = [
         "wan",
         "small",
         "shm",
-        ("s3pull", "boto3", "crt", "obstore", "aiobotocore", "s5cmd"),
+        ("s3pull", "s3pull-p1", "s3pull-p2", "boto3", "crt", "obstore", "aiobotocore", "s5cmd"),
         quick=True,
     ),
     Scenario(
@@ -203,8 +217,32 @@ SCENARIOS: list[Scenario] = [
         "wan",
         "small",
         "shm",
-        ("s3pull", "s5cmd"),
+        ("s3pull", "s3pull-p1", "s3pull-p2", "s5cmd"),
         from_list=True,
+    ),
+    Scenario(
+        "tiny-wan",
+        "{tiny} under a prefix (listing included), wan, to tmpfs",
+        "wan",
+        "tiny",
+        "shm",
+        ("s3pull", "s3pull-p1", "s3pull-p2", "s5cmd"),
+    ),
+    Scenario(
+        "processes-medium-wan",
+        "{medium} under a prefix, wan, to tmpfs: s3pull throughput vs --processes",
+        "wan",
+        "medium",
+        "shm",
+        tuple(f"s3pull-p{n}" for n in PROCESSES),
+    ),
+    Scenario(
+        "processes-tiny-wan",
+        "{tiny} under a prefix, wan, to tmpfs: s3pull objects/s vs --processes",
+        "wan",
+        "tiny",
+        "shm",
+        tuple(f"s3pull-p{n}" for n in PROCESSES),
     ),
     Scenario(
         "memlimit-raw",
