@@ -445,12 +445,17 @@ def init_line(setup: PoolSetup, processes: int) -> bytes:
 
 async def _spawn() -> asyncio.subprocess.Process:
     """Start one worker: a fresh interpreter that imports this very s3pull."""
-    here = _HERE
-    path = os.environ.get("PYTHONPATH")
-    env = {**os.environ, "PYTHONPATH": here + (os.pathsep + path if path else "")}
+    env = dict(os.environ)
+    if _HERE not in sys.path:
+        # Imported from a path the interpreter would not look in by itself
+        # (a script's sys.path.insert). Only then: PYTHONPATH goes before the
+        # standard library, so adding site-packages there could shadow it.
+        path = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = _HERE + (os.pathsep + path if path else "")
     try:
         return await asyncio.create_subprocess_exec(
             sys.executable,
+            "-P",  # not the current directory first on sys.path: its files are not ours
             "-m",
             "s3pull.executors._worker",
             stdin=asyncio.subprocess.PIPE,
