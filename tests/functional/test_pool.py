@@ -64,10 +64,12 @@ def comparable(outcome: dict[str, Any], root: Path) -> dict[str, Any]:
     return data
 
 
-def run_prefix(s3: FaultServer, out: Path, processes: int | str) -> tuple[BatchResult, list[Any]]:
+def run_prefix(
+    s3: FaultServer, out: Path, processes: int | str, **options: bool
+) -> tuple[BatchResult, list[Any]]:
     config = TransferConfig(part_size=1 * MiB, retry=FAST_RETRY, processes=processes)
     with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
-        outcomes = list(client.iter_download_prefix("s3://bucket/p/", out))
+        outcomes = list(client.iter_download_prefix("s3://bucket/p/", out, **options))
         batch = BatchResult()
         for outcome in outcomes:
             batch.add(outcome)
@@ -96,6 +98,23 @@ def test_a_sharded_batch_lands_what_the_in_process_one_does(
     )
     assert not pooled.ok
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "up.txt").exists()
+
+
+def test_dry_runs_and_skip_existing_plan_alike_over_processes(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    mixed_bucket(s3)
+    for name in ("one", "pool"):  # half of the small objects are there already
+        for i in range(0, 40, 2):
+            path = tmp_path / name / "small" / f"{i:02d}.bin"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(pattern(1000 + i, seed=i))
+    before = files_under(tmp_path)
+    _, alone = run_prefix(s3, tmp_path / "one", 1, dry_run=True, skip_existing=True)
+    batch, pooled = run_prefix(s3, tmp_path / "pool", 2, dry_run=True, skip_existing=True)
+    assert pooled == alone
+    assert (batch.planned, batch.existing, batch.failed) == (26, 20, 4)  # 4 keys refused
+    assert files_under(tmp_path) == before  # nothing written
 
 
 def test_keys_and_pairs_of_download_many_over_processes(s3: FaultServer, tmp_path: Path) -> None:
