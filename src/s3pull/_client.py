@@ -25,16 +25,16 @@ from ._config import MiB, TransferConfig
 from ._errors import ConfigError, S3PullError
 from ._events import Events, LoggingSubscriber, Subscriber
 from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome, counted
-from ._source import S3Source, Source, parse_prefix, parse_source
+from ._source import Source, parse_source
 from ._units import parse_size
-from .planning._filters import KeyFilter
-from .planning._paths import destination_file, key_base, local_destination, safe_name
+from .planning._paths import destination_file, local_destination, safe_name
 from .planning._retry import RetryBudget
 from .planning._windows import fit_window, holdable, stream_part_size
-from .scheduling._batch import Batch, BatchItem, BatchItems, list_objects
+from .scheduling._batch import Batch, BatchItem, BatchItems
 from .scheduling._breaker import Breakers
 from .scheduling._budget import MemoryBudget
 from .scheduling._download import Downloader
+from .scheduling._prefix import prefix_items
 from .scheduling._stream import ObjectStream
 from .sinks import local_error, resolve_destination
 from .transport import S3Endpoint, Transport
@@ -273,20 +273,8 @@ class AsyncClient:
         dry_run: bool = False,
     ) -> AsyncGenerator[ObjectOutcome, None]:
         """Like :meth:`download_prefix`, yielding each :class:`ObjectOutcome` as it finishes."""
-        prefix = parse_prefix(source)
-        wanted = KeyFilter(filters)
-        base = key_base(prefix.key)
-        maker = BatchItems(local_destination(os.fspath(destination)), base=base)
-
-        async def items() -> AsyncIterator[BatchItem]:
-            listing = list_objects(self._transport, self._downloader, prefix.bucket, prefix.key)
-            async for listed in listing:
-                if wanted.wants(listed.key[len(base) :]):
-                    item = maker.keyed(S3Source(prefix.bucket, listed.key), listed)
-                    if item is not None:
-                        yield item
-
-        async for outcome in self._run_batch(items(), skip_existing, fail_fast, dry_run):
+        items = prefix_items(self._transport, self._downloader, source, destination, filters)
+        async for outcome in self._run_batch(items, skip_existing, fail_fast, dry_run):
             yield outcome
 
     async def download_many(
