@@ -44,15 +44,16 @@ if _typing.TYPE_CHECKING:
     from ._events import LoggingSubscriber, Subscriber
     from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
     from ._source import HttpSource, S3Source, parse_source
-    from ._sync import Client, ObjectReader
+    from ._sync import Client
     from ._units import format_size, parse_size
     from .consumers import (
-        Inventory,
         InventoryRecord,
         iter_csv,
         iter_lines,
         iter_parquet_batches,
     )
+    from .scheduling._consume import ObjectReader
+    from .scheduling._inventory import Inventory
     from .scheduling._stream import ObjectStream
 
 __version__ = "0.1.0"
@@ -121,7 +122,7 @@ _MODULES = {
     "HttpSource": "._source",
     "IntegrityError": "._errors",
     "InvalidSourceError": "._errors",
-    "Inventory": ".consumers",
+    "Inventory": ".scheduling._inventory",
     "InventoryRecord": ".consumers",
     "LocalError": "._errors",
     "LoggingSubscriber": "._events",
@@ -130,7 +131,7 @@ _MODULES = {
     "ObjectChangedError": "._errors",
     "ObjectInfo": "._results",
     "ObjectOutcome": "._results",
-    "ObjectReader": "._sync",
+    "ObjectReader": ".scheduling._consume",
     "ObjectStream": ".scheduling._stream",
     "ProtocolError": "._errors",
     "RetryConfig": "._config",
