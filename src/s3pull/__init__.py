@@ -17,6 +17,7 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from ._clean import clean
     from ._client import AsyncClient
     from ._config import BreakerConfig, RetryConfig, Timeouts, TransferConfig
     from ._errors import (
@@ -97,6 +98,7 @@ __all__ = [
     "TransientError",
     "UnsafePathError",
     "__version__",
+    "clean",
     "format_size",
     "iter_csv",
     "iter_lines",
@@ -145,6 +147,7 @@ _MODULES = {
     "TransferError": "._errors",
     "TransientError": "._errors",
     "UnsafePathError": "._errors",
+    "clean": "._clean",
     "format_size": "._units",
     "iter_csv": ".consumers",
     "iter_lines": ".consumers",
