@@ -54,7 +54,7 @@ if _typing.TYPE_CHECKING:
         iter_lines,
         iter_parquet_batches,
     )
-    from .scheduling._stream import ObjectStream
+    from .scheduling import ObjectStream
 
 __version__ = "0.1.0"
 
@@ -133,7 +133,7 @@ _MODULES = {
     "ObjectInfo": "._results",
     "ObjectOutcome": "._results",
     "ObjectReader": "._sync",
-    "ObjectStream": ".scheduling._stream",
+    "ObjectStream": ".scheduling",
     "ProtocolError": "._errors",
     "RetryConfig": "._config",
     "S3PullError": "._errors",
