@@ -17,6 +17,7 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from ._clean import clean
     from ._client import AsyncClient
     from ._config import BreakerConfig, RetryConfig, Timeouts, TransferConfig
     from ._errors import (
@@ -52,11 +53,9 @@ if _typing.TYPE_CHECKING:
         iter_lines,
         iter_parquet_batches,
     )
-    from .scheduling._consume import ObjectReader
-    from .scheduling._inventory import Inventory
-    from .scheduling._stream import ObjectStream
+    from .scheduling import Inventory, ObjectReader, ObjectStream
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "AccessDeniedError",
@@ -98,6 +97,7 @@ __all__ = [
     "TransientError",
     "UnsafePathError",
     "__version__",
+    "clean",
     "format_size",
     "iter_csv",
     "iter_lines",
@@ -122,7 +122,7 @@ _MODULES = {
     "HttpSource": "._source",
     "IntegrityError": "._errors",
     "InvalidSourceError": "._errors",
-    "Inventory": ".scheduling._inventory",
+    "Inventory": ".scheduling",
     "InventoryRecord": ".consumers",
     "LocalError": "._errors",
     "LoggingSubscriber": "._events",
@@ -131,8 +131,8 @@ _MODULES = {
     "ObjectChangedError": "._errors",
     "ObjectInfo": "._results",
     "ObjectOutcome": "._results",
-    "ObjectReader": ".scheduling._consume",
-    "ObjectStream": ".scheduling._stream",
+    "ObjectReader": ".scheduling",
+    "ObjectStream": ".scheduling",
     "ProtocolError": "._errors",
     "RetryConfig": "._config",
     "S3PullError": "._errors",
@@ -146,6 +146,7 @@ _MODULES = {
     "TransferError": "._errors",
     "TransientError": "._errors",
     "UnsafePathError": "._errors",
+    "clean": "._clean",
     "format_size": "._units",
     "iter_csv": ".consumers",
     "iter_lines": ".consumers",

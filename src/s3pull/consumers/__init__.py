@@ -9,6 +9,13 @@ wiring that hands them an object being downloaded, or its temp file, is
 ``scheduling._consume``, used by both clients. :func:`iter_lines`,
 :func:`iter_csv` and :func:`iter_parquet_batches` are the clients' methods
 as functions of a client.
+
+May import: the sinks and the shared modules; never the clients (``_client``,
+``_sync``), scheduling or the CLI.
+
+Imported by: the clients, scheduling's wiring and the root package's public
+names, through this module (import-linter checks both, see
+``[tool.importlinter]`` in pyproject.toml).
 """
 
 from ._api import iter_csv, iter_lines, iter_parquet_batches

@@ -1,1 +1,38 @@
-"""Scheduling: the memory budget and the download driver."""
+"""Scheduling: asyncio tasks under one memory budget.
+
+The budget every in-flight buffer draws from, the download driver (parts in
+parallel into a sink, retries, resume, stall detection), ordered streams,
+the batch queue with its size lanes, per-endpoint circuit breakers and the
+bandwidth throttle. It asks transport for bytes and hands them to sinks (and,
+for the parsers, to consumers); which HTTP stack serves a request is
+transport's business, never decided here.
+
+May import: planning, transport, sinks, consumers and the shared modules;
+never the clients (``_client``, ``_sync``), the CLI or ``s3pull.testing``.
+
+Imported by: the clients and the root package's public names, through this
+module (import-linter checks both, see ``[tool.importlinter]`` in
+pyproject.toml).
+"""
+
+from ._batch import Batch, BatchItem, BatchItems, list_objects
+from ._breaker import Breakers
+from ._budget import MemoryBudget
+from ._consume import ObjectReader, Pipelines
+from ._download import Downloader
+from ._inventory import Inventory
+from ._stream import ObjectStream
+
+__all__ = [
+    "Batch",
+    "BatchItem",
+    "BatchItems",
+    "Breakers",
+    "Downloader",
+    "Inventory",
+    "MemoryBudget",
+    "ObjectReader",
+    "ObjectStream",
+    "Pipelines",
+    "list_objects",
+]
