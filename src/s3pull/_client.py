@@ -279,7 +279,9 @@ class AsyncClient:
         maker = BatchItems(local_destination(os.fspath(destination)), base=base)
 
         async def items() -> AsyncIterator[BatchItem]:
-            listing = list_objects(self._transport, self._downloader, prefix.bucket, prefix.key)
+            listing = list_objects(
+                self._transport, self._downloader.retrier, prefix.bucket, prefix.key
+            )
             async for listed in listing:
                 if wanted.wants(listed.key[len(base) :]):
                     item = maker.keyed(S3Source(prefix.bucket, listed.key), listed)
@@ -446,7 +448,7 @@ class AsyncClient:
         assert planned is not None and planned[0] + extra == held
         try:
             stream = ObjectStream(
-                self._downloader,
+                self._downloader.parts,
                 self.budget,
                 parsed,
                 info,
