@@ -134,14 +134,26 @@ class Transport:
         import for every caller: a module is in ``sys.modules`` before it is
         fully executed, so checking there could hand out half a module.
         """
-        if self._aio_import is None:
-            importing = asyncio.to_thread(importlib.import_module, f"{__package__}._aio")
-            self._aio_import = asyncio.ensure_future(importing)
+        self._start_aio_import()
+        assert self._aio_import is not None
         if not self._aio_import.done():
             # Shielded: a cancelled caller must not cancel the others' import.
             await asyncio.shield(self._aio_import)
         else:
             self._aio_import.result()  # raises what the import raised
+
+    def _start_aio_import(self) -> None:
+        if self._aio_import is None:
+            importing = asyncio.to_thread(importlib.import_module, f"{__package__}._aio")
+            self._aio_import = asyncio.ensure_future(importing)
+
+    def _aio_ready(self) -> bool:
+        """Whether ``_aio`` is imported; if not, start importing it, unawaited."""
+        self._start_aio_import()
+        assert self._aio_import is not None
+        # A failed import is raised by the next ``_import_aio``, not here.
+        done = self._aio_import.done() and not self._aio_import.cancelled()
+        return done and self._aio_import.exception() is None
 
     async def _get_aio(self) -> AioBackend:
         if self._aio is None:
@@ -167,12 +179,14 @@ class Transport:
         one goes to the threads, so that one large download never imports
         aiohttp (~0.14 s of start-up); a key list of small objects then
         takes aiohttp's cheaper path for all but the first few, as a
-        listing does (bench/PROFILE.md: 2000 x 64 KiB from a key list, 1.73
-        against 2.0 s on threads, level with the listing's 1.76 s). A wrong
+        listing does. Such a guess never waits for aiohttp's import: the
+        threads serve meanwhile (waiting held every GET of a key list up for
+        the import's ~0.1 s). See bench/PROFILE.md ("Key lists"). A wrong
         guess costs speed only: either client reads any body correctly.
         """
-        small = expect <= THREADED_BODY_ABOVE if expect is not None else self._unknown_were_small
-        if ordered or (not ranged and small):
+        if ordered or (not ranged and expect is not None and expect <= THREADED_BODY_ABOVE):
+            return await self._get_aio()
+        if not ranged and expect is None and self._unknown_were_small and self._aio_ready():
             return await self._get_aio()
         return self._get_threads()
 
