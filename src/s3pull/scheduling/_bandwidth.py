@@ -8,7 +8,7 @@ thread (it is off the event loop), a body read through aiohttp awaits
 buffers fill and TCP's flow control holds the sender back.
 
 The wait is never part of the time a stream is judged on for stalls
-(``_StallMeter`` counts network-wait time only, and the wait happens after
+(``planning._stall`` counts network-wait time only, and the wait happens after
 the read returns), so a throttled stream is not a stalled one.
 """
 

@@ -233,7 +233,7 @@ class Pipelines:
         assert planned is not None and planned[0] + extra == held
         try:
             stream = ObjectStream(
-                self.downloader,
+                self.downloader.parts,
                 self.budget,
                 parsed,
                 info,

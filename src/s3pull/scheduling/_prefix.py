@@ -40,7 +40,7 @@ def prefix_items(
     maker = BatchItems(local_destination(os.fspath(destination)), base=base)
 
     async def items() -> AsyncIterator[BatchItem]:
-        listing = list_objects(transport, downloader, prefix.bucket, prefix.key)
+        listing = list_objects(transport, downloader.retrier, prefix.bucket, prefix.key)
         async for listed in listing:
             if wanted.wants(listed.key[len(base) :]):
                 item = maker.keyed(S3Source(prefix.bucket, listed.key), listed)

@@ -15,21 +15,24 @@ the CLI (:data:`ADDRESSING_STYLES`), through this module (import-linter
 checks both, see ``[tool.importlinter]`` in pyproject.toml).
 """
 
+from ._backend import Response
 from ._blocking import BlockingResponse
 from ._listing import ListCursor, ListedObject, ListPage
 from ._response import ResponseHead, quoted_etag
 from ._s3 import ADDRESSING_STYLES, S3Endpoint
-from ._transport import CHECKSUM_ALGORITHMS, Transport, object_info
+from ._transport import CHECKSUM_ALGORITHMS, THREADED_BODY_ABOVE, Transport, object_info
 
-# aiohttp's Response lives in ``_aio``, imported when first needed: see there.
+# aiohttp's response lives in ``_aio``, imported when first needed: see there.
 
 __all__ = [
     "ADDRESSING_STYLES",
     "CHECKSUM_ALGORITHMS",
+    "THREADED_BODY_ABOVE",
     "BlockingResponse",
     "ListCursor",
     "ListPage",
     "ListedObject",
+    "Response",
     "ResponseHead",
     "S3Endpoint",
     "Transport",
