@@ -23,23 +23,26 @@ from ._errors import S3PullError
 from ._events import Events, LoggingSubscriber, Subscriber
 from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome, counted
 from ._source import Source, parse_source
-from .planning._paths import destination_file, local_destination
-from .planning._retry import RetryBudget
-from .planning._windows import holdable
-from .scheduling._batch import Batch, BatchItem, BatchItems
-from .scheduling._breaker import Breakers
-from .scheduling._budget import MemoryBudget
-from .scheduling._consume import Pipelines, remove_temp
-from .scheduling._consume import copy_stream as copy_stream  # the CLI's `cat` uses it
-from .scheduling._download import Downloader
-from .scheduling._prefix import prefix_items
-from .scheduling._stream import ObjectStream
+from .planning import RetryBudget, destination_file, holdable, local_destination
+from .scheduling import (
+    Batch,
+    BatchItem,
+    BatchItems,
+    Breakers,
+    Downloader,
+    MemoryBudget,
+    ObjectStream,
+    Pipelines,
+    copy_stream,
+    prefix_items,
+    remove_temp,
+)
 from .sinks import local_error, resolve_destination
 from .transport import S3Endpoint, Transport
 
 if TYPE_CHECKING:
     from .consumers import InventoryRecord
-    from .scheduling._inventory import Inventory
+    from .scheduling import Inventory
 
 PathLike = str | os.PathLike[str]
 #: What ``download_many`` takes: a source (it lands under ``destination`` at
@@ -436,7 +439,7 @@ class AsyncClient:
             >>> async for record in inventory.records():  # doctest: +SKIP
             ...     print(record.key, record.size)
         """
-        from .scheduling._inventory import Inventory
+        from .scheduling import Inventory
 
         return Inventory(self, manifest, **options)
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from ._client import AsyncClient, ManyItem, PathLike
 from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
 from ._source import Source
-from .scheduling._consume import ObjectReader, Pipelines, remove_temp
+from .scheduling import ObjectReader, Pipelines, remove_temp
 
 if TYPE_CHECKING:
     from .consumers import InventoryRecord
@@ -265,7 +265,7 @@ class Client:
         Example:
             >>> total = sum(r.size or 0 for r in client.iter_inventory(url))  # doctest: +SKIP
         """
-        from .scheduling._inventory import Inventory
+        from .scheduling import Inventory
 
         batches = Inventory(self._client(), manifest, **options).batches(prefix)
         for batch in self._iterate(batches):

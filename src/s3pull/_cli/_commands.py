@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from .._clean import clean
-from .._client import AsyncClient, copy_stream
+from .._client import AsyncClient
 from .._config import TransferConfig, load_sse_c_key
 from .._errors import ConfigError, S3PullError
 from .._events import Subscriber
@@ -22,6 +22,7 @@ from .._results import DOWNLOADED, FAILED, BatchResult, ObjectOutcome, counted
 from .._source import S3Source, parse_prefix
 from .._units import format_size
 from ..consumers import InventoryRecord
+from ..scheduling import copy_stream
 from ..sinks import atomic_file
 from ._output import EXIT_FAILED, _info_json, _outcome_json, _planned_line, _print_info
 from ._progress import (

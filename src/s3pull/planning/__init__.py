@@ -13,6 +13,7 @@ Imported by: scheduling and the clients, through this module (import-linter
 checks both, see ``[tool.importlinter]`` in pyproject.toml).
 """
 
+from ._answers import RangeIgnored, check_answer
 from ._bandwidth import TokenBucket
 from ._filters import KeyFilter
 from ._paths import (
@@ -26,6 +27,7 @@ from ._paths import (
 )
 from ._ranges import Part, choose_concurrency, choose_part_size, plan_parts
 from ._retry import GiveUp, RetryBudget, decide
+from ._stall import StallMeter
 from ._windows import fit_window, holdable, stream_part_size
 
 __all__ = [
@@ -34,8 +36,11 @@ __all__ = [
     "LocalTarget",
     "Part",
     "PathClaims",
+    "RangeIgnored",
     "RetryBudget",
+    "StallMeter",
     "TokenBucket",
+    "check_answer",
     "choose_concurrency",
     "choose_part_size",
     "decide",

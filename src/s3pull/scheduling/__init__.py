@@ -18,9 +18,10 @@ pyproject.toml).
 from ._batch import Batch, BatchItem, BatchItems, list_objects
 from ._breaker import Breakers
 from ._budget import MemoryBudget
-from ._consume import ObjectReader, Pipelines
+from ._consume import ObjectReader, Pipelines, copy_stream, remove_temp
 from ._download import Downloader
 from ._inventory import Inventory
+from ._prefix import prefix_items
 from ._stream import ObjectStream
 
 __all__ = [
@@ -34,5 +35,8 @@ __all__ = [
     "ObjectReader",
     "ObjectStream",
     "Pipelines",
+    "copy_stream",
     "list_objects",
+    "prefix_items",
+    "remove_temp",
 ]

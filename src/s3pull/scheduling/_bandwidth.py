@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from ..planning._bandwidth import TokenBucket
+from ..planning import TokenBucket
 
 #: The burst is at least this share of a second's worth of bytes, so that
 #: fast streams are not woken for every read.

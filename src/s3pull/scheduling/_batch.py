@@ -56,7 +56,7 @@ from .._results import (
     ObjectOutcome,
 )
 from .._source import HttpSource, S3Source, Source, parse_source
-from ..planning._paths import LocalTarget, PathClaims, destination_file, key_to_target
+from ..planning import LocalTarget, PathClaims, destination_file, key_to_target
 from ..sinks import Directory
 from ..transport import ListCursor, ListedObject, Transport, quoted_etag
 from ._breaker import Breakers

@@ -105,8 +105,7 @@ from .._errors import ConfigError
 from .._results import ObjectInfo
 from .._source import Source, parse_source
 from .._units import parse_size
-from ..planning._paths import safe_name
-from ..planning._windows import fit_window, stream_part_size
+from ..planning import fit_window, safe_name, stream_part_size
 from ._budget import MemoryBudget
 from ._channel import Channel
 from ._download import Downloader

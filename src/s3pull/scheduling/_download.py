@@ -69,9 +69,7 @@ from .._errors import IntegrityError, ObjectChangedError, S3PullError, TimeoutEr
 from .._events import Events
 from .._results import DownloadResult, ObjectInfo
 from .._source import S3Source, Source
-from ..planning._answers import check_answer
-from ..planning._ranges import Part, choose_part_size, plan_parts
-from ..planning._retry import RetryBudget
+from ..planning import Part, RetryBudget, check_answer, choose_part_size, plan_parts
 from ..sinks import (
     Directory,
     Identity,

@@ -58,9 +58,7 @@ from .._errors import NetworkError, ProtocolError, S3PullError
 from .._events import Events
 from .._results import ObjectInfo
 from .._source import Source
-from ..planning._answers import RangeIgnored, check_answer
-from ..planning._ranges import Part, choose_concurrency
-from ..planning._stall import StallMeter
+from ..planning import Part, RangeIgnored, StallMeter, check_answer, choose_concurrency
 from ..sinks import Journal, TempFile
 from ..transport import Response, Transport
 from ._bandwidth import NAP, Throttle

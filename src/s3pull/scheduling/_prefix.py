@@ -14,8 +14,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 
 from .._source import S3Source, parse_prefix
-from ..planning._filters import KeyFilter
-from ..planning._paths import key_base, local_destination
+from ..planning import KeyFilter, key_base, local_destination
 from ..transport import Transport
 from ._batch import BatchItem, BatchItems, list_objects
 from ._download import Downloader

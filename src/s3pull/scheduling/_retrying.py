@@ -21,7 +21,7 @@ from typing import TypeVar
 from .._config import RetryConfig
 from .._errors import S3PullError
 from .._events import Events
-from ..planning._retry import GiveUp, RetryBudget, decide
+from ..planning import GiveUp, RetryBudget, decide
 
 Sleep = Callable[[float], Awaitable[None]]
 _T = TypeVar("_T")

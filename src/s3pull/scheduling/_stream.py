@@ -44,7 +44,7 @@ from .._checksums import Check, choose_check, digest_text, mismatch_error, new_h
 from .._errors import S3PullError
 from .._results import ObjectInfo
 from .._source import S3Source, Source
-from ..planning._ranges import Part, plan_parts
+from ..planning import Part, plan_parts
 from ._budget import MemoryBudget
 from ._parts import ObjectDownload, PartFetcher
 
