@@ -37,6 +37,7 @@ from .._errors import S3PullError
 from .._results import FAILED, BatchResult, ObjectOutcome
 from .._sync import Client
 from ..executors import config_from_json, run_shard
+from ..executors._pool import _remove_leftovers as remove_leftovers
 from ..planning._shards import Shard, ShardItem
 from ..scheduling._batch import planned_item
 from ._reply import FLUSH_ITEMS, FLUSH_SECONDS, Redis, send
@@ -152,6 +153,12 @@ def run_shard_task(
         _fail_rest(shard, lines, channel, f"not downloaded: {_why(interrupted)}", S3PullError)
         channel.end()
         raise
+    finally:
+        if deliveries > 1:
+            # An earlier delivery's child died mid-shard and could not remove
+            # its temp files; this run resumed from them or is done with them.
+            # (A copy still running holds its files locked: they are kept.)
+            remove_leftovers(list(Shard.from_json(shard).items))
     channel.end()
     return _result(lines)
 
