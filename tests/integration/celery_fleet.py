@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,7 @@ def workers(
     consuming ``queues``; stopped when the block ends."""
     from s3pull.celery import make_app
 
+    directory.mkdir(parents=True, exist_ok=True)
     started: list[Worker] = []
     environment = {**os.environ, "S3PULL_CELERY_BROKER": broker, **(env or {})}
     try:
@@ -125,18 +126,18 @@ def workers(
                     argv, stdout=output, stderr=subprocess.STDOUT, env=environment
                 )
             started.append(Worker(name, process, log, queues))
-        app = make_app(broker)
-        deadline = time.monotonic() + START_SECONDS
-        waiting = {worker.name for worker in started}
-        while waiting:
-            for worker in started:
-                if worker.process.poll() is not None:
-                    raise RuntimeError(f"worker {worker.name} exited:\n{worker.text()}")
-            answers = app.control.ping(destination=list(waiting), timeout=0.5) or []
-            for answer in answers:
-                waiting -= set(answer)
-            if waiting and time.monotonic() > deadline:
-                raise RuntimeError("workers did not start:\n" + started[0].text())
+        with closing(make_app(broker)) as app:
+            deadline = time.monotonic() + START_SECONDS
+            waiting = {worker.name for worker in started}
+            while waiting:
+                for worker in started:
+                    if worker.process.poll() is not None:
+                        raise RuntimeError(f"worker {worker.name} exited:\n{worker.text()}")
+                answers = app.control.ping(destination=list(waiting), timeout=0.5) or []
+                for answer in answers:
+                    waiting -= set(answer)
+                if waiting and time.monotonic() > deadline:
+                    raise RuntimeError("workers did not start:\n" + started[0].text())
         yield started
     finally:
         for worker in started:

@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +46,17 @@ def fleet(redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield started
 
 
-def executor(redis: RedisServer, **options: Any) -> CeleryExecutor:
-    return CeleryExecutor(make_app(redis.url), **options)
-
-
 async def fan_out(
     s3: FaultServer, redis: RedisServer, source: str, destination: Path, **options: Any
 ) -> Any:
+    """``download_prefix`` over the fleet on ``redis``, as a submitter runs it."""
     config = TransferConfig(retry=FAST_RETRY)
-    run = executor(redis, **options)
-    async with AsyncClient(
-        endpoint_url=s3.endpoint_url, config=config, executor=run, subscribers=[]
-    ) as client:
-        return await client.download_prefix(source, destination)
+    with closing(make_app(redis.url)) as app:
+        run = CeleryExecutor(app, **options)
+        async with AsyncClient(
+            endpoint_url=s3.endpoint_url, config=config, executor=run, subscribers=[]
+        ) as client:
+            return await client.download_prefix(source, destination)
 
 
 def files_under(root: Path) -> dict[str, bytes]:

@@ -28,7 +28,6 @@ from __future__ import annotations
 from typing import Any
 
 from ._app import BROKER_ENV, make_app, register
-from ._child import DeadLetterError
 from ._executor import CeleryExecutor
 from ._settings import (
     LARGE_QUEUE,
@@ -46,7 +45,6 @@ __all__ = [
     "LARGE_THRESHOLD",
     "QUEUE",
     "CeleryExecutor",
-    "DeadLetterError",
     "app",
     "child_budget",
     "make_app",

@@ -33,7 +33,7 @@ from dataclasses import replace
 from typing import Any
 
 from .._config import TransferConfig
-from .._errors import S3PullError
+from .._errors import DeadLetterError, S3PullError
 from .._results import FAILED, BatchResult, ObjectOutcome
 from .._sync import Client
 from ..executors import config_from_json, run_shard
@@ -48,12 +48,10 @@ from ._settings import child_budget
 ENDPOINT_FIELDS = ("endpoint_url", "region", "addressing_style", "sign")
 #: Clients a child keeps, at most (one per endpoint and configuration).
 MAX_CLIENTS = 8
+#: The Redis list of dead-lettered shards (JSON: task id, deliveries, shard).
+DEAD_LETTERS = "s3pull:dead"
 #: How long a delivery counter lives.
 DELIVERIES_EXPIRE = 7 * 24 * 3600
-
-
-class DeadLetterError(S3PullError):
-    """A task was delivered too many times: each time, its worker died."""
 
 
 class Child:
@@ -125,19 +123,12 @@ def run_shard_task(
 ) -> dict[str, Any]:
     """Run one shard; return ``{"outcomes": [...], "summary": {...}}`` (JSON).
 
-    The outcomes also go to ``reply`` as they finish. Failures are outcomes;
-    an interruption (soft time limit) fails the items left and is raised again.
+    The outcomes also go to ``reply`` as they finish. Failures are outcomes,
+    and so is a soft time limit (the items left fail); any other interruption
+    fails the items left and is raised again.
     """
     lines: list[dict[str, Any]] = []
     channel = _Reply(redis, reply, task_id)
-    if deliveries > max_deliveries:
-        why = (
-            f"dead-lettered: delivered {deliveries - 1} times, and each time the worker "
-            "running it died (killed for memory? a crash?)"
-        )
-        _fail_rest(shard, lines, channel, why, DeadLetterError)
-        channel.end()
-        return _result(lines)
 
     async def collect() -> None:
         async for line in run_shard(client._client(), shard, options):
@@ -147,20 +138,45 @@ def run_shard_task(
                 channel.flush()  # a short Redis round trip, a few times a second at most
 
     try:
-        # The sync facade's loop thread: run_shard is the async core itself.
-        client._run(collect())
-    except BaseException as interrupted:
-        _fail_rest(shard, lines, channel, f"not downloaded: {_why(interrupted)}", S3PullError)
-        channel.end()
-        raise
+        if deliveries > max_deliveries:
+            _dead_letter(shard, lines, channel, redis, task_id, deliveries)
+        else:
+            try:
+                # The sync facade's loop thread: run_shard is the async core itself.
+                client._run(collect())
+            except BaseException as interrupted:
+                # Cancelled on the loop thread, its temp files removed, by now.
+                why = f"not downloaded: {_why(interrupted)}"
+                _fail_rest(shard, lines, channel, why, S3PullError)
+                if type(interrupted).__name__ != "SoftTimeLimitExceeded":
+                    raise
+                # A time limit is the shard's outcome (its objects failed), not the task's error.
     finally:
         if deliveries > 1:
             # An earlier delivery's child died mid-shard and could not remove
             # its temp files; this run resumed from them or is done with them.
             # (A copy still running holds its files locked: they are kept.)
             remove_leftovers(list(Shard.from_json(shard).items))
-    channel.end()
+        channel.end()
     return _result(lines)
+
+
+def _dead_letter(
+    shard: dict[str, Any],
+    lines: list[dict[str, Any]],
+    channel: _Reply,
+    redis: Redis | None,
+    task_id: str,
+    deliveries: int,
+) -> None:
+    """Fail the shard's items instead of running them once more, and say so."""
+    why = (
+        f"dead-lettered: delivered {deliveries - 1} times, and each time the worker "
+        "running it died (killed for memory? a crash?)"
+    )
+    _fail_rest(shard, lines, channel, why, DeadLetterError)
+    if redis is not None:  # for whoever looks after the fleet: what, and how often
+        send(redis, DEAD_LETTERS, {"task": task_id, "deliveries": deliveries - 1, "shard": shard})
 
 
 def _why(error: BaseException) -> str:

@@ -28,8 +28,10 @@ QUEUE = "s3pull"
 LARGE_QUEUE = "s3pull.large"
 #: Objects at or above this size are routed to ``LARGE_QUEUE`` (256 MiB).
 LARGE_THRESHOLD = 256 << 20
-#: How many times a task may be delivered before it is dead-lettered.
+#: How many times a task may be delivered before it is dead-lettered
+#: (``S3PULL_MAX_DELIVERIES`` on the worker, else 3).
 MAX_DELIVERIES = 3
+DELIVERIES_ENV = "S3PULL_MAX_DELIVERIES"
 #: The worker's memory limit (its container's, or what it may use), shared by its children.
 MEMORY_ENV = "S3PULL_MEMORY_LIMIT"
 #: What a child keeps for itself besides its download budget: the
@@ -98,14 +100,15 @@ def child_budget(concurrency: int, limit: str | None = None) -> int:
 
 def worker_settings(
     *,
-    max_deliveries: int = MAX_DELIVERIES,
+    max_deliveries: int | None = None,
     large_threshold: int | str = LARGE_THRESHOLD,
 ) -> dict[str, Any]:
     """The configuration s3pull's workers run with; ``app.conf.update(worker_settings())``.
 
     Args:
         max_deliveries: deliveries of one task before it is dead-lettered
-            (its objects fail, saying so) instead of killing workers forever.
+            (its objects fail, saying so) instead of killing workers forever
+            (default ``S3PULL_MAX_DELIVERIES``, else 3).
         large_threshold: the size from which work goes to ``s3pull.large``.
 
     Example:
@@ -124,6 +127,7 @@ def worker_settings(
         "result_expires": 24 * 3600,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
-        "s3pull_max_deliveries": max_deliveries,
+        "s3pull_max_deliveries": max_deliveries
+        or int(os.environ.get(DELIVERIES_ENV) or MAX_DELIVERIES),
         "s3pull_large_threshold": parse_size(large_threshold),
     }
