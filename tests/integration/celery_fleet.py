@@ -112,7 +112,9 @@ def workers(
 
     directory.mkdir(parents=True, exist_ok=True)
     started: list[Worker] = []
-    environment = {**os.environ, "S3PULL_CELERY_BROKER": broker, **(env or {})}
+    # A task's lock outlives a killed child by this long: short, for tests that kill.
+    settings = {"S3PULL_CELERY_BROKER": broker, "S3PULL_LOCK_SECONDS": "2"}
+    environment = {**os.environ, **settings, **(env or {})}
     try:
         for number in range(count):
             name = f"w{number}-{os.getpid()}-{time.monotonic_ns()}@localhost"

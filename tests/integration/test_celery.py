@@ -4,6 +4,7 @@ processes (prefork, 2 children each), downloading from the fault server."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
@@ -121,3 +122,52 @@ def test_a_child_killed_mid_shard_has_its_shard_delivered_again(
     assert (batch.downloaded, batch.failed) == (13, 0), batch.summary()
     assert (tmp_path / "slow").read_bytes() == body
     assert leftovers(tmp_path) == sorted([*(f"{i:02d}" for i in range(12)), "slow"])
+
+
+def test_a_task_delivered_twice_downloads_once(
+    s3: FaultServer, redis: RedisServer, fleet: list[Worker], tmp_path: Path
+) -> None:
+    body = pattern(1 << 20, seed=7)
+    s3.put_object("twice", "k", body)
+    # A slow first byte, so that both copies run at the same time.
+    s3.add_fault("twice", "k", Fault.delay(1.0), method="GET")
+    item = {"id": 0, "path": str(tmp_path / "k"), "bucket": "twice", "key": "k"}
+    item.update(size=len(body), etag=s3.get_object("twice", "k").etag, root=str(tmp_path))
+    reply = "s3pull:reply:twice-test"
+    kwargs = {"shard": {"items": [item]}, "reply": reply, "endpoint": endpoint(s3)}
+    with closing(make_app(redis.url)) as app:
+        for _ in range(2):
+            app.send_task("s3pull.download_shard", kwargs=kwargs, task_id="dup", queue="s3pull")
+        ends = 0
+        statuses = []
+        client = redis.client()
+        while ends < 2:
+            popped = client.blpop([reply], timeout=60)
+            assert popped is not None, "a copy never ended"
+            message = json.loads(popped[1])
+            ends += bool(message.get("end"))
+            statuses += [outcome["status"] for _, outcome in message.get("o", ())]
+    assert statuses == ["downloaded", "downloaded"]  # the second copy repeats the first's
+    gets = [r for r in s3.requests if r.bucket == "twice" and r.method == "GET"]
+    assert len(gets) == 1
+    assert (tmp_path / "k").read_bytes() == body
+    assert leftovers(tmp_path) == ["k"]
+
+
+def test_a_destination_holding_the_listed_version_is_not_downloaded_again(
+    s3: FaultServer, redis: RedisServer, fleet: list[Worker], tmp_path: Path
+) -> None:
+    for i in range(5):
+        s3.put_object("again", f"p/{i}", pattern(1000, seed=i))
+    first = asyncio.run(fan_out(s3, redis, "s3://again/p/", tmp_path))
+    assert first.downloaded == 5
+    s3.put_object("again", "p/3", pattern(1000, seed=33))  # a new version, same size
+    s3.reset_log()
+    again = asyncio.run(fan_out(s3, redis, "s3://again/p/", tmp_path))
+    assert (again.existing, again.downloaded) == (4, 1), again.summary()
+    assert [r.key for r in s3.requests if r.method == "GET" and r.key] == ["p/3"]
+    assert (tmp_path / "3").read_bytes() == pattern(1000, seed=33)
+
+
+def endpoint(s3: FaultServer) -> dict[str, Any]:
+    return {"endpoint_url": s3.endpoint_url, "addressing_style": "auto", "sign": True}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -40,6 +41,7 @@ from ..executors import config_from_json, run_shard
 from ..executors._pool import _remove_leftovers as remove_leftovers
 from ..planning._shards import Shard, ShardItem
 from ..scheduling._batch import planned_item
+from ._once import already_there, existing_line, remember, tag, task_lock
 from ._reply import FLUSH_ITEMS, FLUSH_SECONDS, Redis, send
 from ._settings import child_budget
 
@@ -130,35 +132,67 @@ def run_shard_task(
     lines: list[dict[str, Any]] = []
     channel = _Reply(redis, reply, task_id)
 
-    async def collect() -> None:
-        async for line in run_shard(client._client(), shard, options):
+    async def collect(todo: dict[str, Any]) -> None:
+        async for line in run_shard(client._client(), todo, options):
+            tag(line)
             lines.append(line)
             channel.add(line)
             if channel.due():
                 channel.flush()  # a short Redis round trip, a few times a second at most
 
-    try:
-        if deliveries > max_deliveries:
-            _dead_letter(shard, lines, channel, redis, task_id, deliveries)
+    with task_lock(redis, task_id) as finished:
+        if finished is not None:
+            # Another copy of this task ran it to the end while we waited.
+            for line in finished["outcomes"]:
+                channel.add(line)
+            channel.end()
+            return finished
+        try:
+            if deliveries > max_deliveries:
+                _dead_letter(shard, lines, channel, redis, task_id, deliveries)
+            else:
+                _run(shard, lines, channel, collect, client)
+        finally:
+            if deliveries > 1:
+                # An earlier delivery's child died mid-shard and could not remove
+                # its temp files; this run resumed from them or is done with them.
+                # (A copy still running holds its files locked: they are kept.)
+                remove_leftovers(list(Shard.from_json(shard).items))
+            channel.end()
+        result = _result(lines)
+        remember(redis, task_id, result)
+    return result
+
+
+def _run(
+    shard: dict[str, Any],
+    lines: list[dict[str, Any]],
+    channel: _Reply,
+    collect: Callable[[dict[str, Any]], Coroutine[Any, Any, None]],
+    client: Client,
+) -> None:
+    """Run the items of ``shard`` that the destination does not hold already."""
+    items = Shard.from_json(shard).items
+    todo = []
+    for item in items:
+        if already_there(item):
+            line = existing_line(item)
+            lines.append(line)
+            channel.add(line)
         else:
-            try:
-                # The sync facade's loop thread: run_shard is the async core itself.
-                client._run(collect())
-            except BaseException as interrupted:
-                # Cancelled on the loop thread, its temp files removed, by now.
-                why = f"not downloaded: {_why(interrupted)}"
-                _fail_rest(shard, lines, channel, why, S3PullError)
-                if type(interrupted).__name__ != "SoftTimeLimitExceeded":
-                    raise
-                # A time limit is the shard's outcome (its objects failed), not the task's error.
-    finally:
-        if deliveries > 1:
-            # An earlier delivery's child died mid-shard and could not remove
-            # its temp files; this run resumed from them or is done with them.
-            # (A copy still running holds its files locked: they are kept.)
-            remove_leftovers(list(Shard.from_json(shard).items))
-        channel.end()
-    return _result(lines)
+            todo.append(item)
+    if not todo:
+        return
+    try:
+        # The sync facade's loop thread: run_shard is the async core itself.
+        client._run(collect(Shard(tuple(todo)).to_json()))
+    except BaseException as interrupted:
+        # Cancelled on the loop thread, its temp files removed, by now.
+        why = f"not downloaded: {_why(interrupted)}"
+        _fail_rest(shard, lines, channel, why, S3PullError)
+        if type(interrupted).__name__ != "SoftTimeLimitExceeded":
+            raise
+        # A time limit is the shard's outcome (its objects failed), not the task's error.
 
 
 def _dead_letter(
