@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from s3pull import BreakerConfig, TransferConfig
+from s3pull.celery import fleet_breakers
 from s3pull.testing import Fault, FaultServer
 
 from ..support import leftovers, pattern
 from .celery_fleet import RedisServer, redis_server, workers
-from .test_celery import fan_out
+from .test_celery import FAST_RETRY, fan_out
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -118,3 +120,35 @@ def test_an_object_that_kills_its_worker_is_dead_lettered(
     assert dead["deliveries"] == 2
     assert [item["key"] for item in dead["shard"]["items"]] == ["p/poison"]
     assert leftovers(out) == ["ok"]
+
+
+def test_a_breaker_opened_by_one_worker_holds_another_until_reset(
+    s3: FaultServer, redis: RedisServer, tmp_path: Path
+) -> None:
+    s3.put_object("tripped", "p/good", b"good")
+    s3.put_object("tripped", "p/bad", b"bad")
+    s3.add_fault("tripped", "p/bad", Fault.status(500), method="GET")
+    breakers = BreakerConfig(failures=1, cooldown=600)
+    config = TransferConfig(retry=FAST_RETRY, breakers=breakers)
+    store = fleet_breakers(redis.url, breakers)
+    store.reset()
+
+    def bad_gets() -> int:
+        return sum(1 for r in s3.requests if r.key == "p/bad" and r.method == "GET")
+
+    with workers(redis.url, tmp_path / "a", concurrency=1):
+        first = asyncio.run(fan_out(s3, redis, "s3://tripped/p/", tmp_path / "1", config))
+    assert first.errors == {"ServerError": 1}
+    assert store.tracked() == ["s3://tripped/p/bad"]
+    assert store.state("s3://tripped/p/bad")[0] == "open"
+    tried = bad_gets()
+    with workers(redis.url, tmp_path / "b", concurrency=1):
+        second = asyncio.run(fan_out(s3, redis, "s3://tripped/p/", tmp_path / "2", config))
+        assert second.errors == {"CircuitOpenError": 1}, second.summary()
+        assert bad_gets() == tried  # worker B never asked for it
+        store.reset("s3://tripped/p/bad")
+        assert store.tracked() == []
+        third = asyncio.run(fan_out(s3, redis, "s3://tripped/p/", tmp_path / "3", config))
+    assert third.errors == {"ServerError": 1}
+    assert bad_gets() > tried
+    store.redis.close()

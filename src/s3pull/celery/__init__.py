@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._config import BreakerConfig
+from ..scheduling._breaker_store import RedisBreakerStore
 from ._app import BROKER_ENV, make_app, register
 from ._executor import CeleryExecutor
 from ._settings import (
@@ -45,8 +47,10 @@ __all__ = [
     "LARGE_THRESHOLD",
     "QUEUE",
     "CeleryExecutor",
+    "RedisBreakerStore",
     "app",
     "child_budget",
+    "fleet_breakers",
     "make_app",
     "queue_for",
     "register",
@@ -55,6 +59,21 @@ __all__ = [
 ]
 
 _app: Any = None
+
+
+def fleet_breakers(url: str, config: BreakerConfig | None = None) -> RedisBreakerStore:
+    """The object breakers a fleet on the Redis at ``url`` shares: list them
+    (``tracked()``, ``state(key)``) or reset them (``reset(key)``, ``reset()``).
+
+    Example:
+        >>> store = fleet_breakers("redis://127.0.0.1:6379/0")  # doctest: +SKIP
+        >>> [store.state(key) for key in store.tracked()]  # doctest: +SKIP
+        [('open', 3, 'ServerError: 500 ...', 241.5)]
+        >>> store.reset()  # doctest: +SKIP
+    """
+    import redis
+
+    return RedisBreakerStore(redis.Redis.from_url(url), config or BreakerConfig())
 
 
 def __getattr__(name: str) -> Any:

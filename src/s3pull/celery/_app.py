@@ -42,9 +42,9 @@ def _state(app: Any) -> tuple[Child, Any]:
         import redis
 
         concurrency = app.conf.worker_concurrency or os.cpu_count() or 1
-        _child = Child(concurrency)
         url = app.conf.broker_url or ""
         _redis = redis.Redis.from_url(url) if url.startswith(("redis://", "rediss://")) else None
+        _child = Child(concurrency, _redis)
     return _child, _redis
 
 

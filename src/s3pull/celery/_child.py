@@ -41,6 +41,7 @@ from ..executors import config_from_json, run_shard
 from ..executors._pool import _remove_leftovers as remove_leftovers
 from ..planning._shards import Shard, ShardItem
 from ..scheduling._batch import planned_item
+from ..scheduling._breaker_store import RedisBreakerStore
 from ._once import already_there, existing_line, remember, tag, task_lock
 from ._reply import FLUSH_ITEMS, FLUSH_SECONDS, Redis, send
 from ._settings import child_budget
@@ -59,8 +60,9 @@ DELIVERIES_EXPIRE = 7 * 24 * 3600
 class Child:
     """The state of one worker child: its clients and its budget."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, redis: Redis | None = None) -> None:
         self.budget = child_budget(concurrency)
+        self.redis = redis
         self._clients: dict[str, Client] = {}
 
     def client(self, config: dict[str, Any] | None, endpoint: dict[str, Any] | None) -> Client:
@@ -74,6 +76,10 @@ class Child:
             base = config_from_json(config) if config is not None else TransferConfig()
             built = replace(base, memory_limit=self.budget, processes=1)
             client = Client(config=built, subscribers=[], **where)
+            if self.redis is not None:
+                # Object breakers shared by the fleet: one worker's failures hold the others.
+                store = RedisBreakerStore(self.redis, built.breakers)
+                client._client().breakers.store = store
             self._clients[key] = client
         return client
 
