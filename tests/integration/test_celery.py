@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -48,10 +50,15 @@ def fleet(redis: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 async def fan_out(
-    s3: FaultServer, redis: RedisServer, source: str, destination: Path, **options: Any
+    s3: FaultServer,
+    redis: RedisServer,
+    source: str,
+    destination: Path,
+    config: TransferConfig | None = None,
+    **options: Any,
 ) -> Any:
     """``download_prefix`` over the fleet on ``redis``, as a submitter runs it."""
-    config = TransferConfig(retry=FAST_RETRY)
+    config = config or TransferConfig(retry=FAST_RETRY)
     with closing(make_app(redis.url)) as app:
         run = CeleryExecutor(app, **options)
         async with AsyncClient(
@@ -171,3 +178,64 @@ def test_a_destination_holding_the_listed_version_is_not_downloaded_again(
 
 def endpoint(s3: FaultServer) -> dict[str, Any]:
     return {"endpoint_url": s3.endpoint_url, "addressing_style": "auto", "sign": True}
+
+
+def test_the_cli_runs_a_batch_on_the_fleet_as_it_runs_one_here(
+    s3: FaultServer, redis: RedisServer, fleet: list[Worker], tmp_path: Path
+) -> None:
+    for i in range(20):
+        s3.put_object("cli", f"p/{i:02d}", pattern(300 + i, seed=i))
+    s3.add_fault("cli", "p/13", Fault.status(404, code="NoSuchKey"))
+    code, out, err = run_cli(
+        s3, "cp", "-r", "s3://cli/p/", str(tmp_path / "fleet"), "--celery", redis.url, "--json"
+    )
+    local_code, local_out, _ = run_cli(
+        s3, "cp", "-r", "s3://cli/p/", str(tmp_path / "here"), "--json"
+    )
+    assert (code, local_code) == (1, 1), err
+    fleet_lines = statuses(out)
+    assert fleet_lines == statuses(local_out) and len(fleet_lines) == 20
+    assert "19 downloaded, 1 failed (NotFoundError: 1)" in err
+    assert files_under(tmp_path / "fleet") == files_under(tmp_path / "here")
+
+    keys = tmp_path / "keys.txt"
+    keys.write_text("".join(f"s3://cli/p/{i:02d}\n" for i in (1, 2, 3)))
+    code, _, err = run_cli(
+        s3, "cp", "--from-file", str(keys), str(tmp_path / "list"), "--celery", redis.url
+    )
+    assert code == 0, err
+    assert sorted(files_under(tmp_path / "list")) == ["p/01", "p/02", "p/03"]  # as here
+
+
+def test_the_breakers_command_lists_and_resets_the_fleet_breakers(
+    s3: FaultServer, redis: RedisServer, tmp_path: Path
+) -> None:
+    from s3pull.celery import fleet_breakers
+
+    store = fleet_breakers(redis.url)
+    store.reset()
+    store.failed("s3://b/broken", "ServerError: 500 InternalError")
+    code, out, _ = run_cli(s3, "breakers", "--redis", redis.url, "--json")
+    assert code == 0
+    [line] = map(json.loads, out.splitlines())
+    assert (line["key"], line["state"], line["failures"]) == ("s3://b/broken", "closed", 1)
+    code, _, err = run_cli(s3, "breakers", "--redis", redis.url, "--all")
+    assert code == 0, err
+    assert store.tracked() == []
+    store.redis.close()
+
+
+def statuses(jsonl: str) -> list[tuple[str, str]]:
+    return sorted((line["source"], line["status"]) for line in map(json.loads, jsonl.splitlines()))
+
+
+def run_cli(s3: FaultServer, *args: str) -> tuple[int, str, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "s3pull", *args],
+        env=dict(os.environ, AWS_ENDPOINT_URL=s3.endpoint_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr

@@ -22,6 +22,7 @@ from .._source import S3Source, parse_prefix
 from .._units import format_size
 from ..consumers import InventoryRecord
 from ..sinks import atomic_file, stale_files
+from . import _fleet
 from ._output import EXIT_FAILED, _info_json, _outcome_json, _planned_line, _print_info
 from ._progress import (
     PLAIN_PROGRESS_SECONDS,
@@ -56,6 +57,7 @@ def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncCli
         addressing_style=args.addressing_style,
         sign=not args.no_sign_request,
         subscribers=subscribers,
+        executor=_fleet.executor(args),
     )
 
 
@@ -130,6 +132,7 @@ def _check_many_options(args: argparse.Namespace) -> None:
                 ("--dry-run", args.dry_run),
                 ("--objects", args.objects),
                 ("--processes", args.processes),
+                ("--celery", args.celery),
             )
             if used
         ]
@@ -374,4 +377,6 @@ _COMMANDS = {
     "inventory": _inventory,
     "stat": _stat,
     "clean": _clean,
+    "worker": _fleet.worker,
+    "breakers": _fleet.breakers,
 }

@@ -29,6 +29,7 @@ memory stays bounded whatever the batch's size.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import replace
@@ -39,6 +40,7 @@ from .._results import DOWNLOADED, FAILED, ObjectOutcome
 from ..executors import PoolSetup, config_to_json
 from ..planning._shards import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem
 from ..scheduling._batch import BatchItem, shard_item, unplanned_outcome
+from ..transport import S3Endpoint
 from ._child import ENDPOINT_FIELDS, failed
 from ._reply import receive, reply_key
 from ._settings import LARGE_THRESHOLD, largest, queue_for
@@ -95,6 +97,12 @@ def work_arguments(setup: PoolSetup) -> dict[str, Any]:
         )
     config = config_to_json(replace(setup.config, processes=1))
     endpoint = {name: setup.endpoint.get(name) for name in ENDPOINT_FIELDS}
+    # As this process resolves them (AWS_ENDPOINT_URL..., AWS_REGION): the
+    # workers' environment is not the submitter's.
+    endpoint["endpoint_url"] = S3Endpoint(**setup.endpoint).endpoint_url
+    endpoint["region"] = (
+        endpoint["region"] or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    )
     return {"config": config, "endpoint": endpoint, "options": setup.options.to_json()}
 
 
