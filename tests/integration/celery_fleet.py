@@ -105,9 +105,11 @@ def workers(
     queues: Sequence[str] = ("s3pull", "s3pull.large"),
     env: dict[str, str] | None = None,
     extra: Sequence[str] = (),
+    cli: bool = False,
 ) -> Iterator[list[Worker]]:
     """``count`` real ``celery worker`` processes (prefork) on ``broker``,
-    consuming ``queues``; stopped when the block ends."""
+    consuming ``queues`` (started by ``s3pull worker`` if ``cli``, with
+    ``extra`` as its options); stopped when the block ends."""
     from s3pull.celery import make_app
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -119,10 +121,15 @@ def workers(
         for number in range(count):
             name = f"w{number}-{os.getpid()}-{time.monotonic_ns()}@localhost"
             log = directory / f"worker-{number}.log"
-            argv = [sys.executable, "-m", "celery", "-A", "s3pull.celery", "worker"]
-            argv += ["--pool", "prefork", "--concurrency", str(concurrency), "-n", name]
-            argv += ["-Q", ",".join(queues), "--without-gossip", "--without-mingle"]
-            argv += ["--without-heartbeat", "--loglevel", "INFO", *extra]
+            if cli:
+                argv = [sys.executable, "-m", "s3pull", "worker", "--broker", broker]
+                argv += ["--concurrency", str(concurrency), "-n", name, "-Q", ",".join(queues)]
+                argv += extra
+            else:
+                argv = [sys.executable, "-m", "celery", "-A", "s3pull.celery", "worker"]
+                argv += ["--pool", "prefork", "--concurrency", str(concurrency), "-n", name]
+                argv += ["-Q", ",".join(queues), "--without-gossip", "--without-mingle"]
+                argv += ["--without-heartbeat", "--loglevel", "INFO", *extra]
             with log.open("wb") as output:
                 process = subprocess.Popen(
                     argv, stdout=output, stderr=subprocess.STDOUT, env=environment

@@ -65,7 +65,7 @@ def test_large_objects_reach_only_the_workers_of_the_large_queue(
     assert sum(1 for size in sizes.values() if size == 2 * MiB) == 3
 
 
-def test_a_soft_time_limit_cancels_the_download_and_leaves_no_temp_file(
+def test_a_soft_time_limit_of_s3pull_worker_cancels_the_download_and_leaves_no_temp_file(
     s3: FaultServer, redis: RedisServer, tmp_path: Path
 ) -> None:
     s3.put_object("limited", "p/fine", b"fine")
@@ -73,7 +73,7 @@ def test_a_soft_time_limit_cancels_the_download_and_leaves_no_temp_file(
     s3.add_fault("limited", "p/stuck", Fault.stall(at_fraction=0.5), method="GET")
     out = tmp_path / "out"
     extra = ["--soft-time-limit", "3"]
-    with workers(redis.url, tmp_path / "logs", concurrency=1, extra=extra):
+    with workers(redis.url, tmp_path / "logs", concurrency=1, extra=extra, cli=True):
         batch = asyncio.run(fan_out(s3, redis, "s3://limited/p/", out, shard_items=1))
     assert (batch.downloaded, batch.failed) == (1, 1), batch.summary()
     [failure] = batch.failures

@@ -43,6 +43,13 @@ def add_commands(commands: Any) -> None:
         "-Q", "--queues", default="s3pull,s3pull.large", help="default: s3pull,s3pull.large"
     )
     worker.add_argument("--concurrency", type=int, help="child processes (default: cores)")
+    worker.add_argument("-n", "--hostname", help="the worker's name (default: celery@HOST)")
+    worker.add_argument(
+        "--soft-time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="cancel a shard still running after this long (its objects left fail)",
+    )
     worker.add_argument("--loglevel", default="INFO", help="default: INFO")
     worker.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     breakers = commands.add_parser(
@@ -79,6 +86,10 @@ async def worker(args: argparse.Namespace) -> int:
     argv += ["-Q", args.queues, "--loglevel", args.loglevel]
     if args.concurrency is not None:
         argv += ["--concurrency", str(args.concurrency)]
+    if args.hostname is not None:
+        argv += ["--hostname", args.hostname]
+    if args.soft_time_limit is not None:
+        argv += ["--soft-time-limit", str(args.soft_time_limit)]
     env = {**os.environ, "S3PULL_CELERY_BROKER": args.broker}
     os.execve(sys.executable, argv, env)  # Celery handles its own signals from here
 
