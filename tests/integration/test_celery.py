@@ -239,3 +239,19 @@ def run_cli(s3: FaultServer, *args: str) -> tuple[int, str, str]:
         check=False,
     )
     return done.returncode, done.stdout, done.stderr
+
+
+def test_an_inventory_downloads_over_the_fleet_as_it_does_here(
+    s3: FaultServer, redis: RedisServer, fleet: list[Worker], tmp_path: Path
+) -> None:
+    from ..functional.test_inventory import MANIFEST, _put_downloadable_inventory
+
+    objects = _put_downloadable_inventory(s3)
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(
+        s3, "inventory", MANIFEST, "--download", str(out), "--count", "--celery", redis.url
+    )
+    assert code == 1, err  # one listed object is gone, one key is hostile
+    assert stdout.split() == [str(len(objects) + 2)]
+    assert "40 downloaded, 2 failed (NotFoundError: 1, UnsafePathError: 1)" in err
+    assert files_under(out) == objects

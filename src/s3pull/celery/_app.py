@@ -34,6 +34,9 @@ DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 #: The current child's state (one per process; built after the fork).
 _child: Child | None = None
 _redis: Any = None
+#: The worker's children, as its parent was told (``worker_init``): the
+#: memory limit is shared by that many.
+_concurrency: int | None = None
 
 
 def _state(app: Any) -> tuple[Child, Any]:
@@ -41,7 +44,7 @@ def _state(app: Any) -> tuple[Child, Any]:
     if _child is None:
         import redis
 
-        concurrency = app.conf.worker_concurrency or os.cpu_count() or 1
+        concurrency = _concurrency or app.conf.worker_concurrency or os.cpu_count() or 1
         url = app.conf.broker_url or ""
         _redis = redis.Redis.from_url(url) if url.startswith(("redis://", "rediss://")) else None
         _child = Child(concurrency, _redis)
@@ -80,7 +83,12 @@ def register(app: Any) -> dict[str, Any]:
         >>> tasks = register(my_app)  # doctest: +SKIP
         >>> tasks["s3pull.download"].delay("s3://b/k", "/shared/k")  # doctest: +SKIP
     """
-    from celery.signals import worker_process_init, worker_process_shutdown
+    from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+
+    def started(sender: Any = None, **_: Any) -> None:
+        global _concurrency
+        children = getattr(sender, "concurrency", None)
+        _concurrency = children if isinstance(children, int) and children > 0 else None
 
     def init(**_: Any) -> None:
         _state(app)
@@ -89,6 +97,7 @@ def register(app: Any) -> dict[str, Any]:
         if _child is not None:
             _child.close()
 
+    worker_init.connect(started, weak=False)
     worker_process_init.connect(init, weak=False)
     worker_process_shutdown.connect(shutdown, weak=False)
 
