@@ -42,7 +42,7 @@ from ..executors._pool import _remove_leftovers as remove_leftovers
 from ..planning._shards import Shard, ShardItem
 from ..scheduling._batch import planned_item
 from ..scheduling._breaker_store import RedisBreakerStore
-from ._once import already_there, existing_line, remember, tag, task_lock
+from ._once import already_there, remember, tag, task_lock
 from ._reply import FLUSH_ITEMS, FLUSH_SECONDS, Redis, send
 from ._settings import child_budget
 
@@ -140,7 +140,7 @@ def run_shard_task(
 
     async def collect(todo: dict[str, Any]) -> None:
         async for line in run_shard(client._client(), todo, options):
-            tag(line)
+            tag(line, task_id)
             lines.append(line)
             channel.add(line)
             if channel.due():
@@ -181,8 +181,8 @@ def _run(
     items = Shard.from_json(shard).items
     todo = []
     for item in items:
-        if already_there(item):
-            line = existing_line(item)
+        line = already_there(item, channel.task_id)
+        if line is not None:
             lines.append(line)
             channel.add(line)
         else:

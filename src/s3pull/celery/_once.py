@@ -46,34 +46,43 @@ LOCK_SECONDS = 10.0
 DONE_SECONDS = 24 * 3600
 
 
-def tag(outcome_line: dict[str, Any]) -> None:
-    """Record the downloaded object's size, ETag and version with its file."""
+def tag(outcome_line: dict[str, Any], task_id: str) -> None:
+    """Record the downloaded object's size, ETag and version with its file,
+    and the task and outcome that downloaded it."""
     if outcome_line.get("status") != DOWNLOADED or outcome_line.get("path") is None:
         return
     facts = {k: outcome_line.get(k) for k in ("bytes", "etag", "version_id")}
+    facts.update(task=task_id, outcome={k: v for k, v in outcome_line.items() if k != "id"})
     with contextlib.suppress(OSError):  # no xattrs here: size + mtime will do
         os.setxattr(outcome_line["path"], XATTR, json.dumps(facts).encode(), follow_symlinks=False)
 
 
-def already_there(item: ShardItem) -> bool:
-    """True when ``item``'s destination holds the object version its listing names."""
+def already_there(item: ShardItem, task_id: str) -> dict[str, Any] | None:
+    """The outcome line of ``item`` when its destination holds the object
+    version its listing names (None when it does not, or cannot be told):
+    ``existing``, or, if an earlier delivery of this very task downloaded it,
+    that download's outcome (the first delivery died before it could say)."""
     if item.size is None or item.etag is None or item.directory:
-        return False
+        return None
     try:
         facts = json.loads(os.getxattr(item.path, XATTR, follow_symlinks=False))
     except OSError as error:
         if error.errno in (errno.ENOTSUP, errno.EOPNOTSUPP) and item.last_modified is not None:
             modified = datetime.fromisoformat(item.last_modified).timestamp()
-            return is_up_to_date(Path(item.path), item.size, modified)
-        return False  # no such file, or not tagged by s3pull
+            if is_up_to_date(Path(item.path), item.size, modified):
+                return _existing(item)
+        return None  # no such file, or not tagged by s3pull
     except ValueError:
-        return False
+        return None
     same_version = item.version_id is None or facts.get("version_id") == item.version_id
-    return facts.get("bytes") == item.size and facts.get("etag") == item.etag and same_version
+    if facts.get("bytes") != item.size or facts.get("etag") != item.etag or not same_version:
+        return None
+    if facts.get("task") == task_id and isinstance(facts.get("outcome"), dict):
+        return {"id": item.id, **facts["outcome"]}
+    return _existing(item)
 
 
-def existing_line(item: ShardItem) -> dict[str, Any]:
-    """The outcome line of an item found already there."""
+def _existing(item: ShardItem) -> dict[str, Any]:
     batch_item = planned_item(item)
     outcome = ObjectOutcome(batch_item.source.redacted, batch_item.destination, EXISTING)
     return {"id": item.id, **outcome.to_json()}
