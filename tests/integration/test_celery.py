@@ -255,3 +255,27 @@ def test_an_inventory_downloads_over_the_fleet_as_it_does_here(
     assert stdout.split() == [str(len(objects) + 2)]
     assert "40 downloaded, 2 failed (NotFoundError: 1, UnsafePathError: 1)" in err
     assert files_under(out) == objects
+
+
+def test_the_fanout_task_plans_in_a_worker_and_merges_one_summary(
+    s3: FaultServer, redis: RedisServer, fleet: list[Worker], tmp_path: Path
+) -> None:
+    for i in range(25):
+        s3.put_object("fanned", f"p/{i:02d}", pattern(200, seed=i))
+    s3.put_object("fanned", "p/skip.tmp", b"excluded")
+    s3.add_fault("fanned", "p/04", Fault.status(404, code="NoSuchKey"))
+    with closing(make_app(redis.url)) as app:
+        result = app.send_task(
+            "s3pull.fanout",
+            kwargs={
+                "destination": str(tmp_path),
+                "source": "s3://fanned/p/",
+                "filters": [["exclude", "*.tmp"]],
+                "endpoint": endpoint(s3),
+            },
+            queue="s3pull",
+        )
+        summary = result.get(timeout=120)
+    assert (summary["downloaded"], summary["failed"]) == (24, 1)
+    assert summary["errors"] == {"NotFoundError": 1}
+    assert sorted(files_under(tmp_path)) == [f"{i:02d}" for i in range(25) if i != 4]
