@@ -152,3 +152,41 @@ def test_a_breaker_opened_by_one_worker_holds_another_until_reset(
     assert third.errors == {"ServerError": 1}
     assert bad_gets() > tried
     store.redis.close()
+
+
+def test_an_endpoint_opened_in_one_process_holds_another(redis: RedisServer) -> None:
+    from s3pull import EndpointUnavailableError, ServerError
+    from s3pull.scheduling._breaker import Breakers
+    from s3pull.scheduling._breaker_store import RedisBreakerStore
+
+    config = BreakerConfig(endpoint_failures=2, endpoint_cooldown=60)
+    stores = [RedisBreakerStore(redis.client(), config) for _ in range(2)]
+    stores[0].reset()
+    a, b = Breakers(config), Breakers(config)
+    a.store, b.store = stores
+
+    async def fail_on(breakers: Breakers) -> None:
+        with pytest.raises(ServerError):
+            async with breakers.endpoint("s3://sick"):
+                raise ServerError("503 SlowDown", source="s3://sick/k")
+
+    async def enter(breakers: Breakers) -> None:
+        async with breakers.endpoint("s3://sick"):
+            pass
+
+    async def run() -> None:
+        for _ in range(2):
+            await fail_on(a)
+        assert a.endpoint_state("s3://sick").state == "open"
+        assert stores[1].tracked() == ["s3://sick"]
+        with pytest.raises(TimeoutError):  # b waits out the cooldown a started
+            await asyncio.wait_for(enter(b), 0.5)
+        stores[0].endpoint_changed("s3://sick", "down", 3, "503 SlowDown")
+        with pytest.raises(EndpointUnavailableError):
+            await enter(b)
+
+    asyncio.run(run())
+    stores[0].reset()
+    assert stores[1].tracked() == []
+    for store in stores:
+        store.redis.close()

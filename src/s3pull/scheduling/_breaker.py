@@ -393,6 +393,8 @@ class Breakers:
             >>> breakers.endpoint_state("s3://bucket").state
             'closed'
         """
+        if self.store is not None:
+            self._adopt_shared(endpoint)
         probe = await self._enter(endpoint)
         try:
             yield
@@ -496,7 +498,20 @@ class Breakers:
         entry.down = entry.down or change == "down"
         entry.notify()
 
+    def _adopt_shared(self, name: str) -> None:
+        """Take what another process of the fleet told the store about ``name``."""
+        assert self.store is not None
+        shared = self.store.endpoint(name)
+        if shared is None:
+            return
+        change, failures, last_failure = shared
+        entry = self._endpoints.get(name)
+        if entry is None or entry.state == CLOSED or (change == "down" and not entry.down):
+            self.adopt(name, change, BreakerState(change, failures, last_failure, None, None))  # type: ignore[arg-type]
+
     def _tell(self, name: str, change: str, entry: _Endpoint) -> None:
+        if self.store is not None:
+            self.store.endpoint_changed(name, change, entry.failures, entry.last_failure)
         if self.on_endpoint is not None:
             self.on_endpoint(name, change, entry.snapshot())
 

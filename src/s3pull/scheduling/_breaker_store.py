@@ -15,6 +15,11 @@ The Redis layout (``PREFIX`` = ``s3pull:breaker:``), every key expiring:
 - ``PREFIX open:<object>``: present while the breaker is open; it expires
   after the cooldown (``PX``): the expiry *is* the cooldown, on Redis's
   clock, so workers' clocks never need to agree.
+- ``PREFIX endpoint:<endpoint>``: an endpoint that opened or went down in
+  some process (JSON: change, failures, last error), for ``endpoint_cooldown``
+  (a failed probe renews it; a successful one deletes it). Every other
+  process adopts it before its next download there (``Breakers.adopt``): a
+  dead bucket pauses the fleet, not only the worker that counted its failures.
 - ``PREFIX probe:<object>``: the half-open probe. Once ``open`` has expired
   and the count is still at the threshold, an attempt goes ahead only if
   its ``SET NX PX cooldown`` creates this key: exactly one probe fleet-wide,
@@ -27,11 +32,14 @@ a local network: small next to a download, and only when a store is set.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 from .._config import BreakerConfig
 
 PREFIX = "s3pull:breaker:"
+#: What one key (an object or an endpoint) has in Redis.
+_KINDS = ("fails:", "last:", "open:", "probe:", "endpoint:")
 #: A failure count is forgotten after this long without another failure.
 FORGET_SECONDS = 24 * 3600
 
@@ -52,6 +60,16 @@ class BreakerStore(Protocol):
         ...
 
     def reset(self, key: str | None = None) -> None: ...
+
+    def endpoint_changed(
+        self, endpoint: str, change: str, failures: int, last_failure: str | None
+    ) -> None:
+        """An endpoint opened, went down or closed here (``Breakers.on_endpoint``)."""
+        ...
+
+    def endpoint(self, endpoint: str) -> tuple[str, int, str | None] | None:
+        """The last change another process reported for ``endpoint``, while it lasts."""
+        ...
 
 
 class RedisBreakerStore:
@@ -100,12 +118,17 @@ class RedisBreakerStore:
                 pipe.execute()
 
     def succeeded(self, key: str) -> None:
-        self.redis.delete(*(PREFIX + kind + key for kind in ("fails:", "last:", "open:", "probe:")))
+        self.redis.delete(*(PREFIX + kind + key for kind in _KINDS))
 
     def abandoned(self, key: str) -> None:
         self.redis.delete(PREFIX + "probe:" + key)  # the next attempt probes at once
 
     def state(self, key: str) -> tuple[str, int, str | None, float | None]:
+        shared = self.endpoint(key)
+        if shared is not None:
+            change, failures, last = shared
+            ttl = self.redis.pttl(PREFIX + "endpoint:" + key)
+            return change, failures, last, max(ttl, 0) / 1000
         with self.redis.pipeline() as pipe:
             pipe.pttl(PREFIX + "open:" + key)
             pipe.get(PREFIX + "fails:" + key)
@@ -128,8 +151,29 @@ class RedisBreakerStore:
         if names:
             self.redis.delete(*names)
 
+    def endpoint_changed(
+        self, endpoint: str, change: str, failures: int, last_failure: str | None
+    ) -> None:
+        key = PREFIX + "endpoint:" + endpoint
+        if change == "closed":
+            self.redis.delete(key)
+            return
+        state = json.dumps([change, failures, last_failure])
+        self.redis.set(key, state, px=max(int(self.config.endpoint_cooldown * 1000), 1))
+
+    def endpoint(self, endpoint: str) -> tuple[str, int, str | None] | None:
+        state = self.redis.get(PREFIX + "endpoint:" + endpoint)
+        if state is None:
+            return None
+        change, failures, last_failure = json.loads(state)
+        return change, failures, last_failure
+
     def tracked(self) -> list[str]:
-        """Every object with a counted failure, sorted."""
-        start = len(PREFIX + "fails:")
-        found = self.redis.scan_iter(match=PREFIX + "fails:*", count=1000)
-        return sorted(name.decode()[start:] for name in found)
+        """Every object with a counted failure and every endpoint open or
+        down, sorted."""
+        found: set[str] = set()
+        for kind in ("fails:", "endpoint:"):
+            start = len(PREFIX + kind)
+            names = self.redis.scan_iter(match=PREFIX + kind + "*", count=1000)
+            found.update(name.decode()[start:] for name in names)
+        return sorted(found)
