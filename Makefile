@@ -22,11 +22,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m s3pull.demo
 
-## make lint: ruff (lint + format check) and mypy --strict on src/
+## make lint: ruff (lint + format check), mypy --strict on src/, the layer contracts (import-linter)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	# No cache: the graph builds in under a second, and a cache would be one more ignored dir.
+	$(BIN)/lint-imports --no-cache
 
 $(S3RVER_STAMP):
 	command -v npm >/dev/null || { \

@@ -8,6 +8,8 @@ counted rounds, wall time and peak RSS by ``measure.py``):
 * ``cat-wan``: the 1 GiB object written to ``/dev/null`` in order:
   ``s3pull cat`` vs ``s5cmd cat``. The warm-up pipes it through ``md5sum``
   and compares with the manifest; the counted runs write to /dev/null.
+  With ``--baseline PATH`` (another checkout's ``s3pull`` entry point) the
+  same ``s3pull cat`` by that binary runs right after s3pull in every round.
 * ``csv-wan``: a gzip CSV of inventory-like rows (bucket, URL-encoded key,
   size, date, ETag, storage class; ~1 GB of text by default), every row
   parsed, its size column summed. Download-then-parse (``s3pull cp`` to
@@ -37,9 +39,9 @@ import sys
 import time
 from pathlib import Path
 
-from bench import data, measure, provision, server
+from bench import data, measure, provision, report, server
 from bench.run import WORK, _client_env
-from bench.scenarios import LARGE_KEY, s3pull_binary
+from bench.scenarios import BASELINE, LARGE_KEY, s3pull_binary
 
 BENCH = Path(__file__).resolve().parent
 CSV_KEY = "inventory/data.csv.gz"
@@ -119,7 +121,9 @@ def _sh(command: str) -> list[str]:
     return ["/bin/sh", "-c", command]
 
 
-def _clients(endpoint: str, scenario: str) -> dict[str, tuple[str, list[str], list[str]]]:
+def _clients(
+    endpoint: str, scenario: str, baseline: Path | None = None
+) -> dict[str, tuple[str, list[str], list[str]]]:
     """name -> (label, counted argv, warm-up argv that prints what is checked)."""
     s3pull = str(s3pull_binary())
     py = shlex.quote(sys.executable)
@@ -127,12 +131,16 @@ def _clients(endpoint: str, scenario: str) -> dict[str, tuple[str, list[str], li
     if scenario == "cat-wan":
         url = f"s3://{data.BUCKET}/{LARGE_KEY}"
         s5cmd = str(provision.s5cmd_binary())
-        s3 = f"{s3pull} cat {url} --endpoint-url {endpoint}"
         s5 = f"{s5cmd} --endpoint-url {endpoint} --log error cat {url}"
-        return {
-            "s3pull": ("s3pull cat", _sh(f"exec {s3} > /dev/null"), _sh(f"{s3} | md5sum")),
-            "s5cmd": ("s5cmd cat", _sh(f"exec {s5} > /dev/null"), _sh(f"{s5} | md5sum")),
-        }
+        cats = {"s3pull": ("s3pull cat", s3pull)}
+        if baseline is not None:  # --baseline: the same command, interleaved right after
+            cats[BASELINE] = ("s3pull cat (baseline)", shlex.quote(str(baseline)))
+        clients = {}
+        for name, (label, binary) in cats.items():
+            s3 = f"{binary} cat {url} --endpoint-url {endpoint}"
+            clients[name] = (label, _sh(f"exec {s3} > /dev/null"), _sh(f"{s3} | md5sum"))
+        clients["s5cmd"] = ("s5cmd cat", _sh(f"exec {s5} > /dev/null"), _sh(f"{s5} | md5sum"))
+        return clients
     url = f"s3://{data.BUCKET}/{CSV_KEY}"
     dest = OUT / "data.csv.gz"
     then = (
@@ -158,8 +166,8 @@ def _expected(scenario: str, dataset: data.DataSet, meta: dict) -> str:
     return f"rows {meta['rows']} size {meta['sum']}"
 
 
-def run_scenario(scenario, endpoint, dataset, meta, runs, logs) -> dict:
-    clients = _clients(endpoint, scenario)
+def run_scenario(scenario, endpoint, dataset, meta, runs, logs, baseline=None) -> dict:
+    clients = _clients(endpoint, scenario, baseline)
     expected = _expected(scenario, dataset, meta)
     size = dataset.entries[LARGE_KEY if scenario == "cat-wan" else CSV_KEY].size
     env = _client_env()
@@ -194,6 +202,9 @@ def run_scenario(scenario, endpoint, dataset, meta, runs, logs) -> dict:
             r["median_s"] = statistics.median(x["wall_s"] for x in r["runs"])
             r["mb_per_s"] = size / 1e6 / r["median_s"]
             r["peak_rss_mb"] = max(x["peak_rss"] for x in r["runs"]) / 1e6
+    new, base = results.get("s3pull", {}), results.get(BASELINE, {})
+    if "mb_per_s" in new and "mb_per_s" in base:
+        new["ratio_to_baseline"] = new["mb_per_s"] / base["mb_per_s"]
     return {"scenario": scenario, "bytes": size, "clients": results}
 
 
@@ -204,9 +215,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--csv-mb", type=int, default=1000, help="MB of CSV text before gzip (default: 1000)"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="PATH",
+        help=f"another checkout's s3pull entry point: adds {BASELINE} to cat-wan, "
+        "interleaved with s3pull (A/B of two commits)",
+    )
     args = parser.parse_args(argv)
     if s3pull_binary() is None:
         sys.exit("run with the interpreter of the venv where s3pull is installed")
+    versions = {"s3pull": report.s3pull_version(s3pull_binary())}
+    if args.baseline is not None:
+        provision.compile_s3pull(binary=args.baseline)
+        versions[BASELINE] = report.s3pull_version(args.baseline)
     provision.ensure_nginx()
     provision.ensure_venv("s5cmd")
     WORK.mkdir(parents=True, exist_ok=True)
@@ -217,14 +239,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with server.running(WORK, dataset) as endpoints:
             out = [
-                run_scenario(scenario, endpoints.wan, dataset, meta, args.runs, logs)
+                run_scenario(scenario, endpoints.wan, dataset, meta, args.runs, logs, args.baseline)
                 for scenario in args.scenario.split(",")
             ]
     finally:
         shutil.rmtree(OUT, ignore_errors=True)
     path = BENCH / "results" / "consumers.json"
     path.write_text(
-        json.dumps({"date": time.strftime("%Y-%m-%d"), "runs": args.runs, "results": out}, indent=1)
+        json.dumps(
+            {
+                "date": time.strftime("%Y-%m-%d"),
+                "runs": args.runs,
+                "versions": versions,
+                "results": out,
+            },
+            indent=1,
+        )
     )
     for s in out:
         print(f"\n{s['scenario']} ({s['bytes'] / 1e6:.0f} MB)")
@@ -235,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  {name:<15} median {r['median_s']:6.2f} s  {r['mb_per_s']:7.1f} MB/s  "
                 f"peak RSS {r['peak_rss_mb']:6.1f} MB   ({r['label']})"
+                + (f"  {r['ratio_to_baseline']:.2f}x base" if "ratio_to_baseline" in r else "")
             )
     print(f"\nwrote {path}")
     return 0

@@ -87,19 +87,55 @@ def ensure_venv(name: str, log=print) -> Path:
     return venv_python(name)
 
 
-def compile_s3pull(log=print) -> None:
+def compile_s3pull(log=print, binary: Path | None = None) -> None:
     """Byte-compile s3pull's sources, as ``pip install`` does for every peer.
 
     s3pull runs from the development checkout (an editable install), whose
     ``.py`` files are otherwise compiled again by every run when
     ``PYTHONDONTWRITEBYTECODE`` is set, as it is on some CI images: ~80 ms
-    of start-up that an installed s3pull never pays.
+    of start-up that an installed s3pull never pays. ``binary``: the
+    sources another checkout's entry point runs (``--baseline``), compiled
+    by its own interpreter; by default this interpreter's s3pull.
     """
-    spec = importlib.util.find_spec("s3pull")
-    if spec is None or spec.origin is None:
-        return
-    if not compileall.compile_dir(Path(spec.origin).parent, quiet=1):
-        log("note: s3pull's sources did not all byte-compile; its start-up will be slower")
+    if binary is not None:
+        source = s3pull_sources(binary)
+        ok = (
+            source is not None
+            and not subprocess.run(
+                [interpreter(binary), "-I", "-m", "compileall", "-q", str(source)],
+                capture_output=True,
+            ).returncode
+        )
+    else:
+        spec = importlib.util.find_spec("s3pull")
+        if spec is None or spec.origin is None:
+            return
+        ok = compileall.compile_dir(Path(spec.origin).parent, quiet=1)
+    if not ok:
+        log(f"note: the sources of {binary or 's3pull'} did not all byte-compile")
+
+
+def interpreter(binary: Path) -> str:
+    """The Python that a console-script entry point runs with (its ``#!`` line)."""
+    with open(binary, "rb") as file:
+        first = file.readline().decode(errors="replace").strip()
+    return first.removeprefix("#!").strip() if first.startswith("#!") else sys.executable
+
+
+def s3pull_sources(binary: Path) -> Path | None:
+    """The ``s3pull`` package directory that entry point ``binary`` runs."""
+    run = subprocess.run(
+        [
+            interpreter(binary),
+            "-I",
+            "-c",
+            "import os, s3pull; print(os.path.dirname(s3pull.__file__))",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    found = run.stdout.strip()
+    return Path(found) if run.returncode == 0 and found else None
 
 
 def s5cmd_binary() -> Path:

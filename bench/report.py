@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from bench import provision
+from bench.scenarios import BASELINE
 
 _README = "bench/README.md"
 
@@ -31,12 +32,30 @@ def machine() -> dict[str, str | int]:
     }
 
 
-def versions(s3pull_bin: Path | None, venvs: set[str]) -> dict[str, str]:
+def s3pull_version(binary: Path) -> str:
+    """``s3pull --version``, and the commit of the checkout it runs from."""
+    run = subprocess.run([str(binary), "--version"], capture_output=True, text=True)
+    version = (run.stdout or run.stderr).strip().removeprefix("s3pull ") or "?"
+    source = provision.s3pull_sources(binary)
+    if source is None:
+        return version
+    commit = subprocess.run(
+        ["git", "-C", str(source), "describe", "--always", "--dirty", "--abbrev=12"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"{version}, commit {commit} ({source})" if commit else f"{version} ({source})"
+
+
+def versions(
+    s3pull_bin: Path | None, venvs: set[str], baseline: Path | None = None
+) -> dict[str, str]:
     """Versions of every client that took part (and of the server)."""
     out: dict[str, str] = {}
     if s3pull_bin is not None:
-        run = subprocess.run([str(s3pull_bin), "--version"], capture_output=True, text=True)
-        out["s3pull"] = (run.stdout or run.stderr).strip().removeprefix("s3pull ") or "?"
+        out["s3pull"] = s3pull_version(s3pull_bin)
+    if baseline is not None:
+        out["s3pull-base"] = s3pull_version(baseline)
     dists = {
         "boto3": ["boto3", "s3transfer"],
         "crt": ["awscrt", "s3transfer"],
@@ -67,22 +86,35 @@ def _fmt(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}x"
+
+
 def scenario_table(s: dict) -> list[str]:
     unit = s["unit"]
+    # With --baseline: s3pull's median over s3pull-base's (the A/B of two commits).
+    ab = any(c["name"] == BASELINE for c in s["clients"])
     lines = [
-        f"| client | median {unit} | min-max | peak RSS MB | CPU s/GB | vs best peer |",
-        "|---|--:|--:|--:|--:|--:|",
+        f"| client | median {unit} | min-max | peak RSS MB | CPU s/GB | vs best peer |"
+        + (" s3pull / base |" if ab else ""),
+        "|---|--:|--:|--:|--:|--:|" + ("--:|" if ab else ""),
     ]
     for c in s["clients"]:
         if c["status"] != "ok":
             note = f" ({c['note']})" if c["note"] else ""
-            lines.append(f"| {c['label']} | **{c['status']}**{note} | | | | |")
+            lines.append(
+                f"| {c['label']} | **{c['status']}**{note} | | | | |" + (" |" if ab else "")
+            )
             continue
-        ratio = c["ratio_to_best_peer"]
         lines.append(
             f"| {c['label']} | {_fmt(c['median'])} | {_fmt(c['min'])}-{_fmt(c['max'])} "
             f"| {_fmt(c['peak_rss'] / 1e6)} | {_fmt(c['cpu_s_per_gb'], 2)} "
-            f"| {'—' if ratio is None else f'{ratio:.2f}x'} |"
+            f"| {_ratio(c['ratio_to_best_peer'])} |"
+            + (
+                f" {_ratio(c.get('ratio_to_baseline')) if c['name'] == 's3pull' else ''} |"
+                if ab
+                else ""
+            )
         )
     return lines
 
@@ -106,7 +138,13 @@ def write_markdown(path: Path, meta: dict, scenarios: list[dict], charts: list[P
         "the sampled sum over the process tree and the client's `ru_maxrss`. CPU: user + "
         "system seconds of the client per GB downloaded.",
         "- Every output is checked against the object's MD5; a failed or wrong download "
-        "is shown as FAIL and not timed. `vs best peer`: median / best peer median.",
+        "is shown as FAIL and not timed. `vs best peer`: median / best peer median."
+        + (
+            " `s3pull / base`: s3pull's median / the baseline's (`--baseline`, the same"
+            " command from another checkout, interleaved with it)."
+            if meta.get("baseline")
+            else ""
+        ),
         "",
         "Versions:",
         "",

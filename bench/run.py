@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench import data, provision, report, runner, server
-from bench.scenarios import CLIENTS, SCENARIOS, s3pull_binary
+from bench.scenarios import BASELINE, CLIENTS, SCENARIOS, s3pull_binary, use_baseline
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -64,12 +64,26 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="Markdown output (default: BENCHMARKS.md for a complete run, "
         "bench/results/reduced.md for a --quick, filtered or scaled one)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="PATH",
+        help=f"another checkout's s3pull entry point (e.g. ../base/.venv/bin/s3pull): adds "
+        f"the client {BASELINE}, run exactly as s3pull and interleaved with it in every "
+        "scenario s3pull runs in, and an 's3pull / base' column (A/B of two commits)",
+    )
     parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     args = parser.parse_args(argv)
     if args.runs is None:
         args.runs = 1 if args.quick else 3
     if args.runs < 1 or args.size_scale <= 0:
         parser.error("--runs and --size-scale must be positive")
+    if args.baseline is not None:
+        if not os.access(args.baseline, os.X_OK) or args.baseline.is_dir():
+            parser.error(f"--baseline {args.baseline}: not an executable s3pull entry point")
+        args.baseline = args.baseline.absolute()
+    elif args.clients and BASELINE in args.clients.split(","):
+        parser.error(f"the client {BASELINE} needs --baseline PATH")
     return args
 
 
@@ -85,8 +99,14 @@ def _select(args: argparse.Namespace):
     unknown = clients - set(CLIENTS)
     if unknown:
         sys.exit(f"unknown client(s): {', '.join(sorted(unknown))}")
+    if args.baseline is not None:  # s3pull-base right after s3pull: interleaved A B, A B
+        scenarios = [dataclasses.replace(s, clients=_with_baseline(s.clients)) for s in scenarios]
     plan = [(s, [c for c in s.clients if c in clients]) for s in scenarios]
     return [(s, cs) for s, cs in plan if cs]
+
+
+def _with_baseline(clients: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(c for name in clients for c in ((name, BASELINE) if name == "s3pull" else (name,)))
 
 
 def _client_env() -> dict[str, str]:
@@ -125,6 +145,8 @@ def _summary(results: list[runner.ScenarioResult]) -> None:
                 print(f"  {c.name:<15} {c.status} {c.note}")
                 continue
             ratio = "" if c.ratio_to_best_peer is None else f"{c.ratio_to_best_peer:5.2f}x"
+            if c.ratio_to_baseline is not None:
+                ratio += f"  {c.ratio_to_baseline:5.2f}x base"
             print(
                 f"  {c.name:<15} {c.median:9.1f} [{c.min:.1f}-{c.max:.1f}]  "
                 f"RSS {c.peak_rss / 1e6:6.1f} MB  CPU {c.cpu_s_per_gb:5.2f} s/GB  {ratio}"
@@ -147,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     s3pull = s3pull_binary()
     if s3pull is None:
         print("note: no s3pull entry point next to this interpreter; s3pull rows will be n/a")
+    if args.baseline is not None:
+        provision.compile_s3pull(binary=args.baseline)
+        use_baseline(args.baseline)
 
     layout = data.Layout.scaled(args.size_scale)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -172,17 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     full = (
         args.size_scale == 1
         and args.runs >= 3
-        and not (args.quick or args.scenario or args.clients)
+        and not (args.quick or args.scenario or args.clients or args.baseline)
     )
     meta = {
         "date": report.now(),
         "argv": shlex.join(sys.argv[1:] if argv is None else argv),
         "duration_s": time.monotonic() - started,
         "machine": report.machine(),
-        "versions": report.versions(s3pull, {v for v in venvs if v != "tools"}),
+        "versions": report.versions(s3pull, {v for v in venvs if v != "tools"}, args.baseline),
         "runs": args.runs,
         "size_scale": args.size_scale,
         "layout": layout.__dict__,
+        "baseline": None if args.baseline is None else str(args.baseline),
         "wan": {"first_byte_ms": round(server.WAN_DELAY * 1000), "rate": server.WAN_RATE_LABEL},
     }
     scenarios_json = [r.to_json() for r in results]

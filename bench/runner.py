@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench import data, measure
 from bench.scenarios import (
+    BASELINE,
     CLIENTS,
     LARGE_KEY,
     MEDIUM_PREFIX,
@@ -53,6 +54,7 @@ class ClientResult:
     peak_rss: int | None = None
     cpu_s_per_gb: float | None = None
     ratio_to_best_peer: float | None = None
+    ratio_to_baseline: float | None = None  # s3pull's median / s3pull-base's (--baseline)
 
 
 @dataclass
@@ -235,6 +237,9 @@ def run_scenario(scenario: Scenario, selected: list[str], ctx: Context) -> Scena
         for r in results.values():
             if r.median is not None:
                 r.ratio_to_best_peer = r.median / max(peers)
+    base, new = results.get(BASELINE), results.get("s3pull")
+    if base is not None and base.median and new is not None and new.median is not None:
+        new.ratio_to_baseline = new.median / base.median
     return ScenarioResult(
         scenario.name,
         scenario.title,

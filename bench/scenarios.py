@@ -153,6 +153,25 @@ CLIENTS: dict[str, Client] = {
 }
 
 
+#: ``python -m bench.run --baseline PATH``: s3pull run exactly as the
+#: ``s3pull`` client is, by another checkout's entry point (A/B of two commits).
+BASELINE = "s3pull-base"
+CLIENTS[BASELINE] = Client(
+    BASELINE,
+    "s3pull cp (baseline)",
+    None,
+    prefix_label="s3pull cp --recursive (baseline)",
+    list_label="s3pull cp --from-file KEYS (baseline)",
+)
+_baseline_binary: Path | None = None
+
+
+def use_baseline(binary: Path) -> None:
+    """Run the ``s3pull-base`` client with ``binary``."""
+    global _baseline_binary
+    _baseline_binary = binary
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -297,8 +316,12 @@ def command(client: Client, job: Job) -> list[str] | None:
     return argv + (["--concurrency", str(concurrency)] if concurrency else [])
 
 
+def _binary(client: Client) -> Path | None:
+    return _baseline_binary if client.name == BASELINE else s3pull_binary()
+
+
 def _s3pull(client: Client, job: Job) -> list[str] | None:
-    binary = s3pull_binary()
+    binary = _binary(client)
     if binary is None:
         return None
     common = ["--endpoint-url", job.endpoint, "--quiet", *client.extra]
@@ -328,8 +351,8 @@ def _from_list(client: Client, job: Job) -> list[str] | None:
     assert job.list_file is not None
     if not client.list_label:
         return None
-    if client.name == "s3pull":
-        binary = s3pull_binary()
+    if client.is_s3pull:
+        binary = _binary(client)
         if binary is None:
             return None
         job.list_file.write_text("".join(f"{key}\n" for key in job.keys))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import types
 
 import pytest
@@ -38,3 +39,17 @@ def test_version_is_exported_and_matches_the_distribution() -> None:
 
     assert "__version__" in s3pull.__all__
     assert s3pull.__version__ == version("s3pull")
+
+
+def test_the_public_functions() -> None:
+    # The rest of the surface is classes (clients, configs, results, errors).
+    functions = {name for name in s3pull.__all__ if inspect.isfunction(getattr(s3pull, name))}
+    assert functions == {
+        "clean",
+        "format_size",
+        "iter_csv",
+        "iter_lines",
+        "iter_parquet_batches",
+        "parse_size",
+        "parse_source",
+    }

@@ -17,6 +17,7 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from ._clean import clean
     from ._client import AsyncClient
     from ._config import BreakerConfig, RetryConfig, Timeouts, TransferConfig
     from ._errors import (
@@ -45,18 +46,17 @@ if _typing.TYPE_CHECKING:
     from ._events import LoggingSubscriber, Subscriber
     from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
     from ._source import HttpSource, S3Source, parse_source
-    from ._sync import Client, ObjectReader
+    from ._sync import Client
     from ._units import format_size, parse_size
     from .consumers import (
-        Inventory,
         InventoryRecord,
         iter_csv,
         iter_lines,
         iter_parquet_batches,
     )
-    from .scheduling._stream import ObjectStream
+    from .scheduling import Inventory, ObjectReader, ObjectStream
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "AccessDeniedError",
@@ -99,6 +99,7 @@ __all__ = [
     "TransientError",
     "UnsafePathError",
     "__version__",
+    "clean",
     "format_size",
     "iter_csv",
     "iter_lines",
@@ -124,7 +125,7 @@ _MODULES = {
     "HttpSource": "._source",
     "IntegrityError": "._errors",
     "InvalidSourceError": "._errors",
-    "Inventory": ".consumers",
+    "Inventory": ".scheduling",
     "InventoryRecord": ".consumers",
     "LocalError": "._errors",
     "LoggingSubscriber": "._events",
@@ -133,8 +134,8 @@ _MODULES = {
     "ObjectChangedError": "._errors",
     "ObjectInfo": "._results",
     "ObjectOutcome": "._results",
-    "ObjectReader": "._sync",
-    "ObjectStream": ".scheduling._stream",
+    "ObjectReader": ".scheduling",
+    "ObjectStream": ".scheduling",
     "ProtocolError": "._errors",
     "RetryConfig": "._config",
     "S3PullError": "._errors",
@@ -148,6 +149,7 @@ _MODULES = {
     "TransferError": "._errors",
     "TransientError": "._errors",
     "UnsafePathError": "._errors",
+    "clean": "._clean",
     "format_size": "._units",
     "iter_csv": ".consumers",
     "iter_lines": ".consumers",

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -21,28 +19,33 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, Union
 
-from ._config import MiB, TransferConfig
-from ._errors import ConfigError, S3PullError
+from ._config import TransferConfig
+from ._errors import S3PullError
 from ._events import Events, LoggingSubscriber, Subscriber
 from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome, counted
-from ._source import S3Source, Source, parse_prefix, parse_source
-from ._units import parse_size
-from .planning._filters import KeyFilter
-from .planning._paths import destination_file, key_base, local_destination, safe_name
-from .planning._retry import RetryBudget
-from .planning._windows import fit_window, holdable, stream_part_size
-from .scheduling._batch import Batch, BatchItem, BatchItems, list_objects
-from .scheduling._breaker import Breakers
-from .scheduling._budget import MemoryBudget
-from .scheduling._download import Downloader
-from .scheduling._stream import ObjectStream
+from ._source import Source, parse_source
+from .planning import RetryBudget, destination_file, holdable, local_destination
+from .scheduling import (
+    Batch,
+    BatchItem,
+    BatchItems,
+    Breakers,
+    Downloader,
+    MemoryBudget,
+    ObjectStream,
+    Pipelines,
+    copy_stream,
+    prefix_items,
+    remove_temp,
+)
 from .sinks import local_error, resolve_destination
 from .transport import S3Endpoint, Transport
 
 if TYPE_CHECKING:
-    from .consumers import Inventory, InventoryRecord
+    from .consumers import InventoryRecord
     from .executors import PoolSetup
-    from .planning._shards import ShardItem
+    from .planning import ShardItem
+    from .scheduling import Inventory
 
 PathLike = str | os.PathLike[str]
 #: What ``download_many`` takes: a source (it lands under ``destination`` at
@@ -56,9 +59,6 @@ ManyItem = Union[str, Source, tuple[str | Source, PathLike], "InventoryRecord", 
 Executor = Callable[[AsyncIterable[BatchItem], "PoolSetup"], AsyncGenerator[ObjectOutcome, None]]
 
 T = TypeVar("T")
-
-#: The default ordered-stream window (or half the memory budget, if less).
-DEFAULT_STREAM_WINDOW = 32 * MiB
 
 
 class AsyncClient:
@@ -120,6 +120,8 @@ class AsyncClient:
         self._downloader = Downloader(
             self.config, self._transport, self.budget, self.retry_budget, self.events
         )
+        #: Ordered streams and temp-file downloads, and the consumers wired to them.
+        self.pipelines = Pipelines(self._downloader, self.budget)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -205,7 +207,7 @@ class AsyncClient:
         try:
             fd = await _open_for_writing(path)
             try:
-                stream = await self._open_stream(source, None, None, None, info=info)
+                stream = await self.pipelines.open_stream(source, info=info)
                 try:
                     await copy_stream(stream, lambda data: _write_all(fd, data, path))
                 finally:
@@ -287,20 +289,8 @@ class AsyncClient:
         dry_run: bool = False,
     ) -> AsyncGenerator[ObjectOutcome, None]:
         """Like :meth:`download_prefix`, yielding each :class:`ObjectOutcome` as it finishes."""
-        prefix = parse_prefix(source)
-        wanted = KeyFilter(filters)
-        base = key_base(prefix.key)
-        maker = BatchItems(local_destination(os.fspath(destination)), base=base)
-
-        async def items() -> AsyncIterator[BatchItem]:
-            listing = list_objects(self._transport, self._downloader, prefix.bucket, prefix.key)
-            async for listed in listing:
-                if wanted.wants(listed.key[len(base) :]):
-                    item = maker.keyed(S3Source(prefix.bucket, listed.key), listed)
-                    if item is not None:
-                        yield item
-
-        async for outcome in self._run_batch(items(), skip_existing, fail_fast, dry_run):
+        items = prefix_items(self._transport, self._downloader, source, destination, filters)
+        async for outcome in self._run_batch(items, skip_existing, fail_fast, dry_run):
             yield outcome
 
     async def download_many(
@@ -445,79 +435,11 @@ class AsyncClient:
             ...     async for chunk in stream:
             ...         consume(chunk)
         """
-        stream = await self._open_stream(source, version_id, window, part_size)
+        stream = await self.pipelines.open_stream(source, version_id, window, part_size)
         try:
             yield stream
         finally:
             await stream.aclose()
-
-    async def _open_stream(
-        self,
-        source: str | Source,
-        version_id: str | None,
-        window: int | str | None,
-        part_size: int | str | None,
-        *,
-        info: ObjectInfo | None = None,
-        extra: int = 0,
-    ) -> ObjectStream:
-        """Open an ordered stream once its window is held; ``extra``: bytes
-        held with it, for as long as it is open (a parsing pipeline's)."""
-        parsed = parse_source(source, version_id=version_id)
-        wanted, part_bytes = self._stream_window(window, part_size, extra)
-        if info is None:
-            info = await self._downloader.stat(parsed)
-
-        def fit(free: int) -> tuple[int, int] | None:
-            return fit_window(free, wanted=wanted, part_size=part_bytes, extra=extra)
-
-        held = await self.budget.hold(
-            lambda free: None if (plan := fit(free)) is None else plan[0] + extra
-        )
-        # The plan is a pure function of the bytes held: the same one again.
-        planned = fit(held)
-        assert planned is not None and planned[0] + extra == held
-        try:
-            stream = ObjectStream(
-                self._downloader,
-                self.budget,
-                parsed,
-                info,
-                window=planned[0],
-                part_size=planned[1],
-                held=held,
-            )
-            return stream.start()
-        except BaseException:
-            self.budget.unhold(held)
-            raise
-
-    def _stream_window(
-        self, window: int | str | None, part_size: int | str | None, extra: int = 0
-    ) -> tuple[int, int | None]:
-        """The window an ordered stream asks for, and its part size if one is
-        asked for, validated against what open streams may hold."""
-        config = self.config
-        room = self.budget.holdable - extra
-        if window is None:
-            window_bytes = min(DEFAULT_STREAM_WINDOW, config.memory_limit // 2, room)
-        else:
-            window_bytes = parse_size(window)
-        part_bytes = parse_size(part_size) if part_size is not None else None
-        smallest = stream_part_size(window_bytes, part_bytes)
-        if smallest < 1 or window_bytes < smallest:
-            raise ConfigError(
-                f"the stream window ({window_bytes} bytes) must hold at least one part "
-                f"({smallest} bytes)"
-            )
-        if window_bytes > room:
-            raise ConfigError(
-                f"the stream window ({window_bytes} bytes) leaves no room in memory_limit "
-                f"({config.memory_limit} bytes) for GETs: open streams may hold "
-                f"{self.budget.holdable} bytes of it"
-                + (f", {extra} of them beside this window" if extra else "")
-            )
-        return window_bytes, part_bytes
 
     def iter_lines(self, source: str | Source, **options: Any) -> AsyncIterator[str]:
         """Lines of an object, parsed while it downloads; see :func:`s3pull.iter_lines`.
@@ -526,21 +448,21 @@ class AsyncClient:
             >>> async for line in client.iter_lines("s3://b/app.log.gz"):  # doctest: +SKIP
             ...     handle(line)
         """
-        from .consumers import iter_lines
+        from .consumers import line_format
 
-        return iter_lines(self, source, **options)
+        return self.pipelines.stream_items(source, line_format, **options)
 
     def iter_csv(self, source: str | Source, **options: Any) -> AsyncIterator[Any]:
         """CSV rows of an object, parsed while it downloads; see :func:`s3pull.iter_csv`."""
-        from .consumers import iter_csv
+        from .consumers import csv_format
 
-        return iter_csv(self, source, **options)
+        return self.pipelines.stream_items(source, csv_format, **options)
 
     def iter_parquet_batches(self, source: str | Source, **options: Any) -> AsyncIterator[Any]:
         """Parquet record batches via a temp file; see :func:`s3pull.iter_parquet_batches`."""
-        from .consumers import iter_parquet_batches
+        from .consumers import parquet_reader
 
-        return iter_parquet_batches(self, source, **options)
+        return self.pipelines.file_items(source, parquet_reader(**options))
 
     def inventory(self, manifest: str, **options: Any) -> Inventory:
         """An S3 Inventory reader; see :class:`s3pull.Inventory`.
@@ -551,7 +473,7 @@ class AsyncClient:
             >>> async for record in inventory.records():  # doctest: +SKIP
             ...     print(record.key, record.size)
         """
-        from .consumers import Inventory
+        from .scheduling import Inventory
 
         return Inventory(self, manifest, **options)
 
@@ -573,7 +495,7 @@ class AsyncClient:
             >>> async with client.download_to_temp("s3://b/doc.pdf") as path:  # doctest: +SKIP
             ...     text = extract(path)
         """
-        path = await self._download_temp(source, version_id, dir)
+        path = await self.pipelines.download_temp(source, version_id, dir)
         try:
             yield path
         finally:
@@ -595,24 +517,11 @@ class AsyncClient:
             >>> with await client.open_temp("s3://b/data.parquet") as f:  # doctest: +SKIP
             ...     header = f.read(4)
         """
-        path = await self._download_temp(source, version_id, dir)
+        path = await self.pipelines.download_temp(source, version_id, dir)
         try:
             return open(path, "rb")  # noqa: ASYNC230 - a local open, owned by the caller
         finally:
             remove_temp(path)
-
-    async def _download_temp(
-        self, source: str | Source, version_id: str | None, dir: PathLike | None
-    ) -> Path:
-        parsed = parse_source(source, version_id=version_id)
-        name = safe_name(parsed.name or "download", source=parsed.redacted)
-        directory = Path(tempfile.mkdtemp(prefix="s3pull-", dir=dir))
-        try:
-            result = await self._downloader.download(parsed, directory / name)
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
-        return result.path
 
 
 async def _collect(outcomes: AsyncIterator[ObjectOutcome], *, fail_fast: bool) -> BatchResult:
@@ -625,17 +534,6 @@ async def _collect(outcomes: AsyncIterator[ObjectOutcome], *, fail_fast: bool) -
 
 #: Items of a sync iterable read per thread hop.
 _CHUNK = 1000
-#: Bytes of an ordered stream handed to a writer per thread hop.
-COPY_BUFFER = 1 << 20
-
-
-async def copy_stream(stream: ObjectStream, write: Callable[[memoryview], object]) -> None:
-    """Hand every byte of ``stream``, in order, to ``write`` (which writes all
-    it is given). ``write`` runs in a thread, so a slow reader at the other
-    end (a pipe, a terminal) never stops the event loop from fetching ahead."""
-    buffer = bytearray(COPY_BUFFER)
-    while filled := await stream.readinto(buffer):
-        await asyncio.to_thread(write, memoryview(buffer)[:filled])
 
 
 async def _open_for_writing(path: Path) -> int:
@@ -679,8 +577,3 @@ async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
     while chunk := await asyncio.to_thread(lambda: list(itertools.islice(iterator, _CHUNK))):
         for item in chunk:
             yield item
-
-
-def remove_temp(path: Path) -> None:
-    """Remove a file made by ``download_to_temp`` and its private directory."""
-    shutil.rmtree(path.parent, ignore_errors=True)

@@ -1,8 +1,13 @@
 """The s3pull exception hierarchy.
 
-Every error s3pull raises derives from :class:`S3PullError`. Errors are
-translated from aiohttp / botocore / OS exceptions in exactly one place
-(``transport/_translate.py`` and the sink), chained with ``raise ... from``.
+Every error s3pull raises derives from :class:`S3PullError`. Other
+libraries' exceptions are translated into it in one place per backend,
+beside that backend, chained with ``raise ... from``: each HTTP backend in
+``transport/`` (worker-thread ``http.client``, aiohttp) maps its own
+exceptions, HTTP answers (status, S3 error code) are mapped once for both,
+botocore's credential errors where credentials are loaded
+(``transport/_s3.py``), and the OS's by one function of the sinks
+(``local_error``), wherever a local file is opened or written.
 
 ::
 

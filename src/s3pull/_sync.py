@@ -14,19 +14,18 @@ each client a fresh connection pool on first use.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import threading
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncGenerator, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from ._client import AsyncClient, ManyItem, PathLike, remove_temp
+from ._client import AsyncClient, ManyItem, PathLike
 from ._results import BatchResult, DownloadResult, ObjectInfo, ObjectOutcome
 from ._source import Source
-from .scheduling._stream import ObjectStream
+from .scheduling import ObjectReader, Pipelines, remove_temp
 
 if TYPE_CHECKING:
     from .consumers import InventoryRecord
@@ -92,70 +91,6 @@ def _forget_loop_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_loop_after_fork)
 
 
-class _RawStream(io.RawIOBase):
-    """A read-only, non-seekable raw stream over an :class:`ObjectStream`."""
-
-    def __init__(
-        self,
-        stream: ObjectStream,
-        run: Callable[[Coroutine[Any, Any, Any]], Any],
-        *,
-        closes_stream: bool = True,
-    ):
-        super().__init__()
-        self._stream = stream
-        self._run = run
-        self._closes_stream = closes_stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.closed:
-            raise ValueError("read from a closed stream")
-        result: int = self._run(self._stream.readinto(buffer))
-        return result
-
-    def close(self) -> None:
-        if not self.closed:
-            try:
-                if self._closes_stream:
-                    self._run(self._stream.aclose())
-            finally:
-                super().close()
-
-
-class ObjectReader(io.BufferedReader):
-    """A buffered, read-only file object over an object being downloaded.
-
-    Usable wherever a binary file is: ``gzip.open(reader)``, ``io.TextIOWrapper``,
-    ``csv``, ``pyarrow``'s stream readers. Not seekable.
-
-    Attributes:
-        info: what the object is (size, ETag, version...).
-    """
-
-    def __init__(
-        self,
-        stream: ObjectStream,
-        run: Callable[[Coroutine[Any, Any, Any]], Any],
-        *,
-        buffer_size: int | None = None,
-        closes_stream: bool = True,
-    ):
-        # A large buffer: each refill is one hop to the loop thread. A reader
-        # that does not own its stream (a parsing thread's, whose stream the
-        # event loop closes) must never hop to the loop from close(): the
-        # garbage collector may run it on the loop thread itself.
-        raw = _RawStream(stream, run, closes_stream=closes_stream)
-        super().__init__(raw, buffer_size=buffer_size or READER_BUFFER)
-        self.info: ObjectInfo = stream.info
-
-
-#: Bytes an :class:`ObjectReader` asks the stream for at a time.
-READER_BUFFER = 1 << 20
-
-
 class Client:
     """The synchronous client. Takes the same arguments as :class:`AsyncClient`.
 
@@ -185,6 +120,10 @@ class Client:
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return _loop_thread().run(coroutine)
+
+    def _pipelines(self) -> Pipelines:
+        """The streams and temp downloads of this process's :class:`AsyncClient`."""
+        return self._client().pipelines
 
     def stat(self, source: str | Source, *, version_id: str | None = None) -> ObjectInfo:
         """See :meth:`AsyncClient.stat`."""
@@ -257,7 +196,7 @@ class Client:
         dir: PathLike | None = None,
     ) -> Iterator[Path]:
         """See :meth:`AsyncClient.download_to_temp`."""
-        path = self._run(self._client()._download_temp(source, version_id, dir))
+        path = self._run(self._pipelines().download_temp(source, version_id, dir))
         try:
             yield path
         finally:
@@ -279,7 +218,7 @@ class Client:
             ...     for line in t:
             ...         handle(line)
         """
-        stream = self._run(self._client()._open_stream(source, version_id, window, part_size))
+        stream = self._run(self._pipelines().open_stream(source, version_id, window, part_size))
         return ObjectReader(stream, self._run)
 
     def open_temp(
@@ -299,21 +238,21 @@ class Client:
             >>> for line in client.iter_lines("s3://b/app.log.gz"):  # doctest: +SKIP
             ...     handle(line)
         """
-        from .consumers import iter_lines
+        from .consumers import line_format
 
-        return iter_lines(self, source, **options)
+        return self._pipelines().read_items(self._run, source, line_format, **options)
 
     def iter_csv(self, source: str | Source, **options: Any) -> Iterator[Any]:
         """CSV rows of an object, parsed while it downloads; see :func:`s3pull.iter_csv`."""
-        from .consumers import iter_csv
+        from .consumers import csv_format
 
-        return iter_csv(self, source, **options)
+        return self._pipelines().read_items(self._run, source, csv_format, **options)
 
     def iter_parquet_batches(self, source: str | Source, **options: Any) -> Iterator[Any]:
         """Parquet record batches via a temp file; see :func:`s3pull.iter_parquet_batches`."""
-        from .consumers import iter_parquet_batches
+        from .consumers import parquet_reader
 
-        return iter_parquet_batches(self, source, **options)
+        return self._pipelines().read_file(self._run, source, parquet_reader(**options))
 
     def iter_inventory(
         self, manifest: str, *, prefix: str | None = None, **options: Any
@@ -326,7 +265,7 @@ class Client:
         Example:
             >>> total = sum(r.size or 0 for r in client.iter_inventory(url))  # doctest: +SKIP
         """
-        from .consumers import Inventory
+        from .scheduling import Inventory
 
         batches = Inventory(self._client(), manifest, **options).batches(prefix)
         for batch in self._iterate(batches):

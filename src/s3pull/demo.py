@@ -28,8 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ._units import format_size, parse_size
-from .testing import Fault, FaultServer, generate_bytes, kill_when_journaled
-from .testing._rss import run_cli_measured
+from .testing import Fault, FaultServer, generate_bytes, kill_when_journaled, run_cli_measured
 
 MiB = 1024 * 1024
 

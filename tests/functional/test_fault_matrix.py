@@ -1,4 +1,4 @@
-"""One client test per fault the FaultServer can inject (issue 4's list).
+"""One client test per fault the FaultServer can inject (the whole list).
 
 Each test drives the real client against an in-process FaultServer and
 checks the whole contract of a download under that fault:

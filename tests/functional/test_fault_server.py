@@ -797,6 +797,7 @@ def test_public_api() -> None:
         "journaled_parts",
         "kill_when_journaled",
         "parse_script",
+        "run_cli_measured",
     ]
 
 

@@ -28,10 +28,10 @@ from s3pull import (
     UnsafePathError,
 )
 from s3pull.scheduling._breaker import Breakers, BreakerState
-from s3pull.scheduling._download import THREADED_BODY_ABOVE
 from s3pull.sinks import _tempfile
 from s3pull.testing import Fault, FaultServer, generate_bytes
 from s3pull.testing._rss import run_cli_measured
+from s3pull.transport import THREADED_BODY_ABOVE
 
 from ..support import free_port, pattern
 

@@ -179,10 +179,10 @@ async def test_worker_thread_gets_verify_the_certificate(
     try:
         if not trusted:
             with pytest.raises(TransferError, match="TLS failed"):
-                async with transport.get_threaded(HttpSource(https_server), 0, 99):
+                async with transport.get(HttpSource(https_server), 0, 99):
                     pass
             return
-        async with transport.get_threaded(HttpSource(https_server), 0, 99) as response:
+        async with transport.get(HttpSource(https_server), 0, 99) as response:
             assert isinstance(response, BlockingResponse)
             body = bytearray()
             await response.pump(lambda chunk, _: body.extend(chunk), 64 * 1024)

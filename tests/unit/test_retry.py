@@ -34,7 +34,7 @@ from s3pull.planning._retry import (
     backoff_delay,
     decide,
 )
-from s3pull.transport._translate import error_from_exception
+from s3pull.transport import _aio, _blocking
 
 CONFIG = RetryConfig(max_attempts=5, backoff_base=1.0, backoff_cap=8.0)
 
@@ -253,7 +253,9 @@ def connect_failures() -> list[tuple[str, Exception]]:
     ("name", "exc"), [pytest.param(name, exc, id=name) for name, exc in connect_failures()]
 )
 def test_connection_failures_no_retry_can_fix_give_up_at_once(name: str, exc: Exception) -> None:
-    error = error_from_exception(exc, source="s3://bucket/key")
+    # Each HTTP client's exceptions are translated beside it.
+    translate = _aio.translate if name.startswith("aiohttp") else _blocking.translate
+    error = translate(exc, source="s3://bucket/key")
     assert not isinstance(error, TransientError), error
     assert isinstance(error, TransferError)
     assert decide(CONFIG, error, failures=1, draw=0.0) == GiveUp("TransferError is not retryable")
@@ -273,6 +275,6 @@ def test_connection_failures_no_retry_can_fix_give_up_at_once(name: str, exc: Ex
     ids=["resolver-did-not-answer", "tls-eof", "refused"],
 )
 def test_connection_failures_a_retry_may_fix_are_retried(exc: Exception) -> None:
-    error = error_from_exception(exc, source="s3://bucket/key")
+    error = _blocking.translate(exc, source="s3://bucket/key")
     assert isinstance(error, NetworkError), error
     assert isinstance(decide(CONFIG, error, failures=1, draw=0.0), Retry)

@@ -13,7 +13,8 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import IO
 
-from .._client import AsyncClient, copy_stream
+from .._clean import clean
+from .._client import AsyncClient
 from .._config import TransferConfig, load_sse_c_key
 from .._errors import ConfigError, S3PullError
 from .._events import Subscriber
@@ -21,7 +22,8 @@ from .._results import DOWNLOADED, FAILED, BatchResult, ObjectOutcome, counted
 from .._source import S3Source, parse_prefix
 from .._units import format_size
 from ..consumers import InventoryRecord
-from ..sinks import atomic_file, stale_files
+from ..scheduling import copy_stream
+from ..sinks import atomic_file
 from . import _fleet
 from ._output import EXIT_FAILED, _info_json, _outcome_json, _planned_line, _print_info
 from ._progress import (
@@ -350,18 +352,10 @@ async def _stat(args: argparse.Namespace) -> int:
 
 
 async def _clean(args: argparse.Namespace) -> int:
-    now = time.time()
+    # A file that cannot be removed is logged by clean(): "s3pull: cannot remove ...".
     removed = 0
     for directory in args.directories:
-        if not Path(directory).is_dir():  # noqa: ASYNC240 - a local stat, before any I/O
-            raise ConfigError(f"not a directory: {directory}")
-        for path in stale_files(Path(directory), args.older_than, recursive=True, now=now):
-            if not args.dry_run:
-                try:
-                    path.unlink()
-                except OSError as exc:
-                    print(f"s3pull: cannot remove {path}: {exc.strerror}", file=sys.stderr)
-                    continue
+        for path in clean(directory, older_than=args.older_than, dry_run=args.dry_run):
             removed += 1
             if not args.quiet:
                 print(path)

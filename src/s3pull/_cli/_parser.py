@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any, NoReturn
 
-from .. import __version__
 from .._config import SSE_C_KEY_ENV, TransferConfig
 from .._errors import ConfigError
 from .._units import parse_duration, parse_rate, parse_size
+from .._version import __version__
 from ..transport import ADDRESSING_STYLES
 from ._fleet import add_celery_option, add_commands
 from ._output import EXIT_USAGE

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._config import BreakerConfig
-from ..scheduling._breaker_store import RedisBreakerStore
+from ..scheduling import RedisBreakerStore
 from ._app import BROKER_ENV, make_app, register
 from ._executor import CeleryExecutor
 from ._settings import (

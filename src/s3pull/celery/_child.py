@@ -37,11 +37,9 @@ from .._config import TransferConfig
 from .._errors import DeadLetterError, S3PullError
 from .._results import FAILED, BatchResult, ObjectOutcome
 from .._sync import Client
-from ..executors import config_from_json, run_shard
-from ..executors._pool import _remove_leftovers as remove_leftovers
-from ..planning._shards import Shard, ShardItem
-from ..scheduling._batch import planned_item
-from ..scheduling._breaker_store import RedisBreakerStore
+from ..executors import config_from_json, remove_leftovers, run_shard
+from ..planning import Shard, ShardItem
+from ..scheduling import RedisBreakerStore, planned_item
 from ._once import already_there, remember, tag, task_lock
 from ._reply import FLUSH_ITEMS, FLUSH_SECONDS, Redis, send
 from ._settings import child_budget

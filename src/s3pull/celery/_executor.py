@@ -38,8 +38,8 @@ from typing import Any
 from .._errors import ConfigError, S3PullError
 from .._results import DOWNLOADED, FAILED, ObjectOutcome
 from ..executors import PoolSetup, config_to_json
-from ..planning._shards import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem
-from ..scheduling._batch import BatchItem, shard_item, unplanned_outcome
+from ..planning import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem
+from ..scheduling import BatchItem, shard_item, unplanned_outcome
 from ..transport import S3Endpoint
 from ._child import ENDPOINT_FIELDS, failed
 from ._reply import receive, reply_key

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from .._results import DOWNLOADED, EXISTING, ObjectOutcome
-from ..planning._shards import ShardItem
-from ..scheduling._batch import is_up_to_date, planned_item
+from ..planning import ShardItem
+from ..scheduling import is_up_to_date, planned_item
 from ._reply import Redis
 
 #: The extended attribute a shard's downloads carry.

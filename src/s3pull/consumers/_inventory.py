@@ -1,70 +1,43 @@
-"""S3 Inventory: every object a manifest lists, from its data files, in
-parallel, in bounded memory.
+"""S3 Inventory reports: the manifest, and the records of its data files.
 
 An inventory report is a ``manifest.json`` (``sourceBucket``,
 ``destinationBucket`` as an ARN, ``fileFormat``, ``fileSchema``, and
 ``files``: ``{key, size, MD5checksum}``) plus data files in the destination
 bucket: gzipped CSV (keys URL-encoded) or Parquet. ORC is refused.
 
-How it runs
------------
-``workers`` tasks (default 4) take data files from the manifest's list. A
-CSV.gz file is read through the ordered stream with a modest window (default
-8 MiB) and decompressed, parsed and turned into :class:`InventoryRecord`s on
-a worker thread (see ``_pipeline``); its MD5 is computed over the compressed
-bytes as they pass and compared with the manifest's at the end of the file.
-A Parquet file is downloaded to a temp file (Parquet needs random access),
-checked against its MD5, and read row group by row group. Batches of records
-from all workers meet in one bounded queue that the caller drains: order
-across files is not kept, memory does not grow with the inventory.
+This module parses what it is handed: a manifest's bytes
+(:func:`parse_manifest`), a CSV.gz data file as a binary stream
+(:func:`csv_records`: inflated, parsed and turned into
+:class:`InventoryRecord`s, its MD5 computed over the compressed bytes as they
+pass and compared with the manifest's at the end), or a Parquet data file
+as a local path (:func:`parquet_records`: checked against its MD5, read row
+group by row group). Reading the data files in parallel, in bounded memory,
+is ``s3pull.Inventory``'s (``scheduling._inventory``).
 
 A data file whose MD5 does not match is an :class:`IntegrityError`, raised
 after the records read from it (they cannot be taken back: check the error
-before trusting a result). Faults below (resets, throttling, stalls) are
-retried and resumed invisibly, as for every download.
-
-Memory
-------
-With ``W`` workers on CSV.gz, all of it charged to the client's budget but
-the last two terms::
-
-    W x (window + PIPELINE_COST + GETs in flight x stream_cost)
-  + (2 x W + 1) batches in the shared queue (<= 256 records each)
-  + the caller's current batch
-
-Defaults: 4 x (8 MiB + 2 MiB + ~3 x 768 KiB) ≈ 49 MiB of a 64 MiB budget. If
-the budget cannot give every worker its window plus two GETs, the window
-shrinks (down to 1 MiB), then the worker count: several streams that hold
-windows could otherwise leave no budget for the GETs that fill them.
+before trusting a result).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import json
-from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
-from contextlib import aclosing
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import unquote_plus
 
-from .._client import AsyncClient, remove_temp
-from .._config import MiB
 from .._errors import ConfigError, IntegrityError
-from .._source import S3Source, parse_source
-from .._units import parse_size
-from ._parquet import close_batches, parquet_batches, parquet_module
-from ._pipeline import PIPELINE_COST, CountingLines, batched, parse_in_thread
+from .._results import ObjectInfo
+from .._source import S3Source
+from ._batching import CountingLines, batched
+from ._parquet import parquet_batches, parquet_module
 from ._text import CsvFormat, compression_for
 
-#: Default data files read at once.
-DEFAULT_WORKERS = 4
-#: Default ordered-stream window of each CSV.gz data file.
-DEFAULT_WINDOW = 8 * MiB
 #: Rows per Parquet record batch.
 PARQUET_BATCH = 4096
 _HASH_BLOCK = 1 << 20
@@ -264,11 +237,10 @@ def _record_maker(
 class _Hashing(io.RawIOBase):
     """Passes bytes through and hashes them (MD5 of a data file as streamed)."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any) -> None:  # any binary file object with readinto()
         super().__init__()
         self.raw = raw
         self.md5 = hashlib.md5()
-        self.info = getattr(raw, "info", None)
 
     def readable(self) -> bool:
         return True
@@ -288,189 +260,61 @@ def _check_md5(url: str, expected: str | None, digest: str) -> None:
         )
 
 
-class Inventory:
-    """Reads every record of an S3 Inventory, its data files in parallel.
-
-    Args:
-        client: the client to read with (its budget bounds everything).
-        manifest: ``s3://bucket/path/manifest.json``.
-        workers: data files read at once (default 4).
-        window: ordered-stream window per CSV.gz data file (default 8 MiB).
-        memory_share: the fraction of the client's memory budget the reader
-            may fill (1.0); downloading the records at the same time needs the
-            rest (``s3pull inventory --download`` gives the reader half).
-        verify_md5: check each data file against the manifest's MD5.
-
-    Example:
-        >>> url = "s3://inv/src/config/2024-01-01T01-00Z/manifest.json"
-        >>> inventory = Inventory(client, url)  # doctest: +SKIP
-        >>> async for record in inventory.records(prefix="logs/"):  # doctest: +SKIP
-        ...     total += record.size or 0
-    """
-
-    def __init__(
-        self,
-        client: AsyncClient,
-        manifest: str,
-        *,
-        workers: int = DEFAULT_WORKERS,
-        window: int | str = DEFAULT_WINDOW,
-        verify_md5: bool = True,
-        memory_share: float = 1.0,
-    ) -> None:
-        if workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {workers}")
-        if not 0 < memory_share <= 1:
-            raise ConfigError(f"memory_share must be in (0, 1], got {memory_share}")
-        self.memory_share = memory_share
-        self.client = client
-        self.source = parse_source(manifest)
-        self.verify_md5 = verify_md5
-        self.workers, self.window = self._fit(workers, parse_size(window))
-        self._manifest: InventoryManifest | None = None
-
-    def _fit(self, workers: int, window: int) -> tuple[int, int]:
-        """Workers and window such that each worker's window, pipeline and two
-        GETs fit in the budget together (see the module docstring)."""
-        config = self.client.config
-        limit = int(config.memory_limit * self.memory_share)
-        overhead = PIPELINE_COST + 2 * config.stream_cost
-        while workers > 1 and limit // workers - overhead < MiB:
-            workers -= 1
-        fitted = min(window, (limit // workers - overhead) // MiB * MiB)
-        if fitted < MiB:
-            raise ConfigError(
-                f"memory_limit {config.memory_limit} bytes is too small to read an inventory "
-                f"(one worker needs {MiB + overhead} bytes)"
-            )
-        return workers, fitted
-
-    async def manifest(self) -> InventoryManifest:
-        """The parsed manifest (read once)."""
-        if self._manifest is None:
-            async with self.client.open(self.source, window=MiB) as stream:
-                document = await stream.read()
-            self._manifest = parse_manifest(document, source=self.source.redacted)
-        return self._manifest
-
-    async def records(self, prefix: str | None = None) -> AsyncGenerator[InventoryRecord, None]:
-        """Every record (optionally only keys starting with ``prefix``), in no
-        particular order across data files."""
-        async with aclosing(self.batches(prefix)) as batches:
-            async for batch in batches:
-                for record in batch:
-                    yield record
-
-    async def batches(
-        self, prefix: str | None = None
-    ) -> AsyncGenerator[list[InventoryRecord], None]:
-        """Records in batches (cheaper to move between threads than one by one)."""
-        manifest = await self.manifest()
-        todo = deque(manifest.files)
-        queue: asyncio.Queue[Any] = asyncio.Queue(2 * self.workers + 1)
-
-        async def work() -> None:
-            try:
-                while todo:
-                    data_file = todo.popleft()
-                    async with aclosing(self._file_batches(manifest, data_file, prefix)) as parts:
-                        async for batch in parts:
-                            await queue.put(batch)
-            except Exception as error:
-                await queue.put(error)
-            finally:
-                # Not on cancellation: then nobody reads the queue any more.
-                if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                    await queue.put(None)
-
-        tasks = [asyncio.create_task(work()) for _ in range(min(self.workers, len(todo)))]
-        try:
-            running = len(tasks)
-            while running:
-                item = await queue.get()
-                if item is None:
-                    running -= 1
-                elif isinstance(item, BaseException):
-                    raise item
-                elif item:
-                    yield item
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _file_batches(
-        self, manifest: InventoryManifest, data_file: InventoryFile, prefix: str | None
-    ) -> AsyncGenerator[list[InventoryRecord], None]:
-        url = manifest.url(data_file)
-        if manifest.file_format == "CSV":
-            return self._csv_batches(manifest, data_file, url, prefix)
-        return self._parquet_batches(manifest, data_file, url, prefix)
-
-    async def _csv_batches(
-        self,
-        manifest: InventoryManifest,
-        data_file: InventoryFile,
-        url: str,
-        prefix: str | None,
-    ) -> AsyncGenerator[list[InventoryRecord], None]:
-        make = _record_maker(manifest.file_schema, manifest.source_bucket, url_encoded=True)
-        source = S3Source(manifest.destination_bucket, data_file.key)
-        fmt = CsvFormat(compression=compression_for(source, "auto"))  # AWS writes .csv.gz
-        expected = data_file.md5 if self.verify_md5 else None
-
-        def parse(reader: Any) -> Iterator[list[InventoryRecord]]:
-            # On the parsing thread: inflate, parse, make records, hash.
-            hashing = _Hashing(reader)
-            raw = io.BufferedReader(hashing, 64 * 1024)
-            with fmt.open_text(raw, reader.info) as text:
-                counter = CountingLines(text)
-                records: Iterable[InventoryRecord] = map(make, fmt.items(counter))
-                if prefix:
-                    records = (r for r in records if r.key.startswith(prefix))
-                yield from batched(records, counter)
-                while raw.read(_HASH_BLOCK):  # bytes after the last row, if any
-                    pass
-            _check_md5(url, expected, hashing.md5.hexdigest())
-
-        async with aclosing(parse_in_thread(self.client, source, parse, window=self.window)) as it:
-            async for batch in it:
-                yield batch
-
-    async def _parquet_batches(
-        self,
-        manifest: InventoryManifest,
-        data_file: InventoryFile,
-        url: str,
-        prefix: str | None,
-    ) -> AsyncGenerator[list[InventoryRecord], None]:
-        parquet_module()
-        path = await self.client._download_temp(url, None, None)
-        try:
-            if self.verify_md5:
-                _check_md5(url, data_file.md5, await asyncio.to_thread(_md5_file, path))
-            columns = await asyncio.to_thread(_parquet_columns, path)
-            make = _record_maker(columns, manifest.source_bucket, url_encoded=False)
-            batches = parquet_batches(path, None, PARQUET_BATCH)
-
-            def next_records() -> list[InventoryRecord] | None:
-                batch = next(batches, None)
-                if batch is None:
-                    return None
-                rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
-                records = [make(list(row)) for row in rows]
-                return [r for r in records if r.key.startswith(prefix)] if prefix else records
-
-            try:
-                while (records := await asyncio.to_thread(next_records)) is not None:
-                    yield records
-            finally:
-                close_batches(batches)
-        finally:
-            remove_temp(path)
+def data_source(manifest: InventoryManifest, data_file: InventoryFile) -> S3Source:
+    """Where a data file of the inventory is."""
+    return S3Source(manifest.destination_bucket, data_file.key)
 
 
-def _md5_file(path: Any) -> str:
+def _wanted(records: Iterable[InventoryRecord], prefix: str | None) -> Iterable[InventoryRecord]:
+    return (r for r in records if r.key.startswith(prefix)) if prefix else records
+
+
+def csv_records(
+    manifest: InventoryManifest, data_file: InventoryFile, prefix: str | None, *, verify_md5: bool
+) -> Callable[[BinaryIO, ObjectInfo], Iterator[list[InventoryRecord]]]:
+    """The parser of one CSV.gz data file's bytes: batches of its records
+    (only keys starting with ``prefix``, if given), its MD5 checked at the end."""
+    make = _record_maker(manifest.file_schema, manifest.source_bucket, url_encoded=True)
+    source = data_source(manifest, data_file)
+    fmt = CsvFormat(compression=compression_for(source, "auto"))  # AWS writes .csv.gz
+    expected = data_file.md5 if verify_md5 else None
+    url = manifest.url(data_file)
+
+    def parse(reader: BinaryIO, info: ObjectInfo) -> Iterator[list[InventoryRecord]]:
+        # On the parsing thread: inflate, parse, make records, hash.
+        hashing = _Hashing(reader)
+        raw = io.BufferedReader(hashing, 64 * 1024)
+        with fmt.open_text(raw, info) as text:
+            counter = CountingLines(text)
+            yield from batched(_wanted(map(make, fmt.items(counter)), prefix), counter)
+            while raw.read(_HASH_BLOCK):  # bytes after the last row, if any
+                pass
+        _check_md5(url, expected, hashing.md5.hexdigest())
+
+    return parse
+
+
+def parquet_records(
+    manifest: InventoryManifest, data_file: InventoryFile, prefix: str | None, *, verify_md5: bool
+) -> Callable[[Path], Iterator[list[InventoryRecord]]]:
+    """The parser of one Parquet data file on disk: checked against its MD5,
+    then its records (only keys starting with ``prefix``, if given), one
+    record batch of the file at a time. pyarrow is checked for now."""
+    parquet_module()
+    url = manifest.url(data_file)
+
+    def parse(path: Path) -> Iterator[list[InventoryRecord]]:
+        if verify_md5:
+            _check_md5(url, data_file.md5, _md5_file(path))
+        make = _record_maker(_parquet_columns(path), manifest.source_bucket, url_encoded=False)
+        for batch in parquet_batches(path, None, PARQUET_BATCH):
+            rows = zip(*(column.to_pylist() for column in batch.columns), strict=True)
+            yield list(_wanted((make(list(row)) for row in rows), prefix))
+
+    return parse
+
+
+def _md5_file(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as f:
         while block := f.read(_HASH_BLOCK):
@@ -478,7 +322,7 @@ def _md5_file(path: Any) -> str:
     return digest.hexdigest()
 
 
-def _parquet_columns(path: Any) -> list[str]:
+def _parquet_columns(path: Path) -> list[str]:
     pq = parquet_module()
     with pq.ParquetFile(path) as parquet:
         return list(parquet.schema_arrow.names)

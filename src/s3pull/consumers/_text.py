@@ -1,11 +1,11 @@
-"""Lines and CSV rows of an object, decompressed and parsed while it downloads.
+"""Lines and CSV rows of a binary stream, decompressed and parsed.
 
 One parsing implementation (``gzip.GzipFile`` + ``io.TextIOWrapper`` +
-``csv``) serves both clients: the sync :class:`Client` runs it in the
-caller's thread over :meth:`Client.open`; the :class:`AsyncClient` runs it on
-a worker thread fed by the ordered stream (``_pipeline``), so download,
-decompression and parsing overlap and the event loop never inflates or
-parses anything itself.
+``csv``) over whatever binary file object it is handed. The wiring
+(``scheduling._consume``) hands it an object being downloaded: the sync
+client's in the caller's thread, the async client's on a worker thread fed
+by the ordered stream, so download, decompression and parsing overlap and
+the event loop never inflates or parses anything itself.
 """
 
 from __future__ import annotations
@@ -13,17 +13,14 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
-from contextlib import aclosing
-from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO, Generic, Literal, TypeVar, overload
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Generic, Literal, TypeVar
 
-from .._client import AsyncClient
 from .._errors import ConfigError
 from .._results import ObjectInfo
-from .._source import Source, parse_source
-from .._sync import Client
-from ._pipeline import CountingLines, batched, parse_in_thread
+from .._source import Source
+from ._batching import CountingLines, batched
 
 T = TypeVar("T")
 Compression = Literal["auto", "gzip"] | None
@@ -82,9 +79,15 @@ class TextFormat(Generic[T]):
             binary = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
         return io.TextIOWrapper(binary, encoding=self.encoding, newline=self.newline)
 
-    def batches(self, raw: Any) -> Iterator[list[T]]:
-        """Batches of items, cut by item count and by characters read (async path)."""
-        with self.open_text(raw, raw.info) as text:
+    def parse(self, raw: BinaryIO, info: ObjectInfo) -> Iterator[T]:
+        """The items of ``raw``, the bytes of the object ``info`` describes."""
+        with self.open_text(raw, info) as text:
+            yield from self.items(text)
+
+    def batches(self, raw: BinaryIO, info: ObjectInfo) -> Iterator[list[T]]:
+        """The items in batches, cut by item count and by characters read (to
+        cross from a parsing thread to the event loop)."""
+        with self.open_text(raw, info) as text:
             counter = CountingLines(text)
             yield from batched(self.items(counter), counter)
 
@@ -108,148 +111,26 @@ class CsvFormat(TextFormat[Any]):
         return csv.reader(lines, **self.fmtparams)
 
 
-def _sync_items(
-    client: Client, source: Source, fmt: TextFormat[T], options: dict[str, Any]
-) -> Iterator[T]:
-    with client.open(source, **options) as raw, fmt.open_text(raw, raw.info) as text:
-        yield from fmt.items(text)
+def line_format(
+    source: Source, *, compression: Compression = "auto", encoding: str = "utf-8"
+) -> LineFormat:
+    """How to read the lines of ``source`` (its compression settled from its
+    name where it can be: a bad option is refused before any request)."""
+    return LineFormat(compression=compression_for(source, compression), encoding=encoding)
 
 
-async def _async_items(
-    client: AsyncClient, source: Source, fmt: TextFormat[T], options: dict[str, Any]
-) -> AsyncGenerator[T, None]:
-    # aclosing: when our consumer stops, the pipeline must stop now (thread
-    # ended, stream closed, budget back), not whenever the garbage collector
-    # gets to it.
-    async with aclosing(parse_in_thread(client, source, fmt.batches, **options)) as batches:
-        async for batch in batches:
-            for item in batch:
-                yield item
-
-
-def _iterate(
-    client: Client | AsyncClient,
-    source: str | Source,
-    fmt: TextFormat[T],
-    version_id: str | None,
-    window: int | str | None,
-    part_size: int | str | None,
-) -> Iterator[T] | AsyncIterator[T]:
-    parsed = parse_source(source, version_id=version_id)
-    fmt = replace(fmt, compression=compression_for(parsed, fmt.compression))
-    options: dict[str, Any] = {"window": window, "part_size": part_size}
-    if isinstance(client, AsyncClient):
-        return _async_items(client, parsed, fmt, options)
-    if isinstance(client, Client):
-        return _sync_items(client, parsed, fmt, options)
-    raise TypeError(f"expected an s3pull Client or AsyncClient, got {type(client).__name__}")
-
-
-@overload
-def iter_lines(
-    client: Client,
-    source: str | Source,
-    *,
-    compression: Compression = ...,
-    encoding: str = ...,
-    version_id: str | None = ...,
-    window: int | str | None = ...,
-    part_size: int | str | None = ...,
-) -> Iterator[str]: ...
-@overload
-def iter_lines(
-    client: AsyncClient,
-    source: str | Source,
-    *,
-    compression: Compression = ...,
-    encoding: str = ...,
-    version_id: str | None = ...,
-    window: int | str | None = ...,
-    part_size: int | str | None = ...,
-) -> AsyncIterator[str]: ...
-def iter_lines(
-    client: Client | AsyncClient,
-    source: str | Source,
-    *,
-    compression: Compression = "auto",
-    encoding: str = "utf-8",
-    version_id: str | None = None,
-    window: int | str | None = None,
-    part_size: int | str | None = None,
-) -> Iterator[str] | AsyncIterator[str]:
-    """The lines of an object (without their line endings), decompressed and
-    decoded while it downloads, in bounded memory.
-
-    A sync generator for a :class:`Client`, an async generator for an
-    :class:`AsyncClient`. Leaving the loop early stops the download; with an
-    async generator use ``contextlib.aclosing`` to have that happen at once.
-
-    Args:
-        client: the client to download with.
-        source: ``s3://bucket/key`` or an ``http(s)://`` URL.
-        compression: ``"auto"`` (gzip for ``.gz`` names or ``Content-Encoding:
-            gzip``; ``.zst`` is refused), ``"gzip"`` or None.
-        encoding: the text encoding.
-        version_id: read this S3 version.
-        window: bytes held ahead of the parser (see ``open``).
-        part_size: bytes per ranged GET (see ``open``).
-
-    Example:
-        >>> for line in s3pull.iter_lines(client, "s3://b/logs/day.log.gz"):  # doctest: +SKIP
-        ...     handle(line)
-    """
-    fmt = LineFormat(compression=compression, encoding=encoding)
-    return _iterate(client, source, fmt, version_id, window, part_size)
-
-
-@overload
-def iter_csv(
-    client: Client,
-    source: str | Source,
-    *,
-    header: bool = ...,
-    compression: Compression = ...,
-    encoding: str = ...,
-    version_id: str | None = ...,
-    window: int | str | None = ...,
-    part_size: int | str | None = ...,
-    **fmtparams: Any,
-) -> Iterator[Any]: ...
-@overload
-def iter_csv(
-    client: AsyncClient,
-    source: str | Source,
-    *,
-    header: bool = ...,
-    compression: Compression = ...,
-    encoding: str = ...,
-    version_id: str | None = ...,
-    window: int | str | None = ...,
-    part_size: int | str | None = ...,
-    **fmtparams: Any,
-) -> AsyncIterator[Any]: ...
-def iter_csv(
-    client: Client | AsyncClient,
-    source: str | Source,
+def csv_format(
+    source: Source,
     *,
     header: bool = False,
     compression: Compression = "auto",
     encoding: str = "utf-8",
-    version_id: str | None = None,
-    window: int | str | None = None,
-    part_size: int | str | None = None,
     **fmtparams: Any,
-) -> Iterator[Any] | AsyncIterator[Any]:
-    """The CSV rows of an object, parsed while it downloads, in bounded memory.
-
-    Rows are lists of strings, or dicts keyed by the first row with
-    ``header=True`` (``csv.DictReader``). Other keyword arguments are
-    ``csv`` format parameters (``delimiter="\\t"``, ``quotechar``...). The
-    rest is as for :func:`iter_lines`.
-
-    Example:
-        >>> async for row in s3pull.iter_csv(client, "s3://b/rows.csv.gz"):  # doctest: +SKIP
-        ...     total += int(row[2])
-    """
-    fmt = CsvFormat(compression=compression, encoding=encoding, header=header, fmtparams=fmtparams)
-    return _iterate(client, source, fmt, version_id, window, part_size)
+) -> CsvFormat:
+    """How to read the CSV rows of ``source``; see :func:`line_format`."""
+    return CsvFormat(
+        compression=compression_for(source, compression),
+        encoding=encoding,
+        header=header,
+        fmtparams=fmtparams,
+    )

@@ -21,7 +21,7 @@ The algorithm
    unfinished shards, so each has the next shard at hand when one ends, and
    none hoards them. A worker waiting while the queue is empty gets the
    shard being filled, however small (a slow listing never idles workers).
-3. **Each worker** (``_worker``) runs the shards it receives as one
+3. **Each worker** (``s3pull._pool_worker``) runs the shards it receives as one
    ``download_many``, and sends outcomes and events back as JSON lines
    (``_wire``). The parent counts each outcome against its item and hands
    the events to its own subscribers: one progress display, one stream of
@@ -75,9 +75,8 @@ from .._config import TransferConfig
 from .._errors import S3PullError
 from .._events import Events
 from .._results import FAILED, ObjectOutcome
-from ..planning._shards import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem
-from ..scheduling._batch import BatchItem, planned_item, shard_item, unplanned_outcome
-from ..scheduling._download import first_cause
+from ..planning import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem
+from ..scheduling import BatchItem, first_cause, planned_item, shard_item, unplanned_outcome
 from ..sinks import Directory, stale_names, temp_prefix
 from ._shard import ShardOptions, config_to_json
 from ._wire import LINE_LIMIT, replay
@@ -355,7 +354,7 @@ class Pool:
         for worker in self.workers:
             self._close_input(worker)
         if self._orphans:
-            await asyncio.to_thread(_remove_leftovers, self._orphans)
+            await asyncio.to_thread(remove_leftovers, self._orphans)
 
     # -- feeding and dispatching -------------------------------------------------
 
@@ -457,7 +456,7 @@ async def _spawn() -> asyncio.subprocess.Process:
             sys.executable,
             "-P",  # not the current directory first on sys.path: its files are not ours
             "-m",
-            "s3pull.executors._worker",
+            "s3pull._pool_worker",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -468,7 +467,7 @@ async def _spawn() -> asyncio.subprocess.Process:
         raise S3PullError(f"cannot start a worker process: {exc.strerror or exc}") from None
 
 
-def _remove_leftovers(items: list[ShardItem]) -> None:
+def remove_leftovers(items: list[ShardItem]) -> None:
     """Remove the temp files and journals dead workers left for ``items``
     (none that a live download holds: they are locked)."""
     now = time.time()

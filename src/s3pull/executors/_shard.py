@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from .._config import BreakerConfig, RetryConfig, Timeouts, TransferConfig
 from .._results import ObjectOutcome
-from ..planning._shards import Shard, ShardItem
+from ..planning import Shard, ShardItem
 
 
 class ManyDownloader(Protocol):

@@ -30,7 +30,7 @@ from typing import Any
 from .._errors import S3PullError
 from .._events import Events, Subscriber
 from .._results import DownloadResult, ObjectOutcome, error_from_json, error_to_json
-from ..scheduling._breaker import BreakerState
+from ..scheduling import BreakerState
 
 #: The longest line either side accepts (a shard of keys of up to 1 KiB each
 #: is ~150 KB; outcomes carry error messages).

@@ -1,6 +1,6 @@
 """Retry decisions: pure functions of the failure, the attempt count and a random draw.
 
-The driver (``scheduling/_download.py``) asks :func:`decide` what to do after
+The driver (``scheduling/_retrying.py``) asks :func:`decide` what to do after
 a failure and does the sleeping itself, so every backoff path is tested here
 without a clock or a socket.
 """

@@ -8,7 +8,7 @@ thread (it is off the event loop), a body read through aiohttp awaits
 buffers fill and TCP's flow control holds the sender back.
 
 The wait is never part of the time a stream is judged on for stalls
-(``_StallMeter`` counts network-wait time only, and the wait happens after
+(``planning._stall`` counts network-wait time only, and the wait happens after
 the read returns), so a throttled stream is not a stalled one.
 """
 
@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from ..planning._bandwidth import TokenBucket
+from ..planning import TokenBucket
 
 #: The burst is at least this share of a second's worth of bytes, so that
 #: fast streams are not woken for every read.

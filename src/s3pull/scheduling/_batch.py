@@ -40,6 +40,7 @@ import stat
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,13 @@ from .._results import (
     ObjectOutcome,
 )
 from .._source import HttpSource, S3Source, Source, parse_source
-from ..planning._paths import LocalTarget, PathClaims, destination_file, key_to_target
-from ..planning._shards import ShardItem
+from ..planning import LocalTarget, PathClaims, ShardItem, destination_file, key_to_target
 from ..sinks import Directory
 from ..transport import ListCursor, ListedObject, Transport, quoted_etag
 from ._breaker import Breakers
-from ._download import Downloader, first_cause
+from ._download import Downloader
+from ._parts import first_cause
+from ._retrying import Retrier
 
 #: An object's size and modification time, as a listing or a HEAD told them.
 _Facts = tuple[int, datetime | None]
@@ -230,9 +232,10 @@ class _Stop(Exception):
 
 
 async def list_objects(
-    transport: Transport, downloader: Downloader, bucket: str, prefix: str
+    transport: Transport, retrier: Retrier, bucket: str, prefix: str
 ) -> AsyncIterator[ListedObject]:
-    """Every object under ``prefix``, page by page, retrying failed pages.
+    """Every object under ``prefix``, page by page, retrying failed pages
+    with the client's retry driver.
 
     S3 lists keys in ascending order; a page that goes back (a repeated or
     stale continuation token) would list keys again forever, so it is a
@@ -241,16 +244,8 @@ async def list_objects(
     where = f"s3://{bucket}/{prefix}"
     token: ListCursor | None = None
     last_key: str | None = None
-    failures = 0
     while True:
-        try:
-            page = await transport.list_page(bucket, prefix, token)
-        except S3PullError as error:
-            failures += 1
-            await downloader.after_failure(where, error, failures, failures, None)
-            continue
-        failures = 0
-        downloader.retry_budget.refund()
+        page, _ = await retrier.run(partial(transport.list_page, bucket, prefix, token), where)
         for listed in page.objects:
             if last_key is not None and listed.key <= last_key:
                 raise ProtocolError(

@@ -3,8 +3,8 @@ a bounded window.
 
 The algorithm
 -------------
-1. **Ask and plan** as a file download does (``_download``): one HEAD, the
-   object cut into parts, every GET pinned to the ETag/version.
+1. **Ask and plan** as a file download does: one HEAD, the object cut into
+   parts, every GET pinned to the ETag/version.
 2. **Hold the window.** The stream holds its window of the client's memory
    budget from open to close (``MemoryBudget.hold``). The window holds
    ``ahead = window // part_size`` parts: the one the reader is in and those
@@ -14,10 +14,12 @@ The algorithm
    finds not even that waits its turn (``planning._windows``). Its GETs (one
    stream cost each) come on top, as for every download, so no number of
    open streams can starve the GETs that fill them.
-3. **Fetch ahead.** Part workers (the downloader's, with resume-from-byte,
-   retries and stall detection unchanged) take parts in order, but a part's
-   GET is sent only once the part is inside the window. Socket chunks are
-   kept as they arrive (no copy) in their part's queue.
+3. **Fetch ahead.** Part workers (the part fetcher's, ``_parts``, with
+   resume-from-byte, retries and stall detection as for files) take parts
+   in order, but a part's GET is sent only once the part is inside the
+   window. Their bodies are asked of the transport as in-order streams
+   (read on the event loop). Socket chunks are kept as they arrive (no
+   copy) in their part's queue.
 4. **Read in order.** The reader takes chunks from the head part's queue as
    soon as they arrive, moves to the next part when the head one is
    complete, and thereby makes room for one more part ahead.
@@ -27,7 +29,8 @@ The algorithm
    the bytes already handed out cannot be taken back.
 
 A server that ignores ``Range`` is read as one plain GET; the window then
-applies back-pressure through the socket (the writer waits for room).
+applies back-pressure through the socket (after each chunk the body waits
+for room for its next byte, and unread bytes wait in the kernel).
 """
 
 from __future__ import annotations
@@ -41,16 +44,18 @@ from .._checksums import Check, choose_check, digest_text, mismatch_error, new_h
 from .._errors import S3PullError
 from .._results import ObjectInfo
 from .._source import S3Source, Source
-from ..planning._ranges import Part, plan_parts
+from ..planning import Part, plan_parts
 from ._budget import MemoryBudget
-from ._download import Downloader, ObjectDownload
+from ._parts import ObjectDownload, PartFetcher
 
 
 class _Window:
     """The sink of an ordered stream: chunks of the parts ahead of the reader.
 
-    Part ``i`` may hold bytes only while ``next <= i < next + ahead``; a
-    write to a part beyond waits until the reader gets there.
+    Part ``i`` may be fetched only while ``next <= i < next + ahead``: its
+    GET is sent once :meth:`room` says so, and its body waits there after
+    every chunk. (A chunk that runs past a part's end into a part beyond
+    the window is kept whole: one socket read, already in memory.)
     """
 
     def __init__(self, parts: list[Part], ahead: int) -> None:
@@ -64,17 +69,18 @@ class _Window:
         self._readable = asyncio.Event()
         self._advanced = asyncio.Event()
 
-    async def room(self, part: Part) -> None:
-        """Wait until ``part`` is inside the window."""
-        while part.index >= self.next + self.ahead:
+    async def room(self, offset: int) -> None:
+        """Wait until the part holding byte ``offset`` is inside the window."""
+        index = offset // self.part_size
+        while index >= self.next + self.ahead and index < len(self.parts):
             await self._advanced.wait()
 
-    async def write(self, data: bytes, offset: int) -> None:
+    def put(self, data: memoryview | bytes, offset: int) -> None:
+        if not isinstance(data, bytes):
+            data = bytes(data)  # the reader's buffer is reused: keep a copy
         while data:
             index = offset // self.part_size
             part = self.parts[index]
-            if index >= self.next + self.ahead:
-                await self.room(part)
             end = min(part.last + 1, offset + len(data))
             piece, data = (data, b"") if end - offset == len(data) else _split(data, end - offset)
             have = self._filled[index]
@@ -135,7 +141,7 @@ class ObjectStream:
 
     def __init__(
         self,
-        downloader: Downloader,
+        fetcher: PartFetcher,
         budget: MemoryBudget,
         source: Source,
         info: ObjectInfo,
@@ -149,12 +155,12 @@ class ObjectStream:
         self.info = info
         self.window = window
         self.part_size = part_size
-        self._downloader = downloader
+        self._fetcher = fetcher
         self._budget = budget
         self._source = source
         parts = plan_parts(info.size, part_size)
         self._window = _Window(parts, ahead=max(1, window // part_size))
-        check = choose_check(info) if downloader.config.verify else None
+        check = choose_check(info) if fetcher.config.verify else None
         # CRCs are kept per part by the workers; MD5/SHA need order: the reader's.
         crc_check = check if check is not None and check.is_crc else None
         self._ordered_check = check if check is not None and not check.is_crc else None
@@ -162,7 +168,7 @@ class ObjectStream:
         self._hash = new_hash(ordered.algorithm) if ordered is not None else None
         if isinstance(source, S3Source) and info.version_id and not source.version_id:
             source = S3Source(source.bucket, source.key, info.version_id)
-        self._state = ObjectDownload(source, info, self._window, crc_check)
+        self._state = ObjectDownload(source, info, crc_check, window=self._window)
         self._parts = parts
         self._task: asyncio.Task[None] | None = None
         self._held = held
@@ -175,14 +181,14 @@ class ObjectStream:
     def start(self) -> ObjectStream:
         """Start fetching (``open`` does this, once the window is held)."""
         missing = self._state.start(self._parts)
-        self._downloader.events.queued(self._state.redacted, self.info.size)
+        self._fetcher.events.queued(self._state.redacted, self.info.size)
         self._task = asyncio.get_running_loop().create_task(self._fetch(missing))
         return self
 
     async def _fetch(self, missing: list[Part]) -> None:
         try:
-            await self._downloader.fetch_all(self._state, missing, before_part=self._window.room)
-            self.verified = await self._downloader.verify(self._state)
+            await self._fetcher.fetch_all(self._state, missing)
+            self.verified = await self._fetcher.verify(self._state)
         except asyncio.CancelledError:
             raise
         except BaseException as error:

@@ -1,4 +1,19 @@
-"""Sinks: where downloaded bytes go."""
+"""Sinks: where downloaded bytes land, and nothing partial is ever left.
+
+A temp file next to the destination (random name, ``O_EXCL|O_NOFOLLOW``)
+written at offsets with ``pwrite``, fsynced and renamed over it; the resume
+journal of its durable parts; the directory handle through which every name
+is opened, renamed and removed without following a link; the leftovers a
+crashed run left (``stale_files``, ``remove_stale``). Every file s3pull
+writes goes through here: objects, JSONL, text.
+
+May import: only the shared modules (``_errors``): never planning,
+transport, scheduling, consumers or the clients.
+
+Imported by: scheduling, the clients, the CLI, :func:`s3pull.clean` and
+``s3pull.testing`` (to read a journal), through this module (import-linter
+checks both, see ``[tool.importlinter]`` in pyproject.toml).
+"""
 
 from ._directory import Directory, local_error
 from ._journal import (
@@ -9,6 +24,7 @@ from ._journal import (
     is_own_file,
     journal_name,
     journal_names,
+    read_journal,
     remove_stale,
     stale_files,
     stale_names,
@@ -36,6 +52,7 @@ __all__ = [
     "journal_name",
     "journal_names",
     "local_error",
+    "read_journal",
     "remove_stale",
     "resolve_destination",
     "stale_files",

@@ -14,6 +14,16 @@ Example:
 
 As a subprocess: ``python -m s3pull.testing --root DIR [--script faults.json]
 [--log requests.jsonl]`` (see ``python -m s3pull.testing --help``).
+
+Also: :func:`kill_when_journaled` crashes a download once its journal shows
+progress (to test crash resume), and :func:`run_cli_measured` runs the
+``s3pull`` command in a child process and measures that child's own peak RSS.
+
+The layer above the library: the library never imports it (an import-linter
+contract in pyproject.toml says so), only :mod:`s3pull.demo` and tests do,
+through this module. It may import the sinks (to read a journal) and the
+shared modules; the server itself imports nothing of the library, so it
+tests any S3 client, not just s3pull.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from __future__ import annotations
 from ._crash import journaled_parts, kill_when_journaled
 from ._faults import Fault, FaultKind, FaultRule, parse_script
 from ._record import RequestRecord
+from ._rss import run_cli_measured
 from ._server import FaultServer
 from ._store import StoredObject, generate_bytes
 
@@ -35,4 +46,5 @@ __all__ = [
     "journaled_parts",
     "kill_when_journaled",
     "parse_script",
+    "run_cli_measured",
 ]

@@ -13,8 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..sinks import Directory
-from ..sinks._journal import read_journal
+from ..sinks import Directory, read_journal
 
 
 def journaled_parts(directory: Path) -> dict[int, int | None]:

@@ -12,16 +12,14 @@ import fcntl
 import socket
 import struct
 import termios
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._faults import CUT_KINDS, TERMINAL_KINDS, Fault
 from ._http import Request, parse_range, response_head
 from ._listing import error_xml, list_buckets_xml, list_objects_v2
 from ._record import RequestRecord
+from ._state import ServerState
 from ._store import BytesBody, FileBody, GeneratedBody, S3Error, StoredObject
-
-if TYPE_CHECKING:
-    from ._engine import Engine
 
 _XML = "application/xml"
 _HASH_INLINE_LIMIT = 1 << 20  # hash bigger bodies in a worker thread, not on the loop
@@ -53,13 +51,13 @@ class Exchange:
 
     def __init__(
         self,
-        engine: Engine,
+        state: ServerState,
         request: Request,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         request_id: str,
     ) -> None:
-        self.engine = engine
+        self.state = state
         self.request = request
         self.reader = reader
         self.writer = writer
@@ -97,7 +95,7 @@ class Exchange:
             return
         self.recorded = True
         request = self.request
-        self.engine.record(
+        self.state.record(
             RequestRecord(
                 method=request.method,
                 bucket=request.bucket,
@@ -117,7 +115,7 @@ class Exchange:
 
     async def _dispatch(self) -> bool:
         request = self.request
-        store = self.engine.store
+        store = self.state.store
         if request.method not in ("GET", "HEAD"):
             return await self._send_error(
                 S3Error(501, "NotImplemented", f"{request.method} is not implemented here")
@@ -131,7 +129,7 @@ class Exchange:
     async def _bucket_request(self) -> bool:
         request = self.request
         try:
-            self.engine.store.bucket(request.bucket)
+            self.state.store.bucket(request.bucket)
         except S3Error as exc:
             return await self._send_error(exc)
         if request.is_head:
@@ -143,7 +141,7 @@ class Exchange:
             return await self._send_error(
                 S3Error(501, "NotImplemented", "only ListObjectsV2 (list-type=2) is implemented")
             )
-        self.faults = self.engine.match("LIST", request.bucket, "", None)
+        self.faults = self.state.match("LIST", request.bucket, "", None)
         done = await self._apply_pre_response_faults()
         if done is not None:
             return done
@@ -151,7 +149,7 @@ class Exchange:
         try:
             xml = await asyncio.to_thread(
                 list_objects_v2,
-                self.engine.store,
+                self.state.store,
                 request.bucket,
                 request.query,
                 repeat_token=repeat,
@@ -162,30 +160,30 @@ class Exchange:
 
     async def _object_request(self) -> bool:
         request = self.request
-        engine = self.engine
+        state = self.state
         version_id = request.query.get("versionId")
         range_header = request.headers.get("range")
         try:
-            size: int | None = engine.store.get(request.bucket, request.key, version_id).size
+            size: int | None = state.store.get(request.bucket, request.key, version_id).size
         except S3Error:
             size = None
         resolved = parse_range(range_header, size)
         if resolved == "unsatisfiable":  # still a ranged request: match on its first byte
             resolved = parse_range(range_header, None)
         range_start = resolved[0] if isinstance(resolved, tuple) else None
-        self.faults = engine.match(request.method, request.bucket, request.key, range_start)
+        self.faults = state.match(request.method, request.bucket, request.key, range_start)
         for fault in self.faults:
             if fault.kind == "replace":
-                await asyncio.to_thread(engine.replace_object, request.bucket, request.key, fault)
+                await asyncio.to_thread(state.replace_object, request.bucket, request.key, fault)
             elif fault.kind == "delete":
-                engine.store.delete(request.bucket, request.key)
+                state.store.delete(request.bucket, request.key)
         done = await self._apply_pre_response_faults()
         if done is not None:
             return done
         kinds = {fault.kind for fault in self.faults}
         want_checksum = request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
         try:
-            obj = engine.store.get(request.bucket, request.key, version_id)
+            obj = state.store.get(request.bucket, request.key, version_id)
             if obj.needs_hashing:
                 if obj.size > _HASH_INLINE_LIMIT:
                     await asyncio.to_thread(_hash, obj, want_checksum)
@@ -362,7 +360,7 @@ class Exchange:
 
     def _count(self, count: int) -> None:
         self.body_bytes += count
-        self.engine.add_sent(self.request.bucket, self.request.key, count)
+        self.state.add_sent(self.request.bucket, self.request.key, count)
 
     async def _write_body(
         self,
@@ -388,7 +386,7 @@ class Exchange:
             if position >= drip_from and drip is not None:
                 stop = min(end, position + drip.chunk)
             else:
-                stop = min(end, drip_from, position + self.engine.chunk_size)
+                stop = min(end, drip_from, position + self.state.chunk_size)
             data: bytes | bytearray | memoryview = body.read(position, stop)
             if position <= flip_at < stop:
                 data = bytearray(data)
@@ -406,7 +404,7 @@ class Exchange:
 
     async def _sendfile(self, body: FileBody, start: int, end: int) -> None:
         loop = asyncio.get_running_loop()
-        step = 8 * self.engine.chunk_size  # count progress even if the client leaves mid-way
+        step = 8 * self.state.chunk_size  # count progress even if the client leaves mid-way
         with body.open() as file:
             for offset in range(start, end, step):
                 count = min(step, end - offset)

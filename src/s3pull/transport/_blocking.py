@@ -19,8 +19,9 @@ the server closed while they were idle, HTTP proxies (absolute-form for
 for plain HTTP sources, and an ``abort`` the event loop can call to stop a
 thread blocked in a read.
 
-Only the sending and the reading happen here; the transport signs, decides
-on redirects of S3 answers, retries nothing and translates every error.
+Only the sending, the reading and the translation of ``http.client``'s and
+the socket's exceptions (:func:`translate`) happen here; the transport
+signs, decides on redirects of S3 answers and retries nothing.
 """
 
 from __future__ import annotations
@@ -34,16 +35,16 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from .._errors import ProtocolError
+from .._errors import NetworkError, ProtocolError, S3PullError
+from ._backend import Ask, Consume, Pace, Response
 from ._proxies import Proxy
-from ._response import ResponseHead
 from ._sigv4 import host_header
-from ._translate import error_from_exception
+from ._translate import error_from_exception, first_line
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -53,26 +54,8 @@ MAX_REDIRECTS = 10
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-class Ask(NamedTuple):
-    """One request (a GET or a HEAD) for a worker thread to send.
-
-    Attributes:
-        method: ``GET`` or ``HEAD``.
-        url: the whole URL, query included.
-        headers: the request's headers (signed), without Host.
-        proxy: the proxy to go through, or None.
-        timeouts: (connect, first byte, each body read) in seconds.
-        follow_redirects: follow 3xx answers (plain HTTP sources), or return them (S3).
-        where: the redacted source and range, for the errors of body reads.
-    """
-
-    method: str
-    url: str
-    headers: dict[str, str]
-    proxy: Proxy | None
-    timeouts: tuple[float, float, float]
-    follow_redirects: bool
-    where: tuple[str, tuple[int, int] | None]
+#: What sending a request or reading its answer may raise, before translation.
+ERRORS = (TimeoutError, OSError, http.client.HTTPException)
 
 
 class _Origin(NamedTuple):
@@ -102,12 +85,8 @@ class _HTTPResponse(http.client.HTTPResponse):
         return size
 
 
-class BlockingResponse(ResponseHead):
-    """A response whose headers have arrived; its body is read by :meth:`pump`.
-
-    Any status may be seen here (the transport turns errors into
-    exceptions); a 206 without a valid Content-Range never gets this far.
-    """
+class BlockingResponse(Response):
+    """An answer read on worker threads; its body is read by :meth:`pump`."""
 
     __slots__ = ("_aborted", "_connection", "_on_release", "_origin", "_pool", "_raw", "_socket")
 
@@ -132,18 +111,15 @@ class BlockingResponse(ResponseHead):
         #: Gives the pool's connection slot back (set once the answer is the caller's).
         self._on_release: Callable[[], None] | None = None
 
-    async def pump(self, consume: Callable[[memoryview, float], None], buffer_size: int) -> None:
-        """Read the body to its end on a worker thread.
+    async def pump(self, consume: Consume, buffer_size: int, pace: Pace | None = None) -> None:
+        """Read the body to its end on a worker thread, into one reused
+        buffer of ``buffer_size`` bytes.
 
-        ``consume(chunk, waited)`` runs on that thread for every chunk, with
-        the seconds the read waited for the network; it must be done with
-        ``chunk`` when it returns (the buffer is reused). What it raises ends
-        the pump and is raised here; a failed read raises the translated
-        s3pull error. If the awaiting task is cancelled the
-        connection is shut down and the thread is waited for, so ``consume``
-        never runs after this returns: the caller may close its file at once.
+        ``consume`` and ``pace.wait_blocking`` run on that thread. If the
+        awaiting task is cancelled the connection is shut down and the
+        thread is waited for, so ``consume`` never runs after this returns.
         """
-        future = self._pool.executor.submit(self._pump, consume, buffer_size)
+        future = self._pool.executor.submit(self._pump, consume, buffer_size, pace)
         try:
             await asyncio.wrap_future(future)
         except asyncio.CancelledError:
@@ -156,30 +132,33 @@ class BlockingResponse(ResponseHead):
                 concurrent.futures.wait([future])
             raise
 
-    def _pump(self, consume: Callable[[memoryview, float], None], buffer_size: int) -> None:
+    def _pump(self, consume: Consume, buffer_size: int, pace: Pace | None) -> None:
         view = memoryview(bytearray(buffer_size))
         readinto = self._raw.readinto
         clock = time.monotonic
+        aborted = self._is_aborted
         while not self._aborted:
             before = clock()
             try:
                 size = readinto(view)
-            except (OSError, http.client.HTTPException) as exc:
-                raise error_from_exception(exc, source=self._source, range=self._span) from exc
+            except ERRORS as exc:
+                raise translate(exc, source=self._source, range=self._span) from exc
             if not size:
                 return
-            consume(view[:size], clock() - before)
+            wait = clock() - before
+            if pace is not None:
+                pace.wait_blocking(size, aborted)  # off the loop: this thread may sleep
+            consume(view[:size], wait)
+
+    def _is_aborted(self) -> bool:
+        return self._aborted
 
     async def read_upto(self, limit: int) -> bytes:
-        """The body until its end, or its first ``limit`` bytes (an error
-        answer, a listing page: a caller that gets ``limit`` bytes of a body
-        that may be larger asks for one more)."""
-        return await asyncio.wrap_future(self._pool.executor.submit(self._raw.read, limit))
-
-    @property
-    def aborted(self) -> bool:
-        """Whether :meth:`abort` was called: a ``consume`` that waits polls it."""
-        return self._aborted
+        future = self._pool.executor.submit(self._raw.read, limit)
+        try:
+            return await asyncio.wrap_future(future)
+        except ERRORS as exc:
+            raise translate(exc, source=self._source, range=self._span) from exc
 
     def abort(self) -> None:
         """Stop a read blocked on another thread; the connection is not reused."""
@@ -263,10 +242,17 @@ class BlockingPool:
         self._closed = False
         self._tls: ssl.SSLContext | None = None
 
-    async def request(self, ask: Ask) -> BlockingResponse:
-        """Send ``ask`` on a worker thread; return once the answer's headers
-        are in. Raises what ``http.client`` and the socket raise, untranslated.
-        """
+    async def send(self, ask: Ask) -> BlockingResponse:
+        """Send ``ask`` on a worker thread; return once the answer's headers are in."""
+        source, span = ask.where
+        try:
+            return await self._request_async(ask)
+        except ERRORS as exc:
+            raise translate(exc, source=source, range=span) from exc
+        except ValueError as exc:  # http.client refuses a URL it cannot send this way
+            raise ProtocolError(f"bad URL: {exc}", source=source) from exc
+
+    async def _request_async(self, ask: Ask) -> BlockingResponse:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._connections)
         slots = self._slots
@@ -410,6 +396,22 @@ def _still_open(connection: http.client.HTTPConnection) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     return not poller.poll(0)
+
+
+def translate(
+    exc: BaseException, *, source: str, range: tuple[int, int] | None = None
+) -> S3PullError:
+    """The error one of ``http.client``'s exceptions (or the OS's) means."""
+    where: dict[str, Any] = {"source": source, "range": range}
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return NetworkError("the server closed the connection", **where)
+    if isinstance(exc, http.client.IncompleteRead):
+        return NetworkError(f"the body ended early: {exc!r}"[:300], **where)
+    if isinstance(exc, http.client.HTTPException):
+        # A garbled status line or headers: junk on a kept-alive connection,
+        # a broken proxy. Worth another connection.
+        return NetworkError(f"malformed response: {first_line(exc)[:120]}", **where)
+    return error_from_exception(exc, source=source, range=range)
 
 
 def _redirect_error(message: str, ask: Ask) -> ProtocolError:

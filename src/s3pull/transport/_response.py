@@ -69,6 +69,10 @@ class ResponseHead:
         return quoted_etag(self.headers.get("ETag"))
 
     @property
+    def version_id(self) -> str | None:
+        return self.headers.get("x-amz-version-id")
+
+    @property
     def content_length(self) -> int | None:
         value = self.headers.get("Content-Length")
         return int(value) if value is not None and value.isdigit() else None

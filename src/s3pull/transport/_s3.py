@@ -5,7 +5,7 @@ way boto3 users configured them (environment, profiles, SSO, IMDS,
 assume-role...). When the environment already holds both (access key,
 secret and ``AWS_DEFAULT_REGION``, no profile named), they are read directly
 and botocore is never imported: its import is ~0.4 s of start-up. Signing is
-``_sigv4``; requests themselves go through aiohttp.
+``_sigv4``; the requests go through the transport's HTTP clients (``_transport``).
 """
 
 from __future__ import annotations

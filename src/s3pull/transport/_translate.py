@@ -1,8 +1,11 @@
-"""Translation of HTTP answers and of aiohttp's, http.client's and the OS's
-exceptions into s3pull errors.
+"""Translation of HTTP answers and of the OS's exceptions into s3pull errors.
 
-This is the only place that knows which status or exception means what.
-Transient errors (worth retrying) derive from :class:`TransientError`. A
+What a status, an S3 ``<Error>`` document, a socket, resolver or TLS failure
+means is decided here, for both HTTP clients; each backend maps its own
+library's exceptions beside its code (``_blocking.translate`` for
+``http.client``, ``_aio.translate`` for aiohttp) and hands what is left, the
+OS's errors, to :func:`error_from_exception`. Transient errors (worth
+retrying) derive from :class:`TransientError`. A
 failure to connect is transient (a refused or reset connection, a resolver
 that timed out) unless it says that no retry can succeed: a host name that
 does not exist, a certificate that does not verify, or a TLS handshake the
@@ -13,10 +16,8 @@ protocol version). Those fail at the first attempt, with one error.
 from __future__ import annotations
 
 import asyncio
-import http.client
 import socket
 import ssl
-import sys
 from collections.abc import Mapping
 from typing import Any
 from xml.etree import ElementTree
@@ -150,83 +151,40 @@ def error_from_exception(
     source: str,
     range: tuple[int, int] | None = None,
 ) -> S3PullError:
-    """The error an exception raised while talking to the store means: one
-    of aiohttp's, of ``http.client``'s (worker-thread bodies) or the OS's."""
+    """The error an exception raised while talking to the store means: a
+    timeout, one of the OS's (socket, resolver, TLS), or anything else; the
+    backends map their own library's exceptions first."""
     if isinstance(exc, S3PullError):
         return exc
     where: dict[str, Any] = {"source": source, "range": range}
-    if "aiohttp" in sys.modules:  # else exc cannot be one of its errors
-        error = _from_aiohttp(exc, where)
-        if error is not None:
-            return error
     if isinstance(exc, asyncio.TimeoutError):
         return TimeoutError(f"timed out: {exc or type(exc).__name__}", **where)
-    permanent = _permanent_connect_error(exc, where)
+    permanent = permanent_connect_error(exc, where)
     if permanent is not None:
         return permanent
-    if isinstance(exc, http.client.RemoteDisconnected):
-        return NetworkError("the server closed the connection", **where)
-    if isinstance(exc, http.client.IncompleteRead):
-        return NetworkError(f"the body ended early: {exc!r}"[:300], **where)
-    if isinstance(exc, http.client.HTTPException):
-        # A garbled status line or headers: junk on a kept-alive connection,
-        # a broken proxy. Worth another connection.
-        return NetworkError(f"malformed response: {_first_line(exc)[:120]}", **where)
     if isinstance(exc, ConnectionError | OSError):
-        return NetworkError(f"connection failed: {_first_line(exc)}", **where)
+        return NetworkError(f"connection failed: {first_line(exc)}", **where)
     return TransferError(
-        f"unexpected {type(exc).__name__}: {_first_line(exc)}", source=source, range=range
+        f"unexpected {type(exc).__name__}: {first_line(exc)}", source=source, range=range
     )
 
 
-def _from_aiohttp(exc: BaseException, where: dict[str, Any]) -> S3PullError | None:
-    """The error one of aiohttp's exceptions means; None for any other."""
-    import aiohttp  # already imported: the caller checked
-
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return TimeoutError(f"timed out: {exc or type(exc).__name__}", **where)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        # Its os_error is the socket's, the resolver's or the handshake's
-        # own exception: classified as the worker threads' are.
-        permanent = _permanent_connect_error(exc.os_error, where)
-        if permanent is not None:
-            return permanent
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return NetworkError(f"TLS failed: {_first_line(exc)}", **where)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return NetworkError(f"the body ended early: {_first_line(exc)}", **where)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return NetworkError("the server closed the connection", **where)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return NetworkError(f"cannot connect: {_first_line(exc)}", **where)
-    if isinstance(exc, aiohttp.ClientResponseError):
-        # Garbage where an HTTP answer should be: a broken connection or proxy,
-        # or junk left on a kept-alive connection. Worth another connection.
-        # The message may quote raw body bytes: one short line of it at most.
-        message = str(exc.message).splitlines()[0][:120].rstrip(": ") if exc.message else ""
-        message = message or "unparsable"
-        return NetworkError(f"malformed response: {message}", **where)
-    if isinstance(exc, aiohttp.ClientError):
-        return NetworkError(f"connection failed: {_first_line(exc)}", **where)
-    return None
-
-
-def _permanent_connect_error(exc: BaseException, where: dict[str, Any]) -> S3PullError | None:
+def permanent_connect_error(exc: BaseException, where: dict[str, Any]) -> S3PullError | None:
     """The error a connection failure no retry can fix means; None if a retry might."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         # A certificate that does not verify will not verify on a retry either.
-        return TransferError(f"TLS failed: {_first_line(exc)}", **where)
+        return TransferError(f"TLS failed: {first_line(exc)}", **where)
     reason = getattr(exc, "reason", None)  # None on an SSLError made in Python
     if isinstance(exc, ssl.SSLError) and reason in _PERMANENT_TLS_REASONS:
         hint = ""
         if reason == "WRONG_VERSION_NUMBER":
             hint = " (the server does not speak TLS on this port: is it an http:// one?)"
-        return TransferError(f"TLS failed: {_first_line(exc)}{hint}", **where)
+        return TransferError(f"TLS failed: {first_line(exc)}{hint}", **where)
     if isinstance(exc, socket.gaierror) and exc.errno in _NO_SUCH_HOST:
-        return TransferError(f"cannot resolve the host name: {_first_line(exc)}", **where)
+        return TransferError(f"cannot resolve the host name: {first_line(exc)}", **where)
     return None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:300]

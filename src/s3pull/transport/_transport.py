@@ -1,13 +1,17 @@
-"""The transport: HEAD, (ranged) GET and ListObjectsV2 over two HTTP clients.
+"""The transport: HEAD, GET and ListObjectsV2, over one seam and two HTTP clients.
 
-HEADs, listings and GETs whose body goes to a file are sent from worker
-threads with ``http.client`` (``_blocking``), so bulk bytes never pass
-through the event loop; the GETs of objects up to 1 MiB and of ordered
-streams go through aiohttp (``_aio``, imported on first use, on a worker
-thread), whose per-request cost is lower. The
-transport hides which, and addressing, signing, proxies, region redirects
-and the one-time credential refresh, and turns every failure into an s3pull
-error (via ``_translate``). It never retries: retry policy lives in
+Callers say what they need: a HEAD, a listing page, or a GET whose body is
+delivered chunk by chunk, either into a file at its offsets or as an
+in-order stream (``ordered``). Which HTTP client serves it is decided here
+alone (:meth:`Transport.get`, by the rule beside ``THREADED_BODY_ABOVE``):
+the standard library's ``http.client`` on worker threads (``_blocking``),
+for bulk bytes that should never pass through the event loop, or aiohttp
+(``_aio``, imported on first use, on a worker thread) for small bodies and
+ordered streams, whose per-request cost is lower. Both answer with one
+:class:`Response` interface (``_backend``) and translate their own errors.
+The transport also hides addressing, signing, proxies, region redirects
+and the one-time credential refresh, and turns every failed answer into an
+s3pull error (``_translate``). It never retries: retry policy lives in
 planning, the driver in scheduling.
 """
 
@@ -16,31 +20,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import http.client
 import importlib
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from email.utils import parsedate_to_datetime
 from types import ModuleType
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-from .._config import TransferConfig
+from .._config import MiB, TransferConfig
 from .._errors import CredentialsError, ProtocolError, S3PullError
 from .._results import ObjectInfo
 from .._source import HttpSource, S3Source, Source
-from ._blocking import Ask, BlockingPool, BlockingResponse
+from ._backend import Ask, Backend, Response
+from ._blocking import BlockingPool
 from ._listing import ListCursor, ListPage, list_query, parse_list_page
 from ._proxies import Proxy, env_proxy
 from ._response import ResponseHead, quoted_etag
 from ._s3 import S3Endpoint
-from ._translate import error_from_exception, error_from_response
+from ._translate import error_from_response
 
 if TYPE_CHECKING:
-    import aiohttp
-
-    from ._aio import Response
+    from ._aio import AioBackend
 
 CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 #: How much of an error body we read to find the S3 <Code>; S3 errors are tiny.
@@ -51,22 +52,14 @@ _LIST_BODY_LIMIT = 16 * 1024 * 1024
 #: of escapes already there (letters, digits and "-._~" always stay).
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 _REFRESHABLE_CODES = frozenset({"ExpiredToken", "TokenRefreshRequired", "InvalidToken"})
-#: What an answer from http.client may raise while it is sent or read (an
-#: aiohttp answer adds ``_aio.ERRORS``), before translation.
-_RAW_ERRORS: tuple[type[Exception], ...] = (TimeoutError, OSError, http.client.HTTPException)
-
-
-class _Answer(Protocol):
-    """An answer from either HTTP client: aiohttp's, or a worker thread's."""
-
-    @property
-    def status(self) -> int: ...
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-    def release(self) -> object: ...
-
-
-_A = TypeVar("_A", bound=_Answer)
+#: A GET of a whole object into a file is read through aiohttp when the
+#: object is known to be no larger than this, on a worker thread otherwise
+#: (and always for ranged parts): aiohttp's request costs the event loop less
+#: than a thread's hand-offs do, its body path more per byte. Measured
+#: (bench/PROFILE.md): aiohttp ahead up to 1 MiB, threads from 2 MiB on.
+#: An object of unknown size is taken to be like the last one of unknown
+#: size: see :meth:`Transport._backend_for`.
+THREADED_BODY_ABOVE = 1 * MiB
 
 
 def object_info(
@@ -113,9 +106,12 @@ class Transport:
     def __init__(self, config: TransferConfig, s3: S3Endpoint) -> None:
         self.config = config
         self.s3 = s3
-        self._session: aiohttp.ClientSession | None = None
+        self._aio: AioBackend | None = None
         self._aio_import: asyncio.Future[ModuleType] | None = None
         self._threads: BlockingPool | None = None
+        #: Whether the last whole-object GET of unknown size brought at most
+        #: ``THREADED_BODY_ABOVE`` bytes (the guess for the next one).
+        self._unknown_were_small = False
         self._proxies: dict[tuple[str, str, int | None], Proxy | None] = {}
         self._s3_headers, self._object_headers = _s3_headers(config)
 
@@ -138,31 +134,72 @@ class Transport:
         import for every caller: a module is in ``sys.modules`` before it is
         fully executed, so checking there could hand out half a module.
         """
-        if self._aio_import is None:
-            importing = asyncio.to_thread(importlib.import_module, f"{__package__}._aio")
-            self._aio_import = asyncio.ensure_future(importing)
+        self._start_aio_import()
+        assert self._aio_import is not None
         if not self._aio_import.done():
             # Shielded: a cancelled caller must not cancel the others' import.
             await asyncio.shield(self._aio_import)
         else:
             self._aio_import.result()  # raises what the import raised
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            from . import _aio
+    def _start_aio_import(self) -> None:
+        if self._aio_import is None:
+            importing = asyncio.to_thread(importlib.import_module, f"{__package__}._aio")
+            self._aio_import = asyncio.ensure_future(importing)
 
-            self._session = _aio.open_session(self.config)
-        return self._session
+    def _aio_ready(self) -> bool:
+        """Whether ``_aio`` is imported; if not, start importing it, unawaited."""
+        self._start_aio_import()
+        assert self._aio_import is not None
+        # A failed import is raised by the next ``_import_aio``, not here.
+        done = self._aio_import.done() and not self._aio_import.cancelled()
+        return done and self._aio_import.exception() is None
+
+    async def _get_aio(self) -> AioBackend:
+        if self._aio is None:
+            await self._import_aio()
+            if self._aio is None:  # not made by another caller meanwhile
+                from ._aio import AioBackend
+
+                self._aio = AioBackend(self.config)
+        return self._aio
 
     def _get_threads(self) -> BlockingPool:
         if self._threads is None:
             self._threads = BlockingPool(connections=self.config.max_connections)
         return self._threads
 
+    async def _backend_for(self, *, ordered: bool, ranged: bool, expect: int | None) -> Backend:
+        """The HTTP client for a GET: aiohttp for an ordered stream and for a
+        whole object known to be small (``THREADED_BODY_ABOVE``); worker
+        threads for every other body, which goes into a file.
+
+        A whole object of unknown size (``cp s3://b/k``, a key list) is
+        guessed to be like the last such object: small if it was. The first
+        one goes to the threads, so that one large download never imports
+        aiohttp (~0.14 s of start-up); a key list of small objects then
+        takes aiohttp's cheaper path for all but the first few, as a
+        listing does. Such a guess never waits for aiohttp's import: the
+        threads serve meanwhile (waiting held every GET of a key list up for
+        the import's ~0.1 s). See bench/PROFILE.md ("Key lists"). A wrong
+        guess costs speed only: either client reads any body correctly.
+        """
+        if ordered or (not ranged and expect is not None and expect <= THREADED_BODY_ABOVE):
+            return await self._get_aio()
+        if not ranged and expect is None and self._unknown_were_small and self._aio_ready():
+            return await self._get_aio()
+        return self._get_threads()
+
+    def _learn_size(self, response: Response) -> None:
+        """Remember whether a whole object of unknown size turned out small."""
+        size = response.content_length
+        if response.content_range is not None:
+            size = response.content_range[2]
+        self._unknown_were_small = size is not None and size <= THREADED_BODY_ABOVE
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._aio is not None:
+            await self._aio.close()
         if self._threads is not None:
             self._threads.close()
             self._threads = None
@@ -175,18 +212,19 @@ class Transport:
         go from a worker thread, whose connection the download's ranged GETs
         then reuse.
         """
+        threads = self._get_threads()
         if isinstance(source, HttpSource):
             try:
-                async with self.get_threaded(source, 0, 0) as response:
+                async with self._get(threads, source, 0, 0) as response:
                     return self.info_from_response(source, response)
             except ProtocolError as exc:
                 if exc.status != 416:
                     raise
             # 416 for byte 0: the object is empty. A plain GET says so.
-            async with self.get_threaded(source) as response:
+            async with self._get(threads, source) as response:
                 return self.info_from_response(source, response)
         headers = {"x-amz-checksum-mode": "ENABLED"}
-        async with self._exchange(self._send_threaded, "HEAD", source, headers, None, None) as raw:
+        async with self._exchange(threads, "HEAD", source, headers, None, None) as raw:
             length = raw.headers.get("Content-Length", "")
             if not length.isdigit():
                 raise ProtocolError("HEAD without a Content-Length", source=source.redacted)
@@ -214,36 +252,47 @@ class Transport:
         *,
         if_match: str | None = None,
         checksum_mode: bool = False,
+        ordered: bool = False,
+        expect: int | None = None,
     ) -> AsyncIterator[Response]:
         """GET ``source``, bytes ``first..last`` inclusive (the whole object if None).
 
-        Yields a :class:`Response` whose status is 200 or 206; any other answer
-        raises the translated error. The caller checks Content-Range.
+        Args:
+            source: what to get.
+            first: the first byte wanted (None: the whole object).
+            last: the last byte wanted (None: to the end).
+            if_match: the ETag the object must still have.
+            checksum_mode: ask for the object's checksums.
+            ordered: the body feeds an in-order stream, on the event loop;
+                otherwise it goes into a file at its offsets, and its
+                ``consume`` may run on a worker thread.
+            expect: the body's size, when it is known before the answer
+                (a listed object's).
+
+        Yields a :class:`Response` whose status is 200 or 206; any other
+        answer raises the translated error. The caller checks Content-Range.
         """
-        await self._import_aio()
-        from ._aio import Response
+        ranged = first is not None
+        backend = await self._backend_for(ordered=ordered, ranged=ranged, expect=expect)
+        async with self._get(
+            backend, source, first, last, if_match=if_match, checksum_mode=checksum_mode
+        ) as response:
+            if not ranged and expect is None:
+                self._learn_size(response)
+            yield response
 
-        headers, span = _get_headers(first, last, if_match, checksum_mode)
-        async with self._request("GET", source, headers, span=span) as raw:
-            yield Response(raw, source.redacted, span)
-
-    @asynccontextmanager
-    async def get_threaded(
+    def _get(
         self,
+        backend: Backend,
         source: Source,
         first: int | None = None,
         last: int | None = None,
         *,
         if_match: str | None = None,
         checksum_mode: bool = False,
-    ) -> AsyncIterator[BlockingResponse]:
-        """:meth:`get` for a body that goes to a file: the request is sent and
-        the body read on a worker thread (``BlockingResponse.pump``), so bulk
-        bytes do not pass through the event loop (see ``_blocking``).
-        """
+    ) -> AbstractAsyncContextManager[Response]:
         headers, span = _get_headers(first, last, if_match, checksum_mode)
-        async with self._exchange(self._send_threaded, "GET", source, headers, span, None) as raw:
-            yield raw
+        return self._exchange(backend, "GET", source, headers, span, None)
 
     async def list_page(self, bucket: str, prefix: str, token: ListCursor | None) -> ListPage:
         """One ListObjectsV2 page of the keys under ``prefix`` (``token``: where
@@ -253,42 +302,28 @@ class Transport:
         # From a worker thread, like HEADs and parts: a batch whose bodies
         # all go to worker threads too then never imports aiohttp
         # (~0.14 s of start-up).
-        async with self._exchange(self._send_threaded, "GET", source, {}, None, query) as raw:
+        async with self._exchange(self._get_threads(), "GET", source, {}, None, query) as raw:
             body = await raw.read_upto(_LIST_BODY_LIMIT + 1)
             if len(body) > _LIST_BODY_LIMIT:
                 raise ProtocolError("a listing page larger than 16 MiB", source=source.redacted)
         return parse_list_page(body, source=f"s3://{bucket}/{prefix}")
 
-    def _request(
-        self,
-        method: str,
-        source: Source,
-        headers: dict[str, str],
-        *,
-        span: tuple[int, int] | None = None,
-        query: dict[str, str] | None = None,
-    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
-        return self._exchange(self._send, method, source, headers, span, query)
-
     @asynccontextmanager
     async def _exchange(
         self,
-        send: Callable[
-            [str, Source, dict[str, str], tuple[int, int] | None, dict[str, str] | None],
-            Awaitable[_A],
-        ],
+        backend: Backend,
         method: str,
         source: Source,
         headers: dict[str, str],
         span: tuple[int, int] | None,
         query: dict[str, str] | None,
-    ) -> AsyncIterator[_A]:
-        """Send one request with ``send``, following an S3 region redirect and
-        refreshing an expired token once; yield a 2xx answer or raise the
-        translated error."""
+    ) -> AsyncIterator[Response]:
+        """Send one request through ``backend``, following an S3 region
+        redirect and refreshing an expired token once; yield a 2xx answer
+        (released afterwards) or raise the translated error."""
         redirected = refreshed = False
         while True:
-            raw = await send(method, source, headers, span, query)
+            raw = await backend.send(await self._ask(method, source, headers, span, query))
             if raw.status < 300:
                 break
             error = await self._error(raw, source, span)
@@ -314,10 +349,28 @@ class Transport:
             raise error
         try:
             yield raw
-        except _raw_errors() as exc:
-            raise error_from_exception(exc, source=source.redacted, range=span) from exc
         finally:
             raw.release()
+
+    async def _ask(
+        self,
+        method: str,
+        source: Source,
+        headers: dict[str, str],
+        span: tuple[int, int] | None,
+        query: dict[str, str] | None,
+    ) -> Ask:
+        url, signed = await self._address(method, source, headers, query)
+        timeouts = self.config.timeouts
+        return Ask(
+            method,
+            url,
+            signed,
+            self.proxy_for(url),
+            (timeouts.connect_s, timeouts.first_byte_s, timeouts.silence_s),
+            follow_redirects=not isinstance(source, S3Source),
+            where=(source.redacted, span),
+        )
 
     async def _address(
         self, method: str, source: Source, headers: dict[str, str], query: dict[str, str] | None
@@ -334,72 +387,13 @@ class Transport:
         url = self.s3.url(source.bucket, source.key, query)
         return url, self.s3.signed_headers(method, url, {**headers, **extra}, source.bucket)
 
-    async def _send_threaded(
-        self,
-        method: str,
-        source: Source,
-        headers: dict[str, str],
-        span: tuple[int, int] | None,
-        query: dict[str, str] | None = None,
-    ) -> BlockingResponse:
-        url, signed = await self._address(method, source, headers, query)
-        timeouts = self.config.timeouts
-        try:
-            ask = Ask(
-                method,
-                url,
-                signed,
-                self.proxy_for(url),
-                (timeouts.connect_s, timeouts.first_byte_s, timeouts.silence_s),
-                follow_redirects=not isinstance(source, S3Source),
-                where=(source.redacted, span),
-            )
-            return await self._get_threads().request(ask)
-        except _RAW_ERRORS as exc:
-            raise error_from_exception(exc, source=source.redacted, range=span) from exc
-        except ValueError as exc:  # http.client refuses a URL it cannot send this way
-            raise ProtocolError(f"bad URL: {exc}", source=source.redacted) from exc
-
-    async def _send(
-        self,
-        method: str,
-        source: Source,
-        headers: dict[str, str],
-        span: tuple[int, int] | None,
-        query: dict[str, str] | None = None,
-    ) -> aiohttp.ClientResponse:
-        await self._import_aio()
-        from . import _aio
-
-        session = self._get_session()
-        url, headers = await self._address(method, source, headers, query)
-        try:
-            return await _aio.send(
-                session,
-                method,
-                url,
-                headers,
-                follow_redirects=not isinstance(source, S3Source),
-                proxy=self.proxy_for(url),
-                first_byte_s=self.config.timeouts.first_byte_s,
-            )
-        except _raw_errors() as exc:
-            raise error_from_exception(exc, source=source.redacted, range=span) from exc
-        except ValueError as exc:  # yarl / aiohttp reject malformed URLs this way
-            raise ProtocolError(f"bad URL: {exc}", source=source.redacted) from exc
-
     async def _error(
-        self, raw: _Answer, source: Source, span: tuple[int, int] | None
+        self, raw: Response, source: Source, span: tuple[int, int] | None
     ) -> S3PullError:
         body = b""
         try:
-            if isinstance(raw, BlockingResponse):
-                body = await raw.read_upto(_ERROR_BODY_LIMIT)
-            else:
-                from ._aio import read_upto
-
-                body = await read_upto(raw, _ERROR_BODY_LIMIT)  # type: ignore[arg-type]
-        except _raw_errors():
+            body = await raw.read_upto(_ERROR_BODY_LIMIT)
+        except S3PullError:
             body = b""  # the status alone still says what went wrong
         finally:
             raw.release()
@@ -445,14 +439,6 @@ def _get_headers(
         headers["x-amz-checksum-mode"] = "ENABLED"
     span = (first, last) if first is not None and last is not None else None
     return headers, span
-
-
-def _raw_errors() -> tuple[type[Exception], ...]:
-    """What a request may raise before translation: aiohttp's errors count
-    only once aiohttp is imported (it is not, until a request needs it)."""
-    aio = sys.modules.get(f"{__package__}._aio")
-    # getattr: while a worker thread imports it, the module is not all there yet.
-    return _RAW_ERRORS + getattr(aio, "ERRORS", ())
 
 
 def requote(url: str) -> str:

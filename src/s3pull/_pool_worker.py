@@ -1,9 +1,11 @@
-"""A worker process of the local pool: ``python -m s3pull.executors._worker``.
+"""A worker process of the local pool: ``python -m s3pull._pool_worker``.
 
 It reads its configuration and then shards on stdin, runs them with
 :func:`run_shards` (one ``download_many`` on its own event loop, connection
 pool and share of the memory budget) and writes outcomes and events on
-stdout; see ``_wire`` for the lines.
+stdout; see ``executors._wire`` for the lines. It is an interface, like
+the CLI, above the client it drives: the executors never import the
+client, so it lives outside them.
 
 Stopping. The parent decides when a batch stops, so Ctrl-C and a closed
 terminal (SIGINT, SIGHUP, sent to the whole process group) are ignored
@@ -31,10 +33,10 @@ from contextlib import aclosing, suppress
 from dataclasses import replace
 from typing import Any
 
-from ..planning._shards import Shard
-from ..scheduling._breaker import Breakers
-from ._shard import ShardOptions, config_from_json, run_shards
-from ._wire import LINE_LIMIT, Outbox, adopt
+from ._client import AsyncClient
+from .executors import LINE_LIMIT, Outbox, ShardOptions, adopt, config_from_json, run_shards
+from .planning import Shard
+from .scheduling import Breakers
 
 EXIT_TERMINATED = 143
 
@@ -81,10 +83,6 @@ async def _serve() -> int:
 
 
 async def _work(init: dict[str, Any], reader: asyncio.StreamReader, outbox: Outbox) -> None:
-    # The client is the worker's interface: imported here, by the process's
-    # entry point, so that the executors never import the layer above them.
-    from .._client import AsyncClient
-
     config = replace(config_from_json(init["config"]), processes=1)
     endpoint = init["endpoint"]
     client = AsyncClient(config=config, subscribers=[outbox], **endpoint)

@@ -1,0 +1,104 @@
+"""What both HTTP clients offer the transport: one request in, one response out.
+
+The transport sends every request through one of two backends: the
+standard library's ``http.client`` on worker threads (``_blocking``) or
+aiohttp on the event loop (``_aio``). Both take an :class:`Ask` and return a
+:class:`Response`, whose body is delivered the same way whichever backend
+reads it: :meth:`Response.pump` hands every chunk, as it arrives, to the
+caller's ``consume``. Which thread that runs on is the backend's business; a
+``consume`` must be fine on either (a ``pwrite`` and a CRC are). Each backend
+translates its own exceptions into s3pull errors, beside its own code, so
+nothing above it ever sees an aiohttp or an ``http.client`` exception.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
+
+from ._proxies import Proxy
+from ._response import ResponseHead
+
+#: ``consume(chunk, waited)``: a body chunk (valid only until it returns: a
+#: backend may reuse its buffer) and the seconds the read of it waited for
+#: the network. What it raises ends :meth:`Response.pump` and is raised there.
+Consume = Callable[[memoryview | bytes, float], None]
+
+
+class Ask(NamedTuple):
+    """One request (a GET or a HEAD) for a backend to send.
+
+    Attributes:
+        method: ``GET`` or ``HEAD``.
+        url: the whole URL, query included.
+        headers: the request's headers (signed), without Host.
+        proxy: the proxy to go through, or None.
+        timeouts: (connect, first byte, each body read) in seconds.
+        follow_redirects: follow 3xx answers (plain HTTP sources), or return them (S3).
+        where: the redacted source and range, for the errors of body reads.
+    """
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    proxy: Proxy | None
+    timeouts: tuple[float, float, float]
+    follow_redirects: bool
+    where: tuple[str, tuple[int, int] | None]
+
+
+class Pace(Protocol):
+    """Holds a body back between two reads (a bandwidth limit, a full window).
+
+    Called after every read, with the size of the chunk it brought, before
+    that chunk is consumed: :meth:`wait` by a backend that reads on the
+    event loop, :meth:`wait_blocking` by one that reads on a worker thread.
+    Either way the time spent here is not network wait: stall detection
+    never sees it.
+    """
+
+    async def wait(self, size: int) -> None: ...
+
+    def wait_blocking(self, size: int, stop: Callable[[], bool]) -> None:
+        """Wait on a worker thread; return early once ``stop()`` says the
+        response was aborted (its reader is being cancelled)."""
+        ...
+
+
+class Response(ResponseHead, ABC):
+    """An answer whose headers have arrived, from either backend.
+
+    Any status may be seen here (the transport turns errors into
+    exceptions); a 206 without a valid Content-Range never gets this far.
+    Its methods raise s3pull errors only.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    async def pump(self, consume: Consume, buffer_size: int, pace: Pace | None = None) -> None:
+        """Read the body to its end, handing every chunk to ``consume``.
+
+        ``buffer_size``: the largest chunk wanted (a worker thread's one
+        buffer). If the awaiting task is cancelled, ``consume`` never runs
+        after this returns: the caller may close its file at once.
+        """
+
+    @abstractmethod
+    async def read_upto(self, limit: int) -> bytes:
+        """The body until its end, or its first ``limit`` bytes or a little
+        more (an error answer, a listing page: a caller that gets more than
+        ``limit`` knows the body was too large)."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Give the connection back if the body was read to its end, else close it."""
+
+
+class Backend(Protocol):
+    """One HTTP client: sends an :class:`Ask`, returns its :class:`Response`."""
+
+    async def send(self, ask: Ask) -> Response:
+        """Send ``ask``; return once the answer's headers are in. Raises s3pull errors only."""
+        ...
