@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench clean s3rver
+.PHONY: demo test lint unit bench clean s3rver redis-server
 
 # s3rver, a second S3 implementation the integration tests run against, from
 # npm into a git-ignored prefix (Debian's nodejs and npm installed if missing).
@@ -39,8 +39,15 @@ $(S3RVER_STAMP):
 
 s3rver: $(S3RVER_STAMP)
 
+# Debian's redis-server, the broker the Celery tests start on a free port
+# (installed if missing; the package's own service is not used).
+redis-server:
+	command -v redis-server >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }
+
 ## make test: lint, then the whole suite (unit, functional, integration, docstring examples) with coverage
-test: lint $(S3RVER_STAMP)
+test: lint $(S3RVER_STAMP) redis-server
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) --doctest-modules src/s3pull tests
 
 unit: $(STAMP)

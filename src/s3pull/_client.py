@@ -10,6 +10,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Callable,
     Iterable,
     Sequence,
 )
@@ -42,6 +43,7 @@ from .transport import S3Endpoint, Transport
 
 if TYPE_CHECKING:
     from .consumers import InventoryRecord
+    from .executors import PoolSetup
     from .planning import ShardItem
     from .scheduling import Inventory
 
@@ -51,6 +53,10 @@ PathLike = str | os.PathLike[str]
 #: listing or inventory (``InventoryRecord``: ``bucket``, ``key``, ``size``...),
 #: or the planned item of a shard (``ShardItem``, as an executor's worker runs it).
 ManyItem = Union[str, Source, tuple[str | Source, PathLike], "InventoryRecord", "ShardItem"]
+
+#: Runs a batch's planned items elsewhere (``AsyncClient(executor=...)``):
+#: given the items and the batch's setup, it yields their outcomes.
+Executor = Callable[[AsyncIterable[BatchItem], "PoolSetup"], AsyncGenerator[ObjectOutcome, None]]
 
 T = TypeVar("T")
 
@@ -71,6 +77,9 @@ class AsyncClient:
         addressing_style: ``auto``, ``path`` or ``virtual``.
         sign: False sends anonymous requests (public buckets).
         subscribers: progress listeners; default: a logger at INFO.
+        executor: where batches run instead of this process and its local
+            pool, e.g. ``s3pull.celery.CeleryExecutor(app)``: it gets the
+            planned items and the batch's setup, and yields the outcomes.
 
     Example:
         >>> async with AsyncClient() as client:  # doctest: +SKIP
@@ -87,8 +96,10 @@ class AsyncClient:
         addressing_style: str = "auto",
         sign: bool = True,
         subscribers: Iterable[Subscriber] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.config = config or TransferConfig()
+        self.executor = executor
         #: What a worker process builds its own endpoint from.
         self._endpoint_args: dict[str, Any] = {
             "endpoint_url": endpoint_url,
@@ -357,10 +368,11 @@ class AsyncClient:
             dry_run=dry_run,
         )
         listed = self._listed(items)
-        if self.config.processes == 1:
+        if self.config.processes == 1 and self.executor is None:
             outcomes = batch.run(listed)
         else:
-            # Spread over worker processes when it pays (see s3pull.executors).
+            # Spread over worker processes when it pays (see s3pull.executors),
+            # or over the executor the client was given.
             from .executors import PoolSetup, ShardOptions, spread
 
             setup = PoolSetup(
@@ -371,7 +383,10 @@ class AsyncClient:
                     skip_existing=skip_existing, fail_fast=fail_fast, dry_run=dry_run
                 ),
             )
-            outcomes = spread(listed, setup, batch.run)
+            if self.executor is not None:
+                outcomes = self.executor(listed, setup)
+            else:
+                outcomes = spread(listed, setup, batch.run)
         try:
             async for outcome in outcomes:
                 yield outcome

@@ -15,6 +15,7 @@ botocore's credential errors where credentials are loaded
     ├── ConfigError (ValueError)            a bad option or config value
     ├── InvalidSourceError (ValueError)     a malformed s3:// or http(s):// URL
     ├── UnsafePathError (ValueError)        a key that would write outside the destination
+    ├── DeadLetterError                     a worker task that killed its worker at each delivery
     ├── LocalError (OSError)                the local side failed
     │   └── DiskFullError                   ENOSPC / EDQUOT, or the free-space preflight
     └── TransferError                       talking to the store failed
@@ -131,6 +132,12 @@ class CredentialsError(TransferError):
 
 class ObjectChangedError(TransferError):
     """The object was overwritten or deleted while it was being downloaded."""
+
+
+class DeadLetterError(S3PullError):
+    """Not downloaded: the Celery task holding the object was delivered too
+    many times, and each time the worker running it died (killed for memory,
+    or a crash); see ``s3pull.celery``."""
 
 
 class CircuitOpenError(TransferError):

@@ -24,6 +24,7 @@ from .._units import format_size
 from ..consumers import InventoryRecord
 from ..scheduling import copy_stream
 from ..sinks import atomic_file
+from . import _fleet
 from ._output import EXIT_FAILED, _info_json, _outcome_json, _planned_line, _print_info
 from ._progress import (
     PLAIN_PROGRESS_SECONDS,
@@ -58,6 +59,7 @@ def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncCli
         addressing_style=args.addressing_style,
         sign=not args.no_sign_request,
         subscribers=subscribers,
+        executor=_fleet.executor(args),
     )
 
 
@@ -132,6 +134,7 @@ def _check_many_options(args: argparse.Namespace) -> None:
                 ("--dry-run", args.dry_run),
                 ("--objects", args.objects),
                 ("--processes", args.processes),
+                ("--celery", args.celery),
             )
             if used
         ]
@@ -368,4 +371,6 @@ _COMMANDS = {
     "inventory": _inventory,
     "stat": _stat,
     "clean": _clean,
+    "worker": _fleet.worker,
+    "breakers": _fleet.breakers,
 }

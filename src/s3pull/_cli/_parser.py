@@ -10,6 +10,7 @@ from .._errors import ConfigError
 from .._units import parse_duration, parse_rate, parse_size
 from .._version import __version__
 from ..transport import ADDRESSING_STYLES
+from ._fleet import add_celery_option, add_commands
 from ._output import EXIT_USAGE
 from ._progress import PLAIN_PROGRESS_SECONDS, PROGRESS_MODES
 
@@ -69,6 +70,7 @@ def _add_processes_option(group: argparse._ArgumentGroup) -> None:
         "--memory-limit (default: auto: one per core when the first 1000 listed objects "
         "average 1 MiB or less, else 1, in this process)",
     )
+    add_celery_option(group)
 
 
 class _FilterRule(argparse.Action):
@@ -334,4 +336,5 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed")
     clean.add_argument("-q", "--quiet", action="store_true", help="no listing, no summary")
     clean.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_commands(commands)
     return parser

@@ -7,7 +7,15 @@ Celery workers (a fleet). Planning cuts the batch (``planning._shards``);
 :func:`run_shard` / :func:`run_shards` run a shard wherever it lands.
 """
 
-from ._pool import AUTO_MAX_AVERAGE, AUTO_MIN_OBJECTS, Pool, PoolSetup, cores, spread
+from ._pool import (
+    AUTO_MAX_AVERAGE,
+    AUTO_MIN_OBJECTS,
+    Pool,
+    PoolSetup,
+    cores,
+    remove_leftovers,
+    spread,
+)
 from ._shard import ShardOptions, config_from_json, config_to_json, run_shard, run_shards
 from ._wire import LINE_LIMIT, Outbox, adopt
 
@@ -23,6 +31,7 @@ __all__ = [
     "config_from_json",
     "config_to_json",
     "cores",
+    "remove_leftovers",
     "run_shard",
     "run_shards",
     "spread",

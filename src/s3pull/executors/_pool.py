@@ -354,7 +354,7 @@ class Pool:
         for worker in self.workers:
             self._close_input(worker)
         if self._orphans:
-            await asyncio.to_thread(_remove_leftovers, self._orphans)
+            await asyncio.to_thread(remove_leftovers, self._orphans)
 
     # -- feeding and dispatching -------------------------------------------------
 
@@ -467,7 +467,7 @@ async def _spawn() -> asyncio.subprocess.Process:
         raise S3PullError(f"cannot start a worker process: {exc.strerror or exc}") from None
 
 
-def _remove_leftovers(items: list[ShardItem]) -> None:
+def remove_leftovers(items: list[ShardItem]) -> None:
     """Remove the temp files and journals dead workers left for ``items``
     (none that a live download holds: they are locked)."""
     now = time.time()

@@ -19,12 +19,14 @@ from ._batch import (
     Batch,
     BatchItem,
     BatchItems,
+    is_up_to_date,
     list_objects,
     planned_item,
     shard_item,
     unplanned_outcome,
 )
 from ._breaker import Breakers, BreakerState
+from ._breaker_store import BreakerStore, RedisBreakerStore
 from ._budget import MemoryBudget
 from ._consume import ObjectReader, Pipelines, copy_stream, remove_temp
 from ._download import Downloader
@@ -38,6 +40,7 @@ __all__ = [
     "BatchItem",
     "BatchItems",
     "BreakerState",
+    "BreakerStore",
     "Breakers",
     "Downloader",
     "Inventory",
@@ -45,8 +48,10 @@ __all__ = [
     "ObjectReader",
     "ObjectStream",
     "Pipelines",
+    "RedisBreakerStore",
     "copy_stream",
     "first_cause",
+    "is_up_to_date",
     "list_objects",
     "planned_item",
     "prefix_items",

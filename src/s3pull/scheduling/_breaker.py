@@ -86,6 +86,7 @@ from .._errors import (
     TransientError,
     UnsafePathError,
 )
+from ._breaker_store import BreakerStore
 
 State = Literal["closed", "open", "half-open"]
 
@@ -218,6 +219,9 @@ class Breakers:
         self._objects: OrderedDict[str, _Entry] = OrderedDict()
         # Only endpoints with a failure or open are here, for the same reason.
         self._endpoints: dict[str, _Endpoint] = {}
+        #: Where object breakers live instead of this process's memory (a
+        #: ``RedisBreakerStore``: shared by a fleet); see ``_breaker_store``.
+        self.store: BreakerStore | None = None
         #: Told ``(endpoint, "open" | "down" | "closed", state)`` whenever a
         #: download here changes an endpoint's state (not by :meth:`adopt`).
         self.on_endpoint: Callable[[str, str, BreakerState], None] | None = None
@@ -243,6 +247,8 @@ class Breakers:
             >>> Breakers(BreakerConfig()).admit("s3://bucket/key")
             True
         """
+        if self.store is not None:
+            return self.store.admit(key)
         entry = self._objects.get(key)
         if entry is None or entry.state == CLOSED:
             return True
@@ -259,6 +265,8 @@ class Breakers:
 
     def succeeded(self, key: str) -> None:
         """Record that ``key`` downloaded: its breaker closes and forgets it."""
+        if self.store is not None:
+            self.store.succeeded(key)
         self._objects.pop(key, None)
 
     def failed(self, key: str, error: S3PullError) -> None:
@@ -278,6 +286,12 @@ class Breakers:
             >>> breakers.state("s3://b/k").failures
             0
         """
+        if self.store is not None:
+            if isinstance(error, _NOT_THE_OBJECTS_FAULT):
+                self.store.abandoned(key)
+            else:
+                self.store.failed(key, " ".join(str(error).splitlines()))
+            return
         entry = self._objects.get(key)
         if isinstance(error, _NOT_THE_OBJECTS_FAULT):
             if entry is not None and entry.state == HALF_OPEN:
@@ -304,6 +318,9 @@ class Breakers:
         If it was the probe, the next :meth:`admit` probes at once; otherwise
         nothing changes.
         """
+        if self.store is not None:
+            self.store.abandoned(key)
+            return
         entry = self._objects.get(key)
         if entry is not None and entry.state == HALF_OPEN:
             self._hand_over(entry)
@@ -316,6 +333,11 @@ class Breakers:
             BreakerState(state='closed', failures=0,
                          last_failure=None, opened_at=None, retry_at=None)
         """
+        if self.store is not None:
+            state, failures, last, wait = self.store.state(key)
+            now = self._clock()
+            retry_at = now + wait if wait is not None else None
+            return BreakerState(state, failures, last, None, retry_at)  # type: ignore[arg-type]
         entry = self._objects.get(key)
         return _CLOSED_STATE if entry is None else entry.snapshot()
 
@@ -324,6 +346,8 @@ class Breakers:
 
         Downloads waiting on a reset endpoint go ahead at once.
         """
+        if self.store is not None:
+            self.store.reset(key)
         if key is None:
             self._objects.clear()
             endpoints = list(self._endpoints.values())
@@ -369,6 +393,8 @@ class Breakers:
             >>> breakers.endpoint_state("s3://bucket").state
             'closed'
         """
+        if self.store is not None:
+            self._adopt_shared(endpoint)
         probe = await self._enter(endpoint)
         try:
             yield
@@ -472,7 +498,20 @@ class Breakers:
         entry.down = entry.down or change == "down"
         entry.notify()
 
+    def _adopt_shared(self, name: str) -> None:
+        """Take what another process of the fleet told the store about ``name``."""
+        assert self.store is not None
+        shared = self.store.endpoint(name)
+        if shared is None:
+            return
+        change, failures, last_failure = shared
+        entry = self._endpoints.get(name)
+        if entry is None or entry.state == CLOSED or (change == "down" and not entry.down):
+            self.adopt(name, change, BreakerState(change, failures, last_failure, None, None))  # type: ignore[arg-type]
+
     def _tell(self, name: str, change: str, entry: _Endpoint) -> None:
+        if self.store is not None:
+            self.store.endpoint_changed(name, change, entry.failures, entry.last_failure)
         if self.on_endpoint is not None:
             self.on_endpoint(name, change, entry.snapshot())
 

@@ -1,0 +1,233 @@
+"""The submitting side: a batch's shards as Celery tasks, outcomes streamed back.
+
+``AsyncClient(executor=CeleryExecutor(app))`` (``s3pull cp -r ... --celery
+URL``) runs every batch of that client on the fleet, as the local pool runs
+it on this machine's cores, with the same planning:
+
+1. **This process plans.** The listing (key list, inventory) is walked as
+   in process: keys become paths and unsafe or clashing keys are refused
+   here, where every key is seen; those outcomes come at once. Every other
+   item gets a number and goes to the ``Sharder``; each full shard is sent
+   as one ``s3pull.download_shard`` task, routed by its largest known
+   object (``queue_for``). Dispatch starts with the listing's first page.
+2. **Bounded.** At most ``ahead`` shards are out at a time: the listing of a
+   million keys waits while the fleet is behind, and neither this process
+   nor the broker holds the batch. While nothing is out, the shard being
+   filled is sent as it is (a slow listing never leaves the fleet idle).
+3. **Outcomes stream back** through the batch's reply list (``_reply``) as
+   each object finishes, and become this client's events (progress bars,
+   ``--json`` lines) and outcomes. A shard is done when its task says
+   ``end``; an item whose outcome comes twice (a redelivered shard) counts
+   once. A task that fails without a word (its result says FAILURE) fails
+   the items it had not reported.
+
+Why not a chord: a chord's header is every shard's signature at once, known
+only when the listing has ended; this way shards run while it goes on, and
+memory stays bounded whatever the batch's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterable
+from dataclasses import replace
+from typing import Any
+
+from .._errors import ConfigError, S3PullError
+from .._results import DOWNLOADED, FAILED, ObjectOutcome
+from ..executors import PoolSetup, config_to_json
+from ..planning import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem
+from ..scheduling import BatchItem, shard_item, unplanned_outcome
+from ..transport import S3Endpoint
+from ._child import ENDPOINT_FIELDS, failed
+from ._reply import receive, reply_key
+from ._settings import LARGE_THRESHOLD, largest, queue_for
+
+#: Shards out at once, by default: enough to keep a fleet of a few dozen
+#: children busy with the next shard at hand.
+AHEAD = 64
+#: How long a wait for outcomes lasts before the tasks' states are checked.
+CHECK_SECONDS = 0.5
+
+
+class CeleryExecutor:
+    """Runs a client's batches as ``s3pull.download_shard`` tasks on ``app``.
+
+    Args:
+        app: a Celery app with a Redis broker (``make_app(url)``).
+        ahead: shards out at once, at most.
+        large_threshold: the size from which a shard goes to ``s3pull.large``.
+        shard_items, shard_bytes: the bounds of a shard.
+
+    Example:
+        >>> client = AsyncClient(executor=CeleryExecutor(make_app("redis://h/0")))  # doctest: +SKIP
+        >>> batch = await client.download_prefix("s3://b/logs/", "/shared/logs/")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        ahead: int = AHEAD,
+        large_threshold: int | None = None,
+        shard_items: int = SHARD_ITEMS,
+        shard_bytes: int = SHARD_BYTES,
+    ) -> None:
+        self.app = app
+        self.ahead = ahead
+        conf_threshold = app.conf.get("s3pull_large_threshold", LARGE_THRESHOLD)
+        self.large_threshold = large_threshold if large_threshold is not None else conf_threshold
+        self.shard_items = shard_items
+        self.shard_bytes = shard_bytes
+
+    def __call__(
+        self, items: AsyncIterable[BatchItem], setup: PoolSetup
+    ) -> AsyncGenerator[ObjectOutcome, None]:
+        return _Run(self, setup).run(items)
+
+
+def work_arguments(setup: PoolSetup) -> dict[str, Any]:
+    """What travels with every task of a batch: the configuration and the
+    endpoint, no credential (a worker uses its own chain)."""
+    if setup.config.sse_c_key is not None:
+        raise ConfigError(
+            "an SSE-C key does not travel to Celery workers: download SSE-C objects in process"
+        )
+    config = config_to_json(replace(setup.config, processes=1))
+    endpoint = {name: setup.endpoint.get(name) for name in ENDPOINT_FIELDS}
+    # As this process resolves them (AWS_ENDPOINT_URL..., AWS_REGION): the
+    # workers' environment is not the submitter's.
+    endpoint["endpoint_url"] = S3Endpoint(**setup.endpoint).endpoint_url
+    endpoint["region"] = (
+        endpoint["region"] or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    )
+    return {"config": config, "endpoint": endpoint, "options": setup.options.to_json()}
+
+
+class _Run:
+    """One batch on the fleet; see the module docstring."""
+
+    def __init__(self, executor: CeleryExecutor, setup: PoolSetup) -> None:
+        import redis
+
+        self.executor = executor
+        self.setup = setup
+        self.arguments = work_arguments(setup)
+        self.redis = redis.Redis.from_url(executor.app.conf.broker_url)
+        self.reply = reply_key(uuid.uuid4().hex)
+        self._sharder = Sharder(max_items=executor.shard_items, max_bytes=executor.shard_bytes)
+        #: Tasks out, and the items of each that have no outcome yet.
+        self.out: dict[str, dict[int, ShardItem]] = {}
+        self._room = asyncio.Event()
+        self._outcomes: asyncio.Queue[ObjectOutcome | BaseException | None] = asyncio.Queue(1024)
+        self._fed = False
+        self._listing_error: S3PullError | None = None
+
+    async def run(self, items: AsyncIterable[BatchItem]) -> AsyncGenerator[ObjectOutcome, None]:
+        runner = asyncio.create_task(self._run_all(items))
+        try:
+            while (outcome := await self._outcomes.get()) is not None:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                yield outcome
+                if self.setup.options.fail_fast and outcome.status == FAILED:
+                    return
+        finally:
+            runner.cancel()
+            try:
+                await runner
+            except asyncio.CancelledError:
+                pass
+            await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        # Tasks still out (fail_fast, an interrupted run) finish on their own;
+        # nobody will read their outcomes.
+        self.redis.delete(self.reply)
+        self.redis.close()
+
+    async def _run_all(self, items: AsyncIterable[BatchItem]) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._feed(items))
+                await self._collect()
+        except BaseExceptionGroup as failures:
+            await self._outcomes.put(failures.exceptions[0])
+            return
+        except Exception as error:
+            await self._outcomes.put(error)
+            return
+        await self._outcomes.put(self._listing_error)
+
+    async def _feed(self, items: AsyncIterable[BatchItem]) -> None:
+        number = 0
+        try:
+            async for item in items:
+                if (unplanned := unplanned_outcome(item)) is not None:
+                    await self._outcomes.put(unplanned)
+                    continue
+                for shard in self._sharder.add(shard_item(number, item)):
+                    await self._send(shard)
+                number += 1
+                if not self.out:
+                    for shard in self._sharder.flush():  # the fleet waits: send what there is
+                        await self._send(shard)
+        except S3PullError as error:
+            self._listing_error = error  # what was planned still runs
+        for shard in self._sharder.flush():
+            await self._send(shard)
+        self._fed = True
+        self._room.set()
+
+    async def _send(self, shard: Shard) -> None:
+        while len(self.out) >= self.executor.ahead:
+            self._room.clear()
+            await self._room.wait()
+        data = shard.to_json()
+        queue = queue_for(largest(data), self.executor.large_threshold)
+        kwargs = {"shard": data, "reply": self.reply, **self.arguments}
+        result = await asyncio.to_thread(
+            self.executor.app.send_task, "s3pull.download_shard", kwargs=kwargs, queue=queue
+        )
+        self.out[result.id] = {item.id: item for item in shard.items}
+
+    async def _collect(self) -> None:
+        while not (self._fed and not self.out):
+            message = await asyncio.to_thread(receive, self.redis, self.reply, CHECK_SECONDS)
+            if message is None:
+                await self._check_tasks()
+                continue
+            task = self.out.get(message["t"])
+            for number, data in message.get("o", ()):
+                if task is not None and task.pop(number, None) is not None:
+                    await self._outcome(ObjectOutcome.from_json(data))
+            if message.get("end") and task is not None:
+                await self._ended(message["t"], "its task ended without it")
+
+    async def _outcome(self, outcome: ObjectOutcome) -> None:
+        events = self.setup.events
+        if outcome.status == DOWNLOADED and outcome.result is not None:
+            # Its bytes all at once: the worker's progress stays in the worker.
+            events.queued(outcome.source, outcome.result.bytes)
+            events.done(outcome.result)
+        elif outcome.status == FAILED and isinstance(outcome.error, S3PullError):
+            events.error(outcome.source, outcome.error)
+        await self._outcomes.put(outcome)
+
+    async def _ended(self, task_id: str, why: str) -> None:
+        """A task is done: any item it did not report fails, saying why."""
+        left = self.out.pop(task_id)
+        self._room.set()
+        for item in sorted(left.values(), key=lambda item: item.id):
+            await self._outcome(failed(item, f"not downloaded: {why}"))
+
+    async def _check_tasks(self) -> None:
+        """No word for a while: a task that failed outright never will send one."""
+        app = self.executor.app
+        for task_id in list(self.out):
+            result = app.AsyncResult(task_id)
+            state = await asyncio.to_thread(getattr, result, "state")
+            if state == "FAILURE":
+                await self._ended(task_id, f"its task failed: {result.result!r}")
