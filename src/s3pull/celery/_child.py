@@ -35,11 +35,11 @@ from typing import Any
 
 from .._config import TransferConfig
 from .._errors import DeadLetterError, S3PullError
-from .._results import FAILED, BatchResult, ObjectOutcome
+from .._results import BatchResult, ObjectOutcome
 from .._sync import Client
-from ..executors import config_from_json, remove_leftovers, run_shard
-from ..planning import Shard, ShardItem
-from ..scheduling import RedisBreakerStore, planned_item
+from ..executors import config_from_json, failed_outcome, remove_leftovers, run_shard
+from ..planning import Shard
+from ..scheduling import RedisBreakerStore
 from ._once import already_there, remember, tag, task_lock
 from ._reply import FLUSH_ITEMS, FLUSH_SECONDS, Redis, send
 from ._settings import child_budget
@@ -235,16 +235,9 @@ def _fail_rest(
     done = {line["id"] for line in lines}
     for item in Shard.from_json(shard).items:
         if item.id not in done:
-            line = {"id": item.id, **failed(item, why, kind).to_json()}
+            line = {"id": item.id, **failed_outcome(item, why, kind).to_json()}
             lines.append(line)
             channel.add(line)
-
-
-def failed(item: ShardItem, why: str, kind: type[S3PullError] = S3PullError) -> ObjectOutcome:
-    """The outcome of an item that was not downloaded, for ``why``."""
-    planned = planned_item(item)
-    source = planned.source.redacted
-    return ObjectOutcome(source, planned.destination, FAILED, error=kind(why, source=source))
 
 
 def _result(lines: list[dict[str, Any]]) -> dict[str, Any]:

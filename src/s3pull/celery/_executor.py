@@ -37,11 +37,11 @@ from typing import Any
 
 from .._errors import ConfigError, S3PullError
 from .._results import DOWNLOADED, FAILED, ObjectOutcome
-from ..executors import PoolSetup, config_to_json
+from ..executors import PoolSetup, ShardedRun, config_to_json, failed_outcome
 from ..planning import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem
 from ..scheduling import BatchItem, shard_item, unplanned_outcome
 from ..transport import S3Endpoint
-from ._child import ENDPOINT_FIELDS, failed
+from ._child import ENDPOINT_FIELDS
 from ._reply import receive, reply_key
 from ._settings import LARGE_THRESHOLD, largest, queue_for
 
@@ -106,14 +106,14 @@ def work_arguments(setup: PoolSetup) -> dict[str, Any]:
     return {"config": config, "endpoint": endpoint, "options": setup.options.to_json()}
 
 
-class _Run:
+class _Run(ShardedRun):
     """One batch on the fleet; see the module docstring."""
 
     def __init__(self, executor: CeleryExecutor, setup: PoolSetup) -> None:
         import redis
 
+        super().__init__(setup)
         self.executor = executor
-        self.setup = setup
         self.arguments = work_arguments(setup)
         self.redis = redis.Redis.from_url(executor.app.conf.broker_url)
         self.reply = reply_key(uuid.uuid4().hex)
@@ -121,45 +121,19 @@ class _Run:
         #: Tasks out, and the items of each that have no outcome yet.
         self.out: dict[str, dict[int, ShardItem]] = {}
         self._room = asyncio.Event()
-        self._outcomes: asyncio.Queue[ObjectOutcome | BaseException | None] = asyncio.Queue(1024)
-        self._fed = False
-        self._listing_error: S3PullError | None = None
 
-    async def run(self, items: AsyncIterable[BatchItem]) -> AsyncGenerator[ObjectOutcome, None]:
-        runner = asyncio.create_task(self._run_all(items))
-        try:
-            while (outcome := await self._outcomes.get()) is not None:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-                yield outcome
-                if self.setup.options.fail_fast and outcome.status == FAILED:
-                    return
-        finally:
-            runner.cancel()
-            try:
-                await runner
-            except asyncio.CancelledError:
-                pass
-            await asyncio.to_thread(self._close)
+    async def _work(self, group: asyncio.TaskGroup, items: AsyncIterable[BatchItem]) -> None:
+        group.create_task(self._feed(items))
+        await self._collect()
 
-    def _close(self) -> None:
+    async def _close(self) -> None:
+        await asyncio.to_thread(self._close_reply)
+
+    def _close_reply(self) -> None:
         # Tasks still out (fail_fast, an interrupted run) finish on their own;
         # nobody will read their outcomes.
         self.redis.delete(self.reply)
         self.redis.close()
-
-    async def _run_all(self, items: AsyncIterable[BatchItem]) -> None:
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._feed(items))
-                await self._collect()
-        except BaseExceptionGroup as failures:
-            await self._outcomes.put(failures.exceptions[0])
-            return
-        except Exception as error:
-            await self._outcomes.put(error)
-            return
-        await self._outcomes.put(self._listing_error)
 
     async def _feed(self, items: AsyncIterable[BatchItem]) -> None:
         number = 0
@@ -221,7 +195,7 @@ class _Run:
         left = self.out.pop(task_id)
         self._room.set()
         for item in sorted(left.values(), key=lambda item: item.id):
-            await self._outcome(failed(item, f"not downloaded: {why}"))
+            await self._outcome(failed_outcome(item, f"not downloaded: {why}"))
 
     async def _check_tasks(self) -> None:
         """No word for a while: a task that failed outright never will send one."""

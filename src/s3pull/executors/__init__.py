@@ -11,11 +11,11 @@ from ._pool import (
     AUTO_MAX_AVERAGE,
     AUTO_MIN_OBJECTS,
     Pool,
-    PoolSetup,
     cores,
     remove_leftovers,
     spread,
 )
+from ._run import PoolSetup, ShardedRun, failed_outcome
 from ._shard import ShardOptions, config_from_json, config_to_json, run_shard, run_shards
 from ._wire import LINE_LIMIT, Outbox, adopt
 
@@ -27,10 +27,12 @@ __all__ = [
     "Pool",
     "PoolSetup",
     "ShardOptions",
+    "ShardedRun",
     "adopt",
     "config_from_json",
     "config_to_json",
     "cores",
+    "failed_outcome",
     "remove_leftovers",
     "run_shard",
     "run_shards",

@@ -67,18 +67,17 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .._config import TransferConfig
 from .._errors import S3PullError
-from .._events import Events
-from .._results import FAILED, ObjectOutcome
+from .._results import ObjectOutcome
 from ..planning import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem
-from ..scheduling import BatchItem, first_cause, planned_item, shard_item, unplanned_outcome
+from ..scheduling import BatchItem, shard_item, unplanned_outcome
 from ..sinks import Directory, stale_names, temp_prefix
-from ._shard import ShardOptions, config_to_json
+from ._run import PoolSetup, ShardedRun, failed_outcome
+from ._shard import config_to_json
 from ._wire import LINE_LIMIT, replay
 
 #: ``processes="auto"``: how many objects decide, and the average size under
@@ -93,24 +92,6 @@ QUEUED_SHARDS = 8
 STOP_SECONDS = 30.0
 
 InProcess = Callable[[AsyncIterable[BatchItem]], AsyncGenerator[ObjectOutcome, None]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class PoolSetup:
-    """What a batch's workers are built from.
-
-    Attributes:
-        config: the client's configuration (each worker gets an equal share
-            of its memory budget).
-        endpoint: the client's endpoint arguments (``endpoint_url``, ``region``...).
-        events: the client's subscribers, which hear every worker's events.
-        options: the batch's options.
-    """
-
-    config: TransferConfig
-    endpoint: dict[str, Any]
-    events: Events
-    options: ShardOptions
 
 
 def cores() -> int:
@@ -192,54 +173,27 @@ class _Worker:
         return f"worker process {self.process.pid} {ended}{said}"
 
 
-class Pool:
+class Pool(ShardedRun):
     """One batch over ``processes`` worker processes; see the module docstring."""
 
     def __init__(self, setup: PoolSetup, processes: int) -> None:
-        self.setup = setup
+        super().__init__(setup)
         self.processes = processes
         self.workers: list[_Worker] = []
         self._sharder = Sharder(max_items=SHARD_ITEMS, max_bytes=SHARD_BYTES)
         self._queue: deque[Shard] = deque()
         self._retry: deque[Shard] = deque()
-        self._fed = False
-        self._listing_error: S3PullError | None = None
         self._wake = asyncio.Event()
         self._shards = 0
-        self._outcomes: asyncio.Queue[ObjectOutcome | BaseException | None] = asyncio.Queue(1024)
         #: Destinations whose worker died mid-download: their leftovers go at the end.
         self._orphans: list[ShardItem] = []
 
-    async def run(self, items: AsyncIterable[BatchItem]) -> AsyncGenerator[ObjectOutcome, None]:
-        """Run the batch; yield each outcome as it finishes."""
-        runner = asyncio.create_task(self._run_all(items))
-        try:
-            while (outcome := await self._outcomes.get()) is not None:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-                yield outcome
-                if self.setup.options.fail_fast and outcome.status == FAILED:
-                    return
-        finally:
-            if not runner.done():
-                runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
-
-    async def _run_all(self, items: AsyncIterable[BatchItem]) -> None:
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._feed(items))
-                await self._start(group)
-                await self._dispatch()
-                for worker in self.workers:
-                    self._close_input(worker)
-        except BaseExceptionGroup as failures:
-            await self._outcomes.put(first_cause(failures))
-            return
-        finally:
-            await self._stop()
-        await self._outcomes.put(self._listing_error)
+    async def _work(self, group: asyncio.TaskGroup, items: AsyncIterable[BatchItem]) -> None:
+        group.create_task(self._feed(items))
+        await self._start(group)
+        await self._dispatch()
+        for worker in self.workers:
+            self._close_input(worker)
 
     # -- workers ---------------------------------------------------------------
 
@@ -321,15 +275,8 @@ class Pool:
 
     async def _fail(self, items: list[ShardItem] | tuple[ShardItem, ...], why: str) -> None:
         for item in items:
-            batch_item = planned_item(item)
-            error = S3PullError(
-                f"not downloaded: {why}, and no worker process is left to run it",
-                source=batch_item.source.redacted,
-            )
-            outcome = ObjectOutcome(
-                batch_item.source.redacted, batch_item.destination, FAILED, error=error
-            )
-            await self._outcomes.put(outcome)
+            message = f"not downloaded: {why}, and no worker process is left to run it"
+            await self._outcomes.put(failed_outcome(item, message))
 
     def _close_input(self, worker: _Worker) -> None:
         stdin = worker.process.stdin

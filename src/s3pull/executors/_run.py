@@ -1,0 +1,104 @@
+"""What the local pool and the Celery executor share: one batch, planned in
+this process, its shards run elsewhere, its outcomes merged into one stream.
+
+A run plans the items into shards as they come (``_work``, each executor's
+own: worker processes over pipes, or tasks over a broker), and puts every
+outcome on one queue; :meth:`ShardedRun.run` yields them in completion order
+and stops early on the first failure under ``fail_fast``, as the in-process
+batch does. However the run ends (done, failed, cancelled, a failure
+elsewhere), ``_stop`` runs before the run's last word, and ``_close`` after
+the consumer has stopped reading. A listing or manifest that broke half way
+is said last: what was planned before still runs, as in process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterable
+from dataclasses import dataclass
+from typing import Any
+
+from .._config import TransferConfig
+from .._errors import S3PullError
+from .._events import Events
+from .._results import FAILED, ObjectOutcome
+from ..planning import ShardItem
+from ..scheduling import BatchItem, first_cause, planned_item
+from ._shard import ShardOptions
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolSetup:
+    """What a batch's workers are built from, by the local pool or the fleet.
+
+    Attributes:
+        config: the client's configuration (each worker gets an equal share
+            of its memory budget).
+        endpoint: the client's endpoint arguments (``endpoint_url``, ``region``...).
+        events: the client's subscribers, which hear every worker's events.
+        options: the batch's options.
+    """
+
+    config: TransferConfig
+    endpoint: dict[str, Any]
+    events: Events
+    options: ShardOptions
+
+
+class ShardedRun:
+    """One batch whose shards run outside this event loop; see the module docstring."""
+
+    def __init__(self, setup: PoolSetup) -> None:
+        self.setup = setup
+        self._outcomes: asyncio.Queue[ObjectOutcome | BaseException | None] = asyncio.Queue(1024)
+        #: Every item has been planned (the listing is over).
+        self._fed = False
+        #: Why the listing ended early, said after every planned item's outcome.
+        self._listing_error: S3PullError | None = None
+
+    async def run(self, items: AsyncIterable[BatchItem]) -> AsyncGenerator[ObjectOutcome, None]:
+        """Run the batch; yield each outcome as it finishes."""
+        runner = asyncio.create_task(self._run_all(items))
+        try:
+            while (outcome := await self._outcomes.get()) is not None:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                yield outcome
+                if self.setup.options.fail_fast and outcome.status == FAILED:
+                    return
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+            await self._close()
+
+    async def _run_all(self, items: AsyncIterable[BatchItem]) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                await self._work(group, items)
+        except BaseExceptionGroup as failures:
+            await self._outcomes.put(first_cause(failures))
+            return
+        finally:
+            await self._stop()
+        await self._outcomes.put(self._listing_error)
+
+    async def _work(self, group: asyncio.TaskGroup, items: AsyncIterable[BatchItem]) -> None:
+        """Plan ``items`` and run their shards until every item has an outcome."""
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        """Once the work has ended, whatever ended it."""
+
+    async def _close(self) -> None:
+        """Once nobody reads the outcomes any more."""
+
+
+def failed_outcome(
+    item: ShardItem, why: str, kind: type[S3PullError] = S3PullError
+) -> ObjectOutcome:
+    """The outcome of a planned item that was not downloaded, for ``why``."""
+    planned = planned_item(item)
+    source = planned.source.redacted
+    return ObjectOutcome(source, planned.destination, FAILED, error=kind(why, source=source))
