@@ -3,6 +3,7 @@ land what the in-process batch lands, and survive the deaths of workers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -240,6 +241,43 @@ def test_items_of_a_killed_worker_fail_when_no_worker_is_left(
     names = [path.name for path in out.rglob("*")] if out.exists() else []
     assert not [name for name in names if name.startswith(".")], "temp files left"
     assert all(name.endswith(".bin") for name in names)
+
+
+def test_a_worker_lost_before_it_was_ready_leaves_the_batch_to_the_others(
+    s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second "worker" exits (code 3) once the first is downloading:
+    # nothing was ever sent to it, so the first one runs the whole batch.
+    slow_bucket(s3, 24)
+    out = tmp_path / "out"
+    spawn = _pool._spawn
+    started: list[object] = []
+    dies_once_others_work = (
+        "import pathlib, sys, time\n"
+        f"while not list(pathlib.Path({str(out)!r}).rglob('*.part')): time.sleep(0.02)\n"
+        "sys.exit(3)\n"
+    )
+
+    async def one_real_worker() -> Any:
+        started.append(None)
+        if len(started) == 1:
+            return await spawn()
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            dies_once_others_work,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    monkeypatch.setattr(_pool, "_spawn", one_real_worker)
+    config = TransferConfig(processes=2)
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/s/", out)
+    assert len(started) == 2
+    assert (batch.downloaded, batch.failed) == (24, 0)
+    assert sorted(path.name for path in out.rglob("*")) == [f"{i:02d}.bin" for i in range(24)]
 
 
 def test_a_worker_that_cannot_start_is_one_clear_error(

@@ -229,7 +229,12 @@ class Pool(ShardedRun):
         worker.alive = False
         self._wake.set()
         if not worker.ready:
-            raise S3PullError(f"cannot start a worker process: {worker.why()}")
+            # Nothing was sent to it. Unless no worker ever got ready (then
+            # none can start: the interpreter, the environment), the others
+            # carry on without it, as they would after losing it later.
+            if not any(other.ready for other in self.workers):
+                raise S3PullError(f"cannot start a worker process: {worker.why()}")
+            return
         if worker.outstanding:
             await self._lost(worker)
 
