@@ -4,7 +4,8 @@ Starts :class:`s3pull.testing.FaultServer` on a free loopback port (no AWS
 account, no network), stores a few generated objects in it — one of several
 hundred MB — and downloads each with the real ``s3pull cp`` command in a
 child process, so the progress bars are the CLI's own and the peak RSS
-measured (the child's own VmHWM) is that of a real download process. Then
+measured (each process's own VmHWM, summed over the tree: the CLI and its
+worker processes) is that of a real download. Then
 the big object again: under a 16 MiB budget, through injected faults
 (connection resets, a truncated body, 503 SlowDown), and after a ``kill -9``
 halfway through, where the second run fetches only what is missing. Every
@@ -222,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(table)
         console.print(
             "wall time includes starting the interpreter; peak RSS is the whole "
-            "s3pull process (its own VmHWM); its imports alone take ~29 MB, "
-            "~37 MB once aiohttp is loaded (objects up to 1 MiB, ordered streams)."
+            "s3pull process tree (each process's own VmHWM, summed: the many small "
+            "pages run on one worker process per core); one process's imports take "
+            "~29 MB, ~37 MB once aiohttp is loaded (objects up to 1 MiB, ordered streams)."
         )
         return 0 if all(outcome.identical for outcome in outcomes) else 1
 

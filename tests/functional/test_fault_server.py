@@ -798,6 +798,7 @@ def test_public_api() -> None:
         "kill_when_journaled",
         "parse_script",
         "run_cli_measured",
+        "run_cli_peaks",
     ]
 
 

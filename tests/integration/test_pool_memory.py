@@ -4,11 +4,9 @@ the one budget + slack: the workers share the budget, they do not multiply it.""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-from s3pull.testing import FaultServer
+from s3pull.testing import FaultServer, run_cli_peaks
 
 from ..support import pattern
 
@@ -17,50 +15,14 @@ BUDGET = 16 * MiB
 # Allocator and interpreter noise we accept per process on top of its budget.
 SLACK = 8 * MiB
 
-# Imported by every interpreter of the tree (parent and workers, through
-# PYTHONPATH): writes the process's own peak RSS (VmHWM) when it exits.
-_SITECUSTOMIZE = """
-import atexit, os
-_where = os.environ.get("S3PULL_TEST_PEAKS")
-if _where:
-    def _write_peak():
-        with open("/proc/self/status") as status:
-            kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-        with open(os.path.join(_where, str(os.getpid())), "w") as out:
-            out.write(kib)
-    _exit = os._exit
-    def _report_then_exit(code):
-        _write_peak()
-        _exit(code)
-    os._exit = _report_then_exit
-    atexit.register(_write_peak)
-"""
-
 
 def tree_peaks(s3: FaultServer, prefix: str, tmp_path: Path, name: str) -> list[int]:
     """Run ``cp -r`` over two workers; the peak RSS of each process of the tree."""
-    hooks, peaks = tmp_path / "hooks", tmp_path / f"peaks-{name}"
-    hooks.mkdir(exist_ok=True)
-    peaks.mkdir()
-    (hooks / "sitecustomize.py").write_text(_SITECUSTOMIZE)
-    env = dict(
-        os.environ,
-        AWS_ENDPOINT_URL=s3.endpoint_url,
-        PYTHONPATH=str(hooks),
-        S3PULL_TEST_PEAKS=str(peaks),
-    )
+    env = dict(os.environ, AWS_ENDPOINT_URL=s3.endpoint_url)
     args = ["cp", "-r", f"s3://bucket/{prefix}", str(tmp_path / name), "-q"]
     args += ["--processes", "2", "--memory-limit", f"{BUDGET}"]
-    done = subprocess.run(
-        [sys.executable, "-m", "s3pull", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done, _, found = run_cli_peaks(args, env=env, capture=True)
     assert done.returncode == 0, done.stderr
-    found = [int(path.read_text()) * 1024 for path in peaks.iterdir()]
     assert len(found) == 3, "the parent and both workers report their peaks"
     return found
 

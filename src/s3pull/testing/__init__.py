@@ -31,7 +31,7 @@ from __future__ import annotations
 from ._crash import journaled_parts, kill_when_journaled
 from ._faults import Fault, FaultKind, FaultRule, parse_script
 from ._record import RequestRecord
-from ._rss import run_cli_measured
+from ._rss import run_cli_measured, run_cli_peaks
 from ._server import FaultServer
 from ._store import StoredObject, generate_bytes
 
@@ -47,4 +47,5 @@ __all__ = [
     "kill_when_journaled",
     "parse_script",
     "run_cli_measured",
+    "run_cli_peaks",
 ]
