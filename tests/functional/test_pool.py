@@ -101,6 +101,22 @@ def test_a_sharded_batch_lands_what_the_in_process_one_does(
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "up.txt").exists()
 
 
+def test_a_listing_that_breaks_half_way_ends_a_pooled_batch_with_its_error(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    s3.put_many("bucket", (f"k{i:04d}" for i in range(1500)), size=8)
+    s3.add_list_fault("bucket", Fault.repeat_token(times=1, skip=1))
+    config = TransferConfig(processes=2)
+    with (
+        Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client,
+        pytest.raises(S3PullError, match="continuation token") as caught,
+    ):
+        client.download_prefix("s3://bucket/", tmp_path)
+    assert type(caught.value).__name__ == "ProtocolError"
+    # what was listed before the listing broke still ran, over the workers
+    assert len(files_under(tmp_path)) >= 1000
+
+
 def test_dry_runs_and_skip_existing_plan_alike_over_processes(
     s3: FaultServer, tmp_path: Path
 ) -> None:

@@ -39,7 +39,7 @@ from .._errors import ConfigError, S3PullError
 from .._results import DOWNLOADED, FAILED, ObjectOutcome
 from ..executors import PoolSetup, ShardedRun, config_to_json, failed_outcome
 from ..planning import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem
-from ..scheduling import BatchItem, shard_item, unplanned_outcome
+from ..scheduling import BatchItem
 from ..transport import S3Endpoint
 from ._child import ENDPOINT_FIELDS
 from ._reply import receive, reply_key
@@ -136,20 +136,12 @@ class _Run(ShardedRun):
         self.redis.close()
 
     async def _feed(self, items: AsyncIterable[BatchItem]) -> None:
-        number = 0
-        try:
-            async for item in items:
-                if (unplanned := unplanned_outcome(item)) is not None:
-                    await self._outcomes.put(unplanned)
-                    continue
-                for shard in self._sharder.add(shard_item(number, item)):
+        async for item in self._planned(items):
+            for shard in self._sharder.add(item):
+                await self._send(shard)
+            if not self.out:
+                for shard in self._sharder.flush():  # the fleet waits: send what there is
                     await self._send(shard)
-                number += 1
-                if not self.out:
-                    for shard in self._sharder.flush():  # the fleet waits: send what there is
-                        await self._send(shard)
-        except S3PullError as error:
-            self._listing_error = error  # what was planned still runs
         for shard in self._sharder.flush():
             await self._send(shard)
         self._fed = True

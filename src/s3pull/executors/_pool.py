@@ -74,7 +74,7 @@ from typing import Any
 from .._errors import S3PullError
 from .._results import ObjectOutcome
 from ..planning import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem
-from ..scheduling import BatchItem, shard_item, unplanned_outcome
+from ..scheduling import BatchItem
 from ..sinks import Directory, stale_names, temp_prefix
 from ._run import PoolSetup, ShardedRun, failed_outcome
 from ._shard import config_to_json
@@ -312,24 +312,14 @@ class Pool(ShardedRun):
 
     async def _feed(self, items: AsyncIterable[BatchItem]) -> None:
         """Plan the items into shards, as fast as the workers take them."""
-        number = 0
-        try:
-            async for item in items:
-                if (unplanned := unplanned_outcome(item)) is not None:
-                    await self._outcomes.put(unplanned)
-                    continue
-                was_empty = not self._sharder.pending
-                done = self._sharder.add(shard_item(number, item))
-                number += 1
-                if done or was_empty:
-                    self._queue += done
-                    self._wake.set()
-                while len(self._queue) >= QUEUED_SHARDS:
-                    await self._changed()
-        except S3PullError as error:
-            # The listing (or manifest) broke: what was planned still runs,
-            # then the batch says why it ended, as in process.
-            self._listing_error = error
+        async for item in self._planned(items):
+            was_empty = not self._sharder.pending
+            done = self._sharder.add(item)
+            if done or was_empty:
+                self._queue += done
+                self._wake.set()
+            while len(self._queue) >= QUEUED_SHARDS:
+                await self._changed()
         self._queue += self._sharder.flush()
         self._fed = True
         self._wake.set()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ from .._errors import S3PullError
 from .._events import Events
 from .._results import FAILED, ObjectOutcome
 from ..planning import ShardItem
-from ..scheduling import BatchItem, first_cause, planned_item
+from ..scheduling import BatchItem, first_cause, planned_item, shard_item, unplanned_outcome
 from ._shard import ShardOptions
 
 
@@ -83,6 +83,25 @@ class ShardedRun:
         finally:
             await self._stop()
         await self._outcomes.put(self._listing_error)
+
+    async def _planned(self, items: AsyncIterable[BatchItem]) -> AsyncIterator[ShardItem]:
+        """Each item that goes into a shard, numbered in the batch's order.
+
+        Items refused while planning (an unsafe key, a clash) have their
+        outcome now; a listing or manifest that breaks ends the items and is
+        remembered: what was planned still runs, then the batch says why it
+        ended, as in process.
+        """
+        number = 0
+        try:
+            async for item in items:
+                if (unplanned := unplanned_outcome(item)) is not None:
+                    await self._outcomes.put(unplanned)
+                    continue
+                yield shard_item(number, item)
+                number += 1
+        except S3PullError as error:
+            self._listing_error = error
 
     async def _work(self, group: asyncio.TaskGroup, items: AsyncIterable[BatchItem]) -> None:
         """Plan ``items`` and run their shards until every item has an outcome."""
