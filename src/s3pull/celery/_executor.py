@@ -29,11 +29,13 @@ memory stays bounded whatever the batch's size.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import urllib.parse
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from .._errors import ConfigError, S3PullError
 from .._results import DOWNLOADED, FAILED, ObjectOutcome
@@ -50,6 +52,9 @@ from ._settings import LARGE_THRESHOLD, largest, queue_for
 AHEAD = 64
 #: How long a wait for outcomes lasts before the tasks' states are checked.
 CHECK_SECONDS = 0.5
+
+
+T = TypeVar("T")
 
 
 class CeleryExecutor:
@@ -115,7 +120,12 @@ class _Run(ShardedRun):
         super().__init__(setup)
         self.executor = executor
         self.arguments = work_arguments(setup)
-        self.redis = redis.Redis.from_url(executor.app.conf.broker_url)
+        url = executor.app.conf.broker_url
+        self.broker = _shown(url)
+        try:
+            self.redis = redis.Redis.from_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"the Celery broker {self.broker}: {exc}") from None
         self.reply = reply_key(uuid.uuid4().hex)
         self._sharder = Sharder(max_items=executor.shard_items, max_bytes=executor.shard_bytes)
         #: Tasks out, and the items of each that have no outcome yet.
@@ -123,8 +133,20 @@ class _Run(ShardedRun):
         self._room = asyncio.Event()
 
     async def _work(self, group: asyncio.TaskGroup, items: AsyncIterable[BatchItem]) -> None:
+        # Before the listing starts: an unreachable broker is one clear error,
+        # not a traceback from the first reply awaited.
+        await self._broker(self.redis.ping)
         group.create_task(self._feed(items))
         await self._collect()
+
+    async def _broker(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` against the broker, on a thread; its failure is an S3PullError."""
+        import redis
+
+        try:
+            return await asyncio.to_thread(call, *args)
+        except redis.exceptions.RedisError as exc:
+            raise S3PullError(f"cannot reach the Celery broker {self.broker}: {exc}") from None
 
     async def _close(self) -> None:
         await asyncio.to_thread(self._close_reply)
@@ -132,7 +154,10 @@ class _Run(ShardedRun):
     def _close_reply(self) -> None:
         # Tasks still out (fail_fast, an interrupted run) finish on their own;
         # nobody will read their outcomes.
-        self.redis.delete(self.reply)
+        import redis
+
+        with contextlib.suppress(redis.exceptions.RedisError):  # said already, if down
+            self.redis.delete(self.reply)
         self.redis.close()
 
     async def _feed(self, items: AsyncIterable[BatchItem]) -> None:
@@ -161,7 +186,7 @@ class _Run(ShardedRun):
 
     async def _collect(self) -> None:
         while not (self._fed and not self.out):
-            message = await asyncio.to_thread(receive, self.redis, self.reply, CHECK_SECONDS)
+            message = await self._broker(receive, self.redis, self.reply, CHECK_SECONDS)
             if message is None:
                 await self._check_tasks()
                 continue
@@ -197,3 +222,12 @@ class _Run(ShardedRun):
             state = await asyncio.to_thread(getattr, result, "state")
             if state == "FAILURE":
                 await self._ended(task_id, f"its task failed: {result.result!r}")
+
+
+def _shown(url: str) -> str:
+    """The broker's URL without a password, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
