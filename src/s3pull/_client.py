@@ -80,6 +80,9 @@ class AsyncClient:
         executor: where batches run instead of this process and its local
             pool, e.g. ``s3pull.celery.CeleryExecutor(app)``: it gets the
             planned items and the batch's setup, and yields the outcomes.
+        metrics: record Prometheus metrics (``s3pull.metrics``): True in
+            ``prometheus_client``'s default registry, or a
+            ``CollectorRegistry``; default: ``config.metrics``.
 
     Example:
         >>> async with AsyncClient() as client:  # doctest: +SKIP
@@ -97,6 +100,7 @@ class AsyncClient:
         sign: bool = True,
         subscribers: Iterable[Subscriber] | None = None,
         executor: Executor | None = None,
+        metrics: Any = None,
     ) -> None:
         self.config = config or TransferConfig()
         self.executor = executor
@@ -114,9 +118,24 @@ class AsyncClient:
             holdable=holdable(self.config.memory_limit, self.config.stream_cost),
         )
         self.retry_budget = RetryBudget(self.config.retry.retry_budget)
-        self.events = Events([LoggingSubscriber()] if subscribers is None else subscribers)
+        listeners: list[Subscriber] = (
+            [LoggingSubscriber()] if subscribers is None else list(subscribers)
+        )
         self.breakers = Breakers(self.config.breakers)
-        self._transport = Transport(self.config, self.endpoint)
+        if metrics is None:
+            metrics = self.config.metrics
+        if metrics is not False:
+            # Imported only when asked for: prometheus_client is an extra.
+            from .metrics import Metrics
+
+            if isinstance(metrics, Metrics):
+                recorder = metrics
+            else:
+                recorder = Metrics.for_registry(None if metrics is True else metrics)
+            recorder.watch(self.budget, self.breakers)
+            listeners.append(recorder)
+        self.events = Events(listeners)
+        self._transport = Transport(self.config, self.endpoint, self.events)
         self._downloader = Downloader(
             self.config, self._transport, self.budget, self.retry_budget, self.events
         )

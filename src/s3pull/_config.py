@@ -286,6 +286,9 @@ class TransferConfig:
         timeouts: see :class:`Timeouts`.
         retry: see :class:`RetryConfig`.
         breakers: see :class:`BreakerConfig`.
+        metrics: record Prometheus metrics (``s3pull.metrics``, the
+            ``s3pull[metrics]`` extra) in ``prometheus_client``'s default
+            registry; ``Client(metrics=registry)`` picks another (False).
     """
 
     part_size: int | None = None
@@ -307,6 +310,7 @@ class TransferConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryConfig = field(default_factory=RetryConfig)
     breakers: BreakerConfig = field(default_factory=BreakerConfig)
+    metrics: bool = False
 
     def __post_init__(self) -> None:
         if self.part_size is not None:
@@ -326,6 +330,8 @@ class TransferConfig:
             )
         if not _whole(self.max_connections) or self.max_connections < 1:
             raise ConfigError(f"max_connections must be >= 1, got {self.max_connections!r}")
+        if not isinstance(self.metrics, bool):
+            raise ConfigError(f"metrics must be True or False, got {self.metrics!r}")
         if self.on_change not in ("fail", "restart"):
             raise ConfigError(f"on_change must be 'fail' or 'restart', got {self.on_change!r}")
         _positive_number("stale_age", self.stale_age, allow_none=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from ._errors import S3PullError
@@ -13,6 +14,50 @@ from ._results import DownloadResult
 from ._units import format_size
 
 logger = logging.getLogger("s3pull")
+
+
+class Rate:
+    """Bytes per second over the last ``window`` seconds.
+
+    A rate the CLI's bars, its JSON lines and ``s3pull.sse`` all show. rich's
+    own estimate divides the bytes of its last 1,000 updates by their
+    time span, and freezes once a task reaches its total: with thousands of
+    small updates a second, or a total that grows, it showed ``0 bytes/s``.
+
+    Example:
+        >>> rate = Rate()
+        >>> rate.add(0.0, 0); rate.add(2.0, 4 << 20)
+        >>> rate.per_second() == 2 << 20
+        True
+    """
+
+    def __init__(self, window: float = 5.0) -> None:
+        self.window = window
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def add(self, now: float, done: int) -> None:
+        """``done`` bytes at time ``now``."""
+        samples = self._samples
+        samples.append((now, done))
+        # Keep one sample older than the window, so the span covers it all.
+        while len(samples) > 2 and samples[1][0] <= now - self.window:
+            samples.popleft()
+
+    def per_second(self) -> float | None:
+        """The rate, or None before two samples apart in time."""
+        if len(self._samples) < 2:
+            return None
+        (first, first_done), (last, last_done) = self._samples[0], self._samples[-1]
+        if last <= first:
+            return None
+        return max(0.0, (last_done - first_done) / (last - first))
+
+
+def eta(done: int, total: int | None, rate: float | None) -> float | None:
+    """Seconds until ``total``, at ``rate``; None when either is unknown."""
+    if total is None or not rate:
+        return None
+    return max(0, total - done) / rate
 
 
 class Subscriber:
@@ -46,6 +91,17 @@ class Subscriber:
 
     def on_error(self, source: str, error: S3PullError) -> None:
         """The download failed for good; nothing was left at the destination."""
+
+    def on_request(self, op: str, status: int, seconds: float) -> None:
+        """A request to the store was answered, or failed without an answer.
+
+        ``op`` is ``GET``, ``HEAD`` or ``LIST``; ``status`` the HTTP status,
+        0 when no answer came (refused, reset, timed out); ``seconds`` from
+        sending the request to the answer's head (the time to first byte).
+        Told by the client's own process only: workers of ``processes`` or
+        Celery keep theirs. Only subscribers that override it are called, so
+        it costs nothing otherwise.
+        """
 
 
 class LoggingSubscriber(Subscriber):
@@ -107,6 +163,13 @@ class Events:
 
     def __init__(self, subscribers: Iterable[Subscriber]) -> None:
         self.subscribers = tuple(subscribers)
+        #: Those that override ``on_request``: the transport asks this
+        #: before it even reads the clock, so requests cost nothing unheard.
+        self.request_subscribers = tuple(
+            subscriber
+            for subscriber in self.subscribers
+            if type(subscriber).on_request is not Subscriber.on_request
+        )
 
     def _each(self, method: str, *args: object) -> None:
         for subscriber in self.subscribers:
@@ -132,3 +195,10 @@ class Events:
 
     def error(self, source: str, error: S3PullError) -> None:
         self._each("on_error", source, error)
+
+    def request(self, op: str, status: int, seconds: float) -> None:
+        for subscriber in self.request_subscribers:
+            try:
+                subscriber.on_request(op, status, seconds)
+            except Exception:
+                logger.exception("subscriber %r failed in on_request", subscriber)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import IO, Any
 
 from .._errors import S3PullError
-from .._events import LoggingSubscriber, Subscriber
+from .._events import LoggingSubscriber, Rate, Subscriber, eta
 from .._results import BatchResult, DownloadResult
 from .._units import format_size
 
@@ -27,49 +26,6 @@ PLAIN_PROGRESS_SECONDS = 10.0
 PROGRESS_MODES = ("auto", "bar", "plain", "json", "none")
 
 Clock = Callable[[], float]
-
-
-class Rate:
-    """Bytes per second over the last ``window`` seconds.
-
-    rich's own estimate divides the bytes of its last 1,000 updates by their
-    time span, and freezes once a task reaches its total: with thousands of
-    small updates a second, or a total that grows, it showed ``0 bytes/s``.
-
-    Example:
-        >>> rate = Rate()
-        >>> rate.add(0.0, 0); rate.add(2.0, 4 << 20)
-        >>> rate.per_second() == 2 << 20
-        True
-    """
-
-    def __init__(self, window: float = 5.0) -> None:
-        self.window = window
-        self._samples: deque[tuple[float, int]] = deque()
-
-    def add(self, now: float, done: int) -> None:
-        """``done`` bytes at time ``now``."""
-        samples = self._samples
-        samples.append((now, done))
-        # Keep one sample older than the window, so the span covers it all.
-        while len(samples) > 2 and samples[1][0] <= now - self.window:
-            samples.popleft()
-
-    def per_second(self) -> float | None:
-        """The rate, or None before two samples apart in time."""
-        if len(self._samples) < 2:
-            return None
-        (first, first_done), (last, last_done) = self._samples[0], self._samples[-1]
-        if last <= first:
-            return None
-        return max(0.0, (last_done - first_done) / (last - first))
-
-
-def eta(done: int, total: int | None, rate: float | None) -> float | None:
-    """Seconds until ``total``, at ``rate``; None when either is unknown."""
-    if total is None or not rate:
-        return None
-    return max(0, total - done) / rate
 
 
 def speed_text(rate: float | None) -> str:

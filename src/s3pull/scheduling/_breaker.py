@@ -229,6 +229,13 @@ class Breakers:
     def __repr__(self) -> str:
         return f"<Breakers objects={len(self._objects)} endpoints={len(self._endpoints)}>"
 
+    def open_count(self, scope: str) -> int:
+        """How many breakers of ``scope`` (``"object"`` or ``"endpoint"``) are
+        not closed here (open, or half-open while a probe runs); a metrics
+        gauge reads it at scrape time. A shared store's objects are not counted."""
+        entries = self._objects if scope == "object" else self._endpoints
+        return sum(1 for entry in entries.values() if entry.state != CLOSED)
+
     # -- per object ---------------------------------------------------------
 
     def admit(self, key: str) -> bool:

@@ -21,6 +21,7 @@ import asyncio
 import base64
 import hashlib
 import importlib
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from email.utils import parsedate_to_datetime
@@ -30,6 +31,7 @@ from urllib.parse import quote, urlsplit
 
 from .._config import MiB, TransferConfig
 from .._errors import CredentialsError, ProtocolError, S3PullError
+from .._events import Events
 from .._results import ObjectInfo
 from .._source import HttpSource, S3Source, Source
 from ._backend import Ask, Backend, Response
@@ -101,11 +103,15 @@ class Transport:
     Args:
         config: timeouts, pool size and read buffer come from here.
         s3: the S3 endpoint for ``s3://`` sources.
+        events: told each request's answer (``on_request``), if anyone listens.
     """
 
-    def __init__(self, config: TransferConfig, s3: S3Endpoint) -> None:
+    def __init__(
+        self, config: TransferConfig, s3: S3Endpoint, events: Events | None = None
+    ) -> None:
         self.config = config
         self.s3 = s3
+        self.events = events
         self._aio: AioBackend | None = None
         self._aio_import: asyncio.Future[ModuleType] | None = None
         self._threads: BlockingPool | None = None
@@ -322,8 +328,23 @@ class Transport:
         redirect and refreshing an expired token once; yield a 2xx answer
         (released afterwards) or raise the translated error."""
         redirected = refreshed = False
+        # None unless someone listens: then no clock is read at all.
+        events = self.events
+        if events is not None and not events.request_subscribers:
+            events = None
+        op = "LIST" if query is not None and "list-type" in query else method
         while True:
-            raw = await backend.send(await self._ask(method, source, headers, span, query))
+            ask = await self._ask(method, source, headers, span, query)
+            if events is None:
+                raw = await backend.send(ask)
+            else:
+                sent = time.perf_counter()
+                try:
+                    raw = await backend.send(ask)
+                except S3PullError:
+                    events.request(op, 0, time.perf_counter() - sent)
+                    raise
+                events.request(op, raw.status, time.perf_counter() - sent)
             if raw.status < 300:
                 break
             error = await self._error(raw, source, span)
