@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench clean s3rver redis-server
+.PHONY: demo webapp test lint unit bench clean s3rver redis-server chromium
 
 # s3rver, a second S3 implementation the integration tests run against, from
 # npm into a git-ignored prefix (Debian's nodejs and npm installed if missing).
@@ -22,10 +22,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m s3pull.demo
 
+## make webapp: the live progress page (examples/webapp/) on http://127.0.0.1:8000/, against the same embedded S3 server
+webapp: $(STAMP)
+	$(BIN)/python examples/webapp/app.py
+
 ## make lint: ruff (lint + format check), mypy --strict on src/, the layer contracts (import-linter)
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	# No cache: the graph builds in under a second, and a cache would be one more ignored dir.
 	$(BIN)/lint-imports --no-cache
@@ -46,8 +50,15 @@ redis-server:
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }
 
+# Debian's chromium and its chromedriver, the real browser the web page's
+# test drives (installed if missing; selenium never fetches a driver).
+chromium:
+	command -v chromium >/dev/null && [ -x /usr/bin/chromedriver ] || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium chromium-driver; }
+
 ## make test: lint, then the whole suite (unit, functional, integration, docstring examples) with coverage
-test: lint $(S3RVER_STAMP) redis-server
+test: lint $(S3RVER_STAMP) redis-server chromium
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) --doctest-modules src/s3pull tests
 
 unit: $(STAMP)
