@@ -60,6 +60,41 @@ def eta(done: int, total: int | None, rate: float | None) -> float | None:
     return max(0, total - done) / rate
 
 
+class Written:
+    """Bytes written to the temp files of downloads in flight, by source:
+    what a commit (the rename) or a failure (the removal) takes out of temp
+    space. Metrics and the CLI's ``--stats-json`` both count temp space so.
+
+    Example:
+        >>> written = Written()
+        >>> written.update("a", 5), written.update("b", 3), written.update("a", 2)
+        (5, 3, -3)
+        >>> written.finish("b"), written.total, written.peak
+        (3, 2, 8)
+    """
+
+    def __init__(self) -> None:
+        self._by_source: dict[str, int] = {}
+        #: Bytes in temp files now, and the most there ever were at once.
+        self.total = 0
+        self.peak = 0
+
+    def update(self, source: str, done: int) -> int:
+        """``source`` has ``done`` bytes written; returns the change (negative
+        when written bytes were discarded)."""
+        change = done - self._by_source.get(source, 0)
+        self._by_source[source] = done
+        self.total += change
+        self.peak = max(self.peak, self.total)
+        return change
+
+    def finish(self, source: str) -> int:
+        """``source`` was committed or removed: returns the bytes it had."""
+        written = self._by_source.pop(source, 0)
+        self.total -= written
+        return written
+
+
 class Subscriber:
     """Override what you need; every method is a no-op by default.
 

@@ -47,7 +47,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ._errors import ConfigError, S3PullError
-from ._events import Subscriber
+from ._events import Subscriber, Written
 from ._results import DownloadResult
 
 if TYPE_CHECKING:
@@ -210,8 +210,9 @@ class Metrics(Subscriber):
         )
         for scope in ("object", "endpoint"):
             breaker_open.labels(scope=scope).set_function(self._open_breakers(scope))
-        #: Per download in flight: (size, bytes written so far, start time).
-        self._downloads: dict[str, tuple[int, int, float]] = {}
+        #: Per download in flight: (size, start time).
+        self._downloads: dict[str, tuple[int, float]] = {}
+        self._written = Written()
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -238,30 +239,27 @@ class Metrics(Subscriber):
         known = self._downloads.get(source)
         if known is None:  # a restart queues the object again: one download still
             self.in_flight.inc()
-            self._downloads[source] = (size, 0, self.clock())
+            self._downloads[source] = (size, self.clock())
         else:
-            self._downloads[source] = (size, known[1], known[2])
+            self._downloads[source] = (size, known[1])
 
     def on_progress(self, source: str, done: int, total: int) -> None:
         if source not in self._downloads:
             self.on_queued(source, total)
-        size, written, started = self._downloads[source]
-        if done > written:
-            self.bytes.inc(done - written)
-        # Backwards when written bytes were discarded: they leave the temp file.
-        self.temp_bytes.inc(done - written)
-        self._downloads[source] = (size, done, started)
+        change = self._written.update(source, done)
+        if change > 0:
+            self.bytes.inc(change)
+        # Negative when written bytes were discarded: they leave the temp file.
+        self.temp_bytes.inc(change)
 
     def on_retry(self, source: str, error: S3PullError, attempt: int, delay: float) -> None:
         self.retries.labels(reason=error_kind(error)).inc()
 
     def on_done(self, result: DownloadResult) -> None:
-        known = self._downloads.pop(result.source, None)
-        written = 0
-        if known is not None:
-            written = known[1]
+        if self._downloads.pop(result.source, None) is not None:
             self.in_flight.dec()
-            self.temp_bytes.dec(written)
+        written = self._written.finish(result.source)
+        self.temp_bytes.dec(written)
         if result.bytes > written:  # the last bytes may come without a progress event
             self.bytes.inc(result.bytes - written)
         self.duration.labels(size_class=size_class(result.bytes), outcome="ok").observe(
@@ -270,12 +268,12 @@ class Metrics(Subscriber):
 
     def on_error(self, source: str, error: S3PullError) -> None:
         self.failures.labels(error=error_kind(error)).inc()
+        self.temp_bytes.dec(self._written.finish(source))  # the temp file is removed
         known = self._downloads.pop(source, None)
         if known is None:  # failed before its size was known: no duration to tell
             return
-        size, written, started = known
+        size, started = known
         self.in_flight.dec()
-        self.temp_bytes.dec(written)  # the temp file is removed
         self.duration.labels(size_class=size_class(size), outcome="error").observe(
             max(0.0, self.clock() - started)
         )

@@ -33,9 +33,13 @@ from ._progress import (
     _PlainProgress,
     _RichProgress,
 )
+from ._stats import Stats, check_stats_path, write_stats
 
 
 def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncClient:
+    stats = getattr(args, "stats", None)
+    if stats is not None:
+        subscribers = [*subscribers, stats]
     batch = {"batch_concurrency": args.objects} if getattr(args, "objects", None) else {}
     if getattr(args, "processes", None) is not None:
         batch["processes"] = args.processes
@@ -50,6 +54,7 @@ def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncCli
         resume=not getattr(args, "no_resume", False),
         request_payer=args.request_payer,
         sse_c_key=load_sse_c_key(args.sse_c_key_file),
+        metrics=getattr(args, "metrics_port", None) is not None,
     )
     return AsyncClient(
         config=config,
@@ -210,8 +215,22 @@ async def _cp(args: argparse.Namespace) -> int:
             raise ConfigError("DEST - (stdout) takes one object, not --recursive or --from-file")
         if args.json:
             raise ConfigError("--json: not with DEST - (stdout carries the object)")
-        return await _cat(args)
-    return await (_cp_many(args) if many else _cp_one(args))
+    stats_path = check_stats_path(args.stats_json) if args.stats_json is not None else None
+    args.stats = Stats() if stats_path is not None else None
+    served = None
+    if args.metrics_port is not None:
+        from ..metrics import serve  # prometheus_client only when asked for
+
+        served = serve(args.metrics_port, args.metrics_addr)
+    try:
+        if args.destination == "-":
+            return await _cat(args)
+        return await (_cp_many(args) if many else _cp_one(args))
+    finally:
+        if served is not None:
+            served.close()
+        if stats_path is not None:
+            write_stats(stats_path, args.stats)
 
 
 async def _cp_one(args: argparse.Namespace) -> int:

@@ -57,6 +57,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    port = _positive_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}")
+    return port
+
+
 def _processes(text: str) -> int | str:
     return "auto" if text == "auto" else _positive_int(text)
 
@@ -173,6 +180,26 @@ def _parser() -> argparse.ArgumentParser:
         help="on stderr: bars, plain lines, JSON lines (bytes, total, rate, ETA) every "
         f"{PLAIN_PROGRESS_SECONDS:.0f} s, or none (default: auto, bars on a terminal, "
         "plain lines otherwise)",
+    )
+    watch = cp.add_argument_group("observability")
+    watch.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve Prometheus metrics on http://ADDR:PORT/metrics while the copy runs "
+        "(needs s3pull[metrics])",
+    )
+    watch.add_argument(
+        "--metrics-addr",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="the address --metrics-port listens on (default: 127.0.0.1)",
+    )
+    watch.add_argument(
+        "--stats-json",
+        metavar="FILE",
+        help="write the run's numbers to FILE as one JSON object: objects, failed, bytes, "
+        "seconds, retries, peak_rss_bytes, temp_high_water_bytes",
     )
     many = cp.add_argument_group(
         "many objects",
