@@ -39,6 +39,7 @@ multiprocess files: see :func:`s3pull.celery.enable_metrics`.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -57,6 +58,10 @@ __all__ = ["Metrics", "MetricsServer", "error_kind", "serve", "size_class"]
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+
+#: prometheus_client's multiprocess mode: set (before the processes start)
+#: to the directory where each process writes its metrics.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Downloads take from milliseconds (a small object) to an hour (a huge one).
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -189,9 +194,17 @@ class Metrics(Subscriber):
             multiprocess_mode="livesum",
             **where,
         )
-        # Read at scrape time from every client that records here.
+        # Read at scrape time from every client that records here; not under
+        # multiprocess mode, whose collector reads only the processes' files.
         self._budgets: weakref.WeakSet[Any] = weakref.WeakSet()
         self._breakers: weakref.WeakSet[Any] = weakref.WeakSet()
+        if not os.environ.get(MULTIPROC_ENV):
+            self._scrape_time_gauges(prometheus, where)
+        #: Per download in flight: (size, start time).
+        self._downloads: dict[str, tuple[int, float]] = {}
+        self._written = Written()
+
+    def _scrape_time_gauges(self, prometheus: Any, where: dict[str, Any]) -> None:
         budget_limit = prometheus.Gauge(
             "s3pull_memory_budget_bytes", "The clients' memory budgets.", **where
         )
@@ -210,9 +223,6 @@ class Metrics(Subscriber):
         )
         for scope in ("object", "endpoint"):
             breaker_open.labels(scope=scope).set_function(self._open_breakers(scope))
-        #: Per download in flight: (size, start time).
-        self._downloads: dict[str, tuple[int, float]] = {}
-        self._written = Written()
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry | None = None) -> Metrics:

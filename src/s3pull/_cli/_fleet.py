@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from typing import Any
 
 from .._errors import ConfigError
@@ -49,6 +50,14 @@ def add_commands(commands: Any) -> None:
         type=float,
         metavar="SECONDS",
         help="cancel a shard still running after this long (its objects left fail)",
+    )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve the children's Prometheus metrics on http://127.0.0.1:PORT/metrics "
+        "(s3pull[metrics]; PROMETHEUS_MULTIPROC_DIR, default a directory under /tmp for "
+        "this port, is emptied at start)",
     )
     worker.add_argument("--loglevel", default="INFO", help="default: INFO")
     worker.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -91,6 +100,14 @@ async def worker(args: argparse.Namespace) -> int:
     if args.soft_time_limit is not None:
         argv += ["--soft-time-limit", str(args.soft_time_limit)]
     env = {**os.environ, "S3PULL_CELERY_BROKER": args.broker}
+    if args.metrics_port is not None:
+        # Set before the worker starts, as prometheus_client's multiprocess
+        # mode requires; the worker empties it at start (s3pull.celery).
+        directory = env.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
+            tempfile.gettempdir(), f"s3pull-metrics-{os.getuid()}-{args.metrics_port}"
+        )
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        env.update(PROMETHEUS_MULTIPROC_DIR=directory, S3PULL_METRICS_PORT=str(args.metrics_port))
     os.execve(sys.executable, argv, env)  # Celery handles its own signals from here
 
 

@@ -21,9 +21,11 @@ preset and the tasks, on a Redis broker that is also its result backend.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from .._results import BatchResult
+from ..metrics import MULTIPROC_ENV
 from ._child import Child, count_delivery, forget_deliveries, run_shard_task
 from ._settings import MAX_DELIVERIES, worker_settings
 
@@ -37,6 +39,43 @@ _redis: Any = None
 #: The worker's children, as its parent was told (``worker_init``): the
 #: memory limit is shared by that many.
 _concurrency: int | None = None
+
+
+#: The port the worker serves ``/metrics`` on (on 127.0.0.1, or on
+#: ``S3PULL_METRICS_ADDR``), if set.
+METRICS_PORT_ENV = "S3PULL_METRICS_PORT"
+METRICS_ADDR_ENV = "S3PULL_METRICS_ADDR"
+_metrics_server: Any = None
+
+
+def _start_metrics() -> None:
+    """In the worker's main process, before its children start: empty the
+    multiprocess directory (files of an earlier run would add to this one's
+    sums, as prometheus_client's docs warn) and serve the children's metrics."""
+    global _metrics_server
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        return
+    for entry in Path(directory).glob("*.db"):
+        entry.unlink(missing_ok=True)
+    port = os.environ.get(METRICS_PORT_ENV)
+    if port:
+        from prometheus_client import CollectorRegistry, multiprocess
+
+        from ..metrics import serve
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        addr = os.environ.get(METRICS_ADDR_ENV, "127.0.0.1")
+        _metrics_server = serve(int(port), addr, registry)
+
+
+def _child_exited(pid: int) -> None:
+    """A child is gone: its live gauges (in flight, temp bytes) leave the sums."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def _state(app: Any) -> tuple[Child, Any]:
@@ -89,6 +128,7 @@ def register(app: Any) -> dict[str, Any]:
         global _concurrency
         children = getattr(sender, "concurrency", None)
         _concurrency = children if isinstance(children, int) and children > 0 else None
+        _start_metrics()
 
     def init(**_: Any) -> None:
         _state(app)
@@ -96,6 +136,7 @@ def register(app: Any) -> dict[str, Any]:
     def shutdown(**_: Any) -> None:
         if _child is not None:
             _child.close()
+        _child_exited(os.getpid())
 
     worker_init.connect(started, weak=False)
     worker_process_init.connect(init, weak=False)

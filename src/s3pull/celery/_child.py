@@ -28,6 +28,7 @@ past ``max_deliveries`` the shard is dead-lettered: its objects fail with
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
@@ -38,6 +39,7 @@ from .._errors import DeadLetterError, S3PullError
 from .._results import BatchResult, ObjectOutcome
 from .._sync import Client
 from ..executors import config_from_json, failed_outcome, remove_leftovers, run_shard
+from ..metrics import MULTIPROC_ENV
 from ..planning import Shard
 from ..scheduling import RedisBreakerStore
 from ._once import already_there, remember, tag, task_lock
@@ -73,7 +75,10 @@ class Child:
                 self._clients.pop(next(iter(self._clients))).close()
             base = config_from_json(config) if config is not None else TransferConfig()
             built = replace(base, memory_limit=self.budget, processes=1)
-            client = Client(config=built, subscribers=[], **where)
+            # Under prometheus_client's multiprocess mode the child records
+            # metrics into its files; the worker serves them (see _app).
+            recording = bool(os.environ.get(MULTIPROC_ENV))
+            client = Client(config=built, subscribers=[], metrics=recording or None, **where)
             if self.redis is not None:
                 # Object breakers shared by the fleet: one worker's failures hold the others.
                 store = RedisBreakerStore(self.redis, built.breakers)
