@@ -33,7 +33,6 @@ from ._progress import (
     _PlainProgress,
     _RichProgress,
 )
-from ._stats import Stats, check_stats_path, write_stats
 
 
 def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncClient:
@@ -215,8 +214,13 @@ async def _cp(args: argparse.Namespace) -> int:
             raise ConfigError("DEST - (stdout) takes one object, not --recursive or --from-file")
         if args.json:
             raise ConfigError("--json: not with DEST - (stdout carries the object)")
-    stats_path = check_stats_path(args.stats_json) if args.stats_json is not None else None
-    args.stats = Stats() if stats_path is not None else None
+    stats_path = None
+    args.stats = None
+    if args.stats_json is not None:
+        from ._stats import Stats, check_stats_path  # only for --stats-json
+
+        stats_path = check_stats_path(args.stats_json)
+        args.stats = Stats()
     served = None
     if args.metrics_port is not None:
         from ..metrics import serve  # prometheus_client only when asked for
@@ -230,6 +234,8 @@ async def _cp(args: argparse.Namespace) -> int:
         if served is not None:
             served.close()
         if stats_path is not None:
+            from ._stats import write_stats
+
             write_stats(stats_path, args.stats)
 
 
