@@ -83,7 +83,8 @@ async def _serve() -> int:
 
 
 async def _work(init: dict[str, Any], reader: asyncio.StreamReader, outbox: Outbox) -> None:
-    config = replace(config_from_json(init["config"]), processes=1)
+    # No metrics here: the events go to the parent, whose metrics count them.
+    config = replace(config_from_json(init["config"]), processes=1, metrics=False)
     endpoint = init["endpoint"]
     client = AsyncClient(config=config, subscribers=[outbox], **endpoint)
     client.breakers.on_endpoint = outbox.breaker

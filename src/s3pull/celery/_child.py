@@ -78,7 +78,7 @@ class Child:
             # Under prometheus_client's multiprocess mode the child records
             # metrics into its files; the worker serves them (see _app).
             recording = bool(os.environ.get(MULTIPROC_ENV))
-            client = Client(config=built, subscribers=[], metrics=recording or None, **where)
+            client = Client(config=built, subscribers=[], metrics=recording, **where)
             if self.redis is not None:
                 # Object breakers shared by the fleet: one worker's failures hold the others.
                 store = RedisBreakerStore(self.redis, built.breakers)
