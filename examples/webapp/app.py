@@ -81,9 +81,10 @@ def create_app(endpoint_url: str, downloads: Path, *, sign: bool = False) -> Fas
                             size += outcome.result.bytes
                 else:
                     try:
-                        result = await client.download_file(source, destination / "")
-                    except S3PullError:
-                        failed += 1  # the stream's error event says why
+                        result = await client.download_file(source, f"{destination}/")
+                    except S3PullError as exc:
+                        failed = 1  # also when no download started (a malformed URL)
+                        job.summary["error"] = str(exc)
                     else:
                         downloaded, size = 1, result.bytes
         except S3PullError as exc:  # the listing itself failed

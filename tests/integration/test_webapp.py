@@ -98,8 +98,9 @@ def _start(live: LiveApp, client: httpx.Client, source: str = "s3://demo/photos/
 def _wait_for_job(live: LiveApp, job: str) -> dict[str, Any]:
     jobs = live.app.state.jobs
     deadline = time.monotonic() + 60
-    while not jobs[job].summary.get("seconds") and time.monotonic() < deadline:
+    while "seconds" not in jobs[job].summary and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert "seconds" in jobs[job].summary, f"download {job} did not end"
     return dict(jobs[job].summary)
 
 
@@ -147,6 +148,19 @@ def test_a_bad_source_is_a_400_with_its_reason(live: LiveApp) -> None:
         assert answer.status_code == 400
         assert "s3://" in answer.json()["detail"]
         assert client.get(f"{live.url}/api/downloads/99/events").status_code == 404
+
+
+def test_one_object_and_a_malformed_url_end_with_their_summary(live: LiveApp) -> None:
+    with httpx.Client(timeout=30) as client:
+        one = _start(live, client, "s3://demo/photos/image-2.jpg")
+        summary = _wait_for_job(live, one)
+        assert (summary["downloaded"], summary["failed"]) == (1, 0)
+        assert summary["bytes"] == live.keys["photos/image-2.jpg"]
+        assert (live.downloads / one / "image-2.jpg").stat().st_size == summary["bytes"]
+        bad = _start(live, client, "s3://demo")
+        summary = _wait_for_job(live, bad)
+        assert (summary["downloaded"], summary["failed"]) == (0, 1)
+        assert "s3://demo" in summary["error"]
 
 
 def _browser() -> Any:
