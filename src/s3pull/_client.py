@@ -42,8 +42,11 @@ from .sinks import local_error, resolve_destination
 from .transport import S3Endpoint, Transport
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from .consumers import InventoryRecord
     from .executors import PoolSetup
+    from .metrics import Metrics
     from .planning import ShardItem
     from .scheduling import Inventory
 
@@ -100,7 +103,7 @@ class AsyncClient:
         sign: bool = True,
         subscribers: Iterable[Subscriber] | None = None,
         executor: Executor | None = None,
-        metrics: Any = None,
+        metrics: bool | CollectorRegistry | Metrics | None = None,
     ) -> None:
         self.config = config or TransferConfig()
         self.executor = executor

@@ -332,12 +332,12 @@ class Transport:
         events = self.events
         if events is not None and not events.request_subscribers:
             events = None
-        op = "LIST" if query is not None and "list-type" in query else method
         while True:
             ask = await self._ask(method, source, headers, span, query)
             if events is None:
                 raw = await backend.send(ask)
             else:
+                op = "LIST" if query is not None and "list-type" in query else method
                 sent = time.perf_counter()
                 try:
                     raw = await backend.send(ask)
