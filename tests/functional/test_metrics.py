@@ -3,6 +3,7 @@ while s3pull downloads from the fault server and after."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -179,3 +180,27 @@ def test_metrics_are_off_unless_asked_for() -> None:
 def test_metrics_config_must_be_a_bool() -> None:
     with pytest.raises(s3pull.ConfigError, match="metrics must be True or False"):
         TransferConfig(metrics="yes")  # type: ignore[arg-type]
+
+
+def test_breaker_and_budget_gauges_are_read_at_scrape_time() -> None:
+    from s3pull import BreakerConfig
+    from s3pull.scheduling import Breakers, MemoryBudget
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    budget = MemoryBudget(8 * MiB)
+    breakers = Breakers(BreakerConfig(failures=1, endpoint_failures=1))
+    metrics.watch(budget, breakers)
+
+    def gauge(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert gauge("s3pull_breaker_open", scope="object") == 0
+    breakers.failed("s3://bucket/broken", s3pull.ServerError("500", source="s3://bucket/broken"))
+    assert gauge("s3pull_breaker_open", scope="object") == 1
+    assert gauge("s3pull_memory_budget_bytes") == 8 * MiB
+    assert gauge("s3pull_memory_budget_in_use_bytes") == 0
+    asyncio.run(budget.acquire(MiB))
+    assert gauge("s3pull_memory_budget_in_use_bytes") == MiB
+    budget.release(MiB)
+    assert gauge("s3pull_memory_budget_in_use_bytes") == 0
