@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from ._crash import journaled_parts, kill_when_journaled
 from ._faults import Fault, FaultKind, FaultRule, parse_script
+from ._pdf import page_text, write_pdf
 from ._record import RequestRecord
 from ._rss import run_cli_measured, run_cli_peaks
 from ._server import FaultServer
@@ -45,7 +46,9 @@ __all__ = [
     "generate_bytes",
     "journaled_parts",
     "kill_when_journaled",
+    "page_text",
     "parse_script",
     "run_cli_measured",
     "run_cli_peaks",
+    "write_pdf",
 ]
