@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -176,13 +176,15 @@ async def split_pdf_async(
     total = 0
     try:
         async with local_copy(source, client) as path:
-            async for message in parser_messages({**request, "path": str(path)}):
-                if "plan" in message:
-                    planned, total = message["plan"], message["pages"]
-                elif "done" in message and on_pages is not None:
-                    on_pages(message["done"], total)
-                elif "result" in message:
-                    parts = message["result"]
+            messages = parser_messages({**request, "path": str(path)})
+            async with aclosing(messages):
+                async for message in messages:
+                    if "plan" in message:
+                        planned, total = message["plan"], message["pages"]
+                    elif "done" in message and on_pages is not None:
+                        on_pages(message["done"], total)
+                    elif "result" in message:
+                        parts = message["result"]
     except BaseException:
         _remove_temp_files(directory, planned)
         raise
@@ -229,15 +231,18 @@ async def extract_text_async(
     async with local_copy(source, client) as path:
         request = {"op": "text", "path": str(path), "pages": pages, "password": password}
         total = done = 0
-        async for message in parser_messages(request):
-            if "pages" in message:
-                total = message["pages"]
-            elif "text" in message:
-                number, text = message["text"]
-                yield number, text
-                done += 1
-                if on_pages is not None:
-                    on_pages(done, total)
+        # Closed as soon as our caller stops: the parser is killed then, not
+        # whenever the garbage collector gets to the generator.
+        async with aclosing(parser_messages(request)) as messages:
+            async for message in messages:
+                if "pages" in message:
+                    total = message["pages"]
+                elif "text" in message:
+                    number, text = message["text"]
+                    yield number, text
+                    done += 1
+                    if on_pages is not None:
+                        on_pages(done, total)
 
 
 #: What separates pages in :func:`extract_text_to`'s file (as pdftotext does).
@@ -344,9 +349,10 @@ async def read_json_async(
 
 
 async def _result(request: dict[str, Any]) -> Any:
-    async for message in parser_messages(request):
-        if "result" in message:
-            return message["result"]
+    async with aclosing(parser_messages(request)) as messages:
+        async for message in messages:
+            if "result" in message:
+                return message["result"]
     raise DocumentError("the PDF parser process ended without an answer")  # pragma: no cover
 
 
