@@ -194,8 +194,7 @@ def _print_info(found: Any, *, as_json: bool) -> None:
 def _print_parts(args: argparse.Namespace, parts: list[Any]) -> None:
     for part in parts:
         if args.json:
-            fields = {"path": str(part.path), "first": part.first, "last": part.last}
-            print(json.dumps({**fields, "pages": part.pages, "size": part.size}))
+            print(json.dumps(part.to_json()))
         elif not args.quiet:
             print(f"{part.path}\tpages {part.first}-{part.last}\t{format_size(part.size)}")
     if not args.quiet and not args.json:

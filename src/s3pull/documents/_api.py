@@ -73,6 +73,11 @@ class PdfPart:
     def pages(self) -> int:
         return self.last - self.first + 1
 
+    def to_json(self) -> dict[str, Any]:
+        """The part as the CLI's ``--json`` lines and the Celery task's summary show it."""
+        fields = {"path": str(self.path), "first": self.first, "last": self.last}
+        return {**fields, "pages": self.pages, "size": self.size}
+
 
 def _is_url(source: PathLike) -> bool:
     return isinstance(source, str) and "://" in source
