@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -372,3 +374,55 @@ def test_cli_errors_are_one_line(
     assert code in (1, 2) and err.startswith("s3pull: error: ") and message in err
     assert err.count("\n") == 1, err
     assert not (tmp_path / "out").exists() or leftovers(tmp_path / "out") == []
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Processes whose environment holds ``marker`` (the CLI's and its parser's)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and marker.encode() in Path(f"/proc/{entry}/environ").read_bytes():
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def test_ctrl_c_during_a_split_kills_the_parser_and_leaves_nothing(
+    long_pdf: Path, tmp_path: Path
+) -> None:
+    marker = f"S3PULL_TEST_MARK={os.getpid()}-{tmp_path.name}"
+    out = tmp_path / "out"
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    argv = [sys.executable, "-m", "s3pull", "pdf", "split", str(long_pdf), str(out)]
+    with subprocess.Popen(
+        [*argv, "--pages-per-part", "10", "--progress", "plain"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as cli:
+        assert cli.stderr is not None
+        assert "pages" in cli.stderr.readline()  # the first part is written
+        parsers = [pid for pid in _processes_with(marker) if pid != cli.pid]
+        assert len(parsers) == 1
+        os.kill(parsers[0], signal.SIGSTOP)  # hold it mid-split, whatever the machine's speed
+        cli.send_signal(signal.SIGINT)
+        err = cli.stderr.read()
+        assert cli.wait(timeout=60) == 130
+    assert err.endswith("s3pull: interrupted; no partial files left\n"), err
+    assert _processes_with(marker) == []
+    assert leftovers(out) == []
+
+
+def test_a_plain_download_loads_no_pdf_library(s3: FaultServer, tmp_path: Path) -> None:
+    s3.put_object("plain", "k", b"data")
+    code = (
+        "import sys\n"
+        "from s3pull._cli import main\n"
+        "assert main(sys.argv[1:]) == 0\n"
+        "print(sorted(m for m in sys.modules if 'pdfium' in m or 'documents' in m))\n"
+    )
+    args = ["cp", "s3://plain/k", str(tmp_path / "k"), "--endpoint-url", s3.endpoint_url, "-q"]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
