@@ -426,3 +426,25 @@ def test_a_plain_download_loads_no_pdf_library(s3: FaultServer, tmp_path: Path) 
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_split_into_single_pages_needs_few_file_descriptors(
+    long_pdf: Path, tmp_path: Path
+) -> None:
+    # 400 parts under a limit of 128 open files: one part's file is open at a time.
+    import resource
+
+    def few_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    argv = [sys.executable, "-m", "s3pull", "pdf", "split", str(long_pdf), str(tmp_path / "p")]
+    done = subprocess.run(
+        [*argv, "--pages-per-part", "1", "-q"],
+        preexec_fn=few_files,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    names = leftovers(tmp_path / "p")
+    assert len(names) == 400 and names[0] == "long.p0001-0001.pdf"

@@ -9,8 +9,11 @@ read by a parser process (``_process``), never by this one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +24,7 @@ from .._client import AsyncClient
 from .._errors import DocumentError, LocalError, TooLargeError
 from .._source import parse_source
 from .._sync import Client
-from ..sinks import Directory, atomic_file, temp_prefix
+from ..sinks import Directory, atomic_file, local_error
 from ._plan import DEFAULT_PAGES_PER_PART, check_split_options
 from ._process import parser_messages
 
@@ -124,7 +127,7 @@ async def info_async(
 
     Example:
         >>> info = await info_async("s3://legal/contract.pdf", client=client)  # doctest: +SKIP
-        >>> info.pages, info.title
+        >>> info.pages, info.title  # doctest: +SKIP
         (2300, 'Master agreement')
     """
     async with local_copy(source, client) as path:
@@ -144,9 +147,10 @@ async def split_pdf_async(
 ) -> list[PdfPart]:
     """Split a PDF into parts ``<stem>.p0001-0050.pdf``... in ``destination``.
 
-    Every part is written to a temp file and renamed into place only once
-    all of them are complete: an error or a cancellation leaves no part
-    (and no temp file) behind, and files of the same names untouched.
+    Every part is written (temp file, fsync, rename) into a private
+    directory in ``destination``, and renamed into place only once all of
+    them are complete: an error or a cancellation leaves no part (and no
+    temp file) behind, and files of the same names untouched.
 
     Args:
         source: an ``s3://`` / ``http(s)://`` URL or a local path.
@@ -159,7 +163,7 @@ async def split_pdf_async(
 
     Example:
         >>> parts = await split_pdf_async("s3://b/big.pdf", "/data/parts")  # doctest: +SKIP
-        >>> parts[0].path.name
+        >>> parts[0].path.name  # doctest: +SKIP
         'big.p0001-0050.pdf'
     """
     check_split_options(pages_per_part, ranges)
@@ -176,42 +180,39 @@ async def split_pdf_async(
         "ranges": ranges,
         "password": password,
     }
-    planned: list[str] = []
     parts: list[dict[str, Any]] = []
     total = 0
+    # Made before the download: a destination that cannot be written is an
+    # error now, not after 584 MB.
+    staging = await asyncio.to_thread(_staging, directory)
     try:
         async with local_copy(source, client) as path:
-            messages = parser_messages({**request, "path": str(path)})
+            messages = parser_messages({**request, "path": str(path), "staging": str(staging)})
             async with aclosing(messages):
                 async for message in messages:
-                    if "plan" in message:
-                        planned, total = message["plan"], message["pages"]
+                    if "pages" in message:
+                        total = message["pages"]
                     elif "done" in message and on_pages is not None:
                         on_pages(message["done"], total)
                     elif "result" in message:
                         parts = message["result"]
-    except BaseException:
-        _remove_temp_files(directory, planned)
-        raise
+    finally:
+        # Empty after a split; after an error or a killed parser, whatever it wrote.
+        await asyncio.to_thread(shutil.rmtree, staging, True)
     return [PdfPart(directory / p["name"], p["first"], p["last"], p["bytes"]) for p in parts]
 
 
-def _remove_temp_files(directory: Path, names: list[str]) -> None:
-    """Remove the temp files of ``names`` a killed parser process left."""
-    if not names:
-        return
+#: The private directory a split writes its parts into, inside the destination.
+STAGING_PREFIX = ".s3pull-split-"
+
+
+def _staging(directory: Path) -> Path:
+    """A new private directory in ``directory`` (made if missing)."""
+    Directory.open(directory).close()  # made, or the LocalError of why not
     try:
-        handle = Directory.open(directory, create=False)
-    except (OSError, LocalError):
-        return
-    with handle:
-        prefixes = tuple(temp_prefix(directory / name) for name in names)
-        for name in handle.names():
-            if name.startswith(prefixes):
-                try:
-                    os.unlink(name, dir_fd=handle.fd)
-                except FileNotFoundError:
-                    pass
+        return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=directory))
+    except OSError as exc:
+        raise local_error(exc, "create a directory in", directory) from exc
 
 
 async def extract_text_async(

@@ -21,7 +21,6 @@ into ``s3pull``'s: :class:`CorruptDocumentError`, :class:`EncryptedDocumentError
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +33,7 @@ from .._errors import (
     EncryptedDocumentError,
     LocalError,
 )
-from ..sinks import TempFile, local_error
+from ..sinks import Directory, TempFile, atomic_file, local_error
 from ._plan import plan_split, select_pages
 
 #: A split reopens the source document after this many pages were copied,
@@ -164,18 +163,21 @@ def split(
     path: Path,
     password: str | None,
     destination: Path,
+    staging: Path,
     *,
     stem: str,
     pages_per_part: int | None,
     ranges: str | None,
     emit: Emit,
 ) -> list[dict[str, Any]]:
-    """Write every part of the plan to a temp file in ``destination``, then,
-    once all are complete, fsync and rename each over its name.
+    """Write every part of the plan into ``staging`` (a private directory in
+    ``destination``), each through the sink (temp file, fsync, rename); once
+    all are complete, rename them into ``destination`` and fsync it.
 
-    All or nothing: an error (or the process being killed) before the
-    renames leaves only temp files, which the temp files remove themselves
-    or the parent removes (``s3pull`` names, see ``sinks``).
+    All or nothing: an error, or this process being killed, before the last
+    part is written leaves only ``staging``, which the caller removes. One
+    part's file is open at a time, so a split into 10,000 single pages needs
+    no more file descriptors than one into two halves.
     """
     pdfium = _pdfium()
     check_file(path)
@@ -184,44 +186,49 @@ def split(
     try:
         total = page_count(document, path)
         plan = plan_split(stem, total, pages_per_part=pages_per_part, ranges=ranges)
-        emit({"plan": [part.name for part in plan], "pages": sum(p.pages for p in plan)})
-        with contextlib.ExitStack() as files:
-            written: list[TempFile] = []
-            done = since_reopen = 0
-            for part in plan:
-                if since_reopen >= REOPEN_EVERY_PAGES:
-                    document.close()
-                    document = open_document(path, password)
-                    since_reopen = 0
-                file = files.enter_context(TempFile(destination / part.name, 0))
-                new = pdfium.PdfDocument.new()
-                out = _Appender(file)
-                try:
-                    new.import_pages(document, pages=list(range(part.first - 1, part.last)))
+        emit({"pages": sum(p.pages for p in plan)})
+        done = since_reopen = 0
+        for part in plan:
+            if since_reopen >= REOPEN_EVERY_PAGES:
+                document.close()
+                document = open_document(path, password)
+                since_reopen = 0
+            new = pdfium.PdfDocument.new()
+            try:
+                new.import_pages(document, pages=list(range(part.first - 1, part.last)))
+                with atomic_file(staging / part.name) as file:
+                    out = _Appender(file)
                     new.save(out)
-                except pdfium.PdfiumError as exc:
-                    raise CorruptDocumentError(
-                        f"{path.name}: pages {part.first}-{part.last} cannot be copied ({exc})"
-                    ) from None
-                finally:
-                    new.close()
-                written.append(file)
-                done += part.pages
-                since_reopen += part.pages
-                parts.append(
-                    {
-                        "name": part.name,
-                        "first": part.first,
-                        "last": part.last,
-                        "bytes": out.written,
-                    }
-                )
-                emit({"done": done})
-            for file in written:
-                file.commit()
+            except pdfium.PdfiumError as exc:
+                raise CorruptDocumentError(
+                    f"{path.name}: pages {part.first}-{part.last} cannot be copied ({exc})"
+                ) from None
+            finally:
+                new.close()
+            done += part.pages
+            since_reopen += part.pages
+            span = {"first": part.first, "last": part.last}
+            parts.append({"name": part.name, **span, "bytes": out.written})
+            emit({"done": done})
     finally:
         document.close()
+    _move_all(staging, destination, [part["name"] for part in parts])
     return parts
+
+
+def _move_all(staging: Path, destination: Path, names: list[str]) -> None:
+    """Rename ``names`` from ``staging`` into ``destination`` (one file system:
+    each rename is atomic), then make the renames durable."""
+    try:
+        with (
+            Directory.open(staging, create=False) as source,
+            Directory.open(destination, create=False) as target,
+        ):
+            for name in names:
+                os.replace(name, name, src_dir_fd=source.fd, dst_dir_fd=target.fd)
+            target.fsync()
+    except OSError as exc:
+        raise local_error(exc, "move the parts into", destination) from exc
 
 
 def text(

@@ -3,7 +3,7 @@
 It reads one JSON request on stdin (``{"op": "info" | "split" | "text",
 "path": ..., ...}``), does it with :mod:`._pdfium`, and answers with JSON
 lines on stdout: progress (``{"pages": n}``, ``{"done": n}``), the plan of a
-split (``{"plan": [names]}``), each page's text (``{"text": [page, text]}``),
+split, each page's text (``{"text": [page, text]}``),
 then either ``{"result": ...}`` or ``{"error": ...}``, the s3pull exception
 pickled (base64): the parent raises the same typed error. A write to a full
 pipe blocks this process: the parent's reading is the back-pressure.
@@ -40,6 +40,7 @@ def _run(request: dict[str, Any]) -> Any:
             path,
             password,
             Path(request["destination"]),
+            Path(request["staging"]),
             stem=request["stem"],
             pages_per_part=request.get("pages_per_part"),
             ranges=request.get("ranges"),
