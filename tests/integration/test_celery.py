@@ -279,3 +279,40 @@ def test_the_fanout_task_plans_in_a_worker_and_merges_one_summary(
     assert (summary["downloaded"], summary["failed"]) == (24, 1)
     assert summary["errors"] == {"NotFoundError": 1}
     assert sorted(files_under(tmp_path)) == [f"{i:02d}" for i in range(25) if i != 4]
+
+
+def test_pdf_tasks_split_and_extract_on_a_worker_with_each_part_a_result(
+    s3: FaultServer, redis: RedisServer, fleet: list[Worker], tmp_path: Path
+) -> None:
+    from s3pull.celery import route_by_size
+    from s3pull.testing import page_text, write_pdf
+
+    write_pdf(tmp_path / "contract.pdf", 12)
+    s3.put_object("legal", "contract.pdf", (tmp_path / "contract.pdf").read_bytes())
+    common = {"source": "s3://legal/contract.pdf", "endpoint": endpoint(s3), "size": 1 << 30}
+    with closing(make_app(redis.url, task_routes=(route_by_size(),))) as app:
+        split = app.send_task(
+            "s3pull.pdf_split",
+            kwargs={**common, "destination": str(tmp_path / "parts"), "pages_per_part": 5},
+        )
+        text = app.send_task(
+            "s3pull.pdf_text", kwargs={**common, "destination": str(tmp_path / "c.txt")}
+        )
+        bad = app.send_task(
+            "s3pull.pdf_text",
+            kwargs={**common, "destination": str(tmp_path / "x.txt"), "pages": "13"},
+        )
+        summary, written = split.get(timeout=120), text.get(timeout=120)
+        with pytest.raises(Exception, match="outside the document") as raised:
+            bad.get(timeout=120)
+    assert type(raised.value).__name__ == "PageRangeError"
+    assert [(p["first"], p["last"]) for p in summary["parts"]] == [(1, 5), (6, 10), (11, 12)]
+    assert summary["pages"] == 12
+    assert sorted(leftovers(tmp_path / "parts")) == [
+        "contract.p0001-0005.pdf",
+        "contract.p0006-0010.pdf",
+        "contract.p0011-0012.pdf",
+    ]
+    assert written["pages"] == 12
+    assert (tmp_path / "c.txt").read_text().split("\f")[11] == page_text(12)
+    assert not (tmp_path / "x.txt").exists()

@@ -39,6 +39,9 @@ def test_shards_are_routed_by_their_largest_known_object() -> None:
     assert route("s3pull.download_shard", (), {"shard": shard(None)}, {}) == {"queue": QUEUE}
     assert route("s3pull.download", (), {"size": 1 << 30}, {}) == large
     assert route("s3pull.fanout", (), {}, {}) == {"queue": QUEUE}
+    # Documents: by the size the submitter gives (a 584 MB PDF is large work).
+    assert route("s3pull.pdf_split", (), {"size": 584 * 10**6}, {}) == large
+    assert route("s3pull.pdf_text", (), {"size": 10**6}, {}) == {"queue": QUEUE}
     assert route("someone.else", (), {}, {}) is None
     assert queue_for(100 * MiB, 100 * MiB) == LARGE_QUEUE
 

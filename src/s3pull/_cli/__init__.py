@@ -1,4 +1,4 @@
-"""The ``s3pull`` command line: ``cp``, ``cat``, ``inventory``, ``stat`` and ``clean``.
+"""The ``s3pull`` command line: ``cp``, ``cat``, ``inventory``, ``stat``, ``clean``, ``pdf``...
 
 Exit codes: 0 success, 1 a download or stat failed (for many objects: at
 least one failed, the others were still downloaded), 2 bad usage or a bad
@@ -97,7 +97,7 @@ def _main(argv: Sequence[str] | None, kept: Kept) -> int:
     )
     if not args.verbose:
         logging.getLogger("botocore").setLevel(logging.WARNING)
-    command = _COMMANDS[args.command]
+    command = getattr(args, "handler", None) or _COMMANDS[args.command]
     try:
         return asyncio.run(_stoppable(command(args)))
     except (ConfigError, InvalidSourceError, UnsafePathError) as exc:

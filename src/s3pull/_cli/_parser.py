@@ -12,6 +12,7 @@ from .._version import __version__
 from ..transport import ADDRESSING_STYLES
 from ._fleet import add_celery_option, add_commands
 from ._output import EXIT_USAGE
+from ._pdf import add_commands as add_pdf_commands
 from ._progress import PLAIN_PROGRESS_SECONDS, PROGRESS_MODES
 
 
@@ -364,4 +365,5 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument("-q", "--quiet", action="store_true", help="no listing, no summary")
     clean.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_commands(commands)
+    add_pdf_commands(commands, [common, quiet], _add_budget_options)
     return parser

@@ -1,6 +1,6 @@
 """The tasks, registered on a user's app or on ``s3pull.celery.app``.
 
-``register(app)`` adds three tasks to ``app`` and connects its worker
+``register(app)`` adds s3pull's tasks to ``app`` and connects its worker
 children's start (``worker_process_init``) to the building of their state
 (``_child.Child``); ``make_app(url)`` is a Celery app with s3pull's worker
 preset and the tasks, on a Redis broker that is also its result backend.
@@ -27,6 +27,7 @@ from typing import Any
 from .._results import BatchResult
 from ..metrics import MULTIPROC_ENV
 from ._child import Child, count_delivery, forget_deliveries, run_shard_task
+from ._documents import register_documents
 from ._settings import MAX_DELIVERIES, worker_settings
 
 #: The environment variable the default app's broker comes from.
@@ -206,7 +207,11 @@ def register(app: Any) -> dict[str, Any]:
             endpoint=endpoint,
         )
 
-    return {task.name: task for task in (download_shard, download, fanout)}
+    def child_client(config: dict[str, Any] | None, endpoint: dict[str, Any] | None) -> Any:
+        return _state(app)[0].client(config, endpoint)
+
+    documents = register_documents(app, child_client)
+    return {task.name: task for task in (download_shard, download, fanout, *documents)}
 
 
 def run_fanout(

@@ -41,6 +41,8 @@ CHILD_BASELINE = 64 << 20
 MIN_CHILD_BUDGET = 16 << 20
 
 Router = Callable[..., dict[str, str] | None]
+#: The tasks of one object, routed by the ``size`` they are given.
+SIZED_TASKS = frozenset({"s3pull.download", "s3pull.pdf_split", "s3pull.pdf_text"})
 
 
 def queue_for(size: int, threshold: int = LARGE_THRESHOLD) -> str:
@@ -76,7 +78,7 @@ def route_by_size(threshold: int | str = LARGE_THRESHOLD) -> Router:
         if name == "s3pull.download_shard":
             shard = kwargs.get("shard") or (args[0] if args else {})
             return {"queue": queue_for(largest(shard), limit)}
-        if name == "s3pull.download":
+        if name in SIZED_TASKS:
             return {"queue": queue_for(kwargs.get("size") or 0, limit)}
         return {"queue": QUEUE}
 

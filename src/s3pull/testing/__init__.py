@@ -16,8 +16,10 @@ As a subprocess: ``python -m s3pull.testing --root DIR [--script faults.json]
 [--log requests.jsonl]`` (see ``python -m s3pull.testing --help``).
 
 Also: :func:`kill_when_journaled` crashes a download once its journal shows
-progress (to test crash resume), and :func:`run_cli_measured` runs the
-``s3pull`` command in a child process and measures that child's own peak RSS.
+progress (to test crash resume), :func:`write_pdf` writes a PDF of any size
+page by page (each page showing :func:`page_text`), and :func:`run_cli_measured`
+runs the ``s3pull`` command in a child process and measures that child's own
+peak RSS.
 
 The layer above the library: the library never imports it (an import-linter
 contract in pyproject.toml says so), only :mod:`s3pull.demo` and tests do,
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 from ._crash import journaled_parts, kill_when_journaled
 from ._faults import Fault, FaultKind, FaultRule, parse_script
+from ._pdf import page_text, write_pdf
 from ._record import RequestRecord
 from ._rss import run_cli_measured, run_cli_peaks
 from ._server import FaultServer
@@ -45,7 +48,9 @@ __all__ = [
     "generate_bytes",
     "journaled_parts",
     "kill_when_journaled",
+    "page_text",
     "parse_script",
     "run_cli_measured",
     "run_cli_peaks",
+    "write_pdf",
 ]
