@@ -15,8 +15,11 @@ it on this machine's cores, with the same planning:
    nor the broker holds the batch. While nothing is out, the shard being
    filled is sent as it is (a slow listing never leaves the fleet idle).
 3. **Outcomes stream back** through the batch's reply list (``_reply``) as
-   each object finishes, and become this client's events (progress bars,
-   ``--json`` lines) and outcomes. A shard is done when its task says
+   each object finishes, and become this client's outcomes (``--json``
+   lines). When this client has subscribers, the workers' events come the
+   same way (queued, progress of the objects in flight a few times a
+   second, retried, done, failed) and are replayed to them as the local
+   pool's are: progress bars move while a large object downloads. A shard is done when its task says
    ``end``; an item whose outcome comes twice (a redelivered shard) counts
    once. A task that fails without a word (its result says FAILURE) fails
    the items it had not reported.
@@ -39,7 +42,7 @@ from typing import Any, TypeVar
 
 from .._errors import ConfigError, S3PullError
 from .._results import DOWNLOADED, FAILED, ObjectOutcome
-from ..executors import PoolSetup, ShardedRun, config_to_json, failed_outcome
+from ..executors import PoolSetup, ShardedRun, config_to_json, failed_outcome, replay
 from ..planning import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem
 from ..scheduling import BatchItem
 from ..transport import S3Endpoint
@@ -108,7 +111,13 @@ def work_arguments(setup: PoolSetup) -> dict[str, Any]:
     endpoint["region"] = (
         endpoint["region"] or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     )
-    return {"config": config, "endpoint": endpoint, "options": setup.options.to_json()}
+    return {
+        "config": config,
+        "endpoint": endpoint,
+        "options": setup.options.to_json(),
+        # The workers' events cost a message a few times a second: only if heard.
+        "events": bool(setup.events.subscribers),
+    }
 
 
 class _Run(ShardedRun):
@@ -191,20 +200,25 @@ class _Run(ShardedRun):
                 await self._check_tasks()
                 continue
             task = self.out.get(message["t"])
+            if task is not None:  # else a late copy's, whose items are done
+                for event in message.get("e", ()):
+                    replay(event, self.setup.events)
             for number, data in message.get("o", ()):
                 if task is not None and task.pop(number, None) is not None:
-                    await self._outcome(ObjectOutcome.from_json(data))
+                    await self._outcome(ObjectOutcome.from_json(data), told=True)
             if message.get("end") and task is not None:
                 await self._ended(message["t"], "its task ended without it")
 
-    async def _outcome(self, outcome: ObjectOutcome) -> None:
-        events = self.setup.events
-        if outcome.status == DOWNLOADED and outcome.result is not None:
-            # Its bytes all at once: the worker's progress stays in the worker.
-            events.queued(outcome.source, outcome.result.bytes)
-            events.done(outcome.result)
-        elif outcome.status == FAILED and isinstance(outcome.error, S3PullError):
-            events.error(outcome.source, outcome.error)
+    async def _outcome(self, outcome: ObjectOutcome, *, told: bool = False) -> None:
+        """``outcome`` to the consumer, and to the subscribers unless a worker
+        ``told`` them already (its events were replayed)."""
+        if not (told and self.arguments["events"]):
+            events = self.setup.events
+            if outcome.status == DOWNLOADED and outcome.result is not None:
+                events.queued(outcome.source, outcome.result.bytes)
+                events.done(outcome.result)
+            elif outcome.status == FAILED and isinstance(outcome.error, S3PullError):
+                events.error(outcome.source, outcome.error)
         await self._outcomes.put(outcome)
 
     async def _ended(self, task_id: str, why: str) -> None:
