@@ -192,12 +192,14 @@ def celery_section(scenarios: list[dict], nproc: int) -> list[str]:
         "",
         *scaling,
         "",
-        "Where the time goes: a child runs one task (shard) at a time and its downloads "
+        "Where the time goes: the submitting command imports Celery and builds its app "
+        "(~0.25 s on this kind of machine, once per run, spread here over the objects); a "
+        "child runs one task (shard) at a time and its downloads "
         "drain at the task's end, so a shard holds up to 1 GiB (with 64 MiB shards, 100 x "
-        "16 MiB took 3.3x the in-process time on one child); for small objects each one "
-        "costs the worker a check and a tag of its file (extended attributes, which make a "
-        "redelivered shard cheap) and its outcome's JSON through Redis, and the submitter "
-        "the decoding. "
+        "16 MiB took 3.3x the in-process time on one child); and per object the worker "
+        "checks and tags its file (extended attributes, which make a redelivered shard "
+        "cheap) and its outcome travels as JSON through Redis to the submitter (not broken "
+        "down further here). "
         f"This machine has {nproc} CPU(s), shared by nginx (the store), the submitting "
         "`s3pull cp`, the worker's parent and its children: a second child gains only what "
         "the first leaves of the CPUs and of the store's bandwidth. Where each child has a "
