@@ -118,13 +118,13 @@ def work_arguments(setup: PoolSetup) -> dict[str, Any]:
     endpoint["region"] = (
         endpoint["region"] or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     )
-    return {
-        "config": config,
-        "endpoint": endpoint,
-        "options": setup.options.to_json(),
-        # The workers' events cost a message a few times a second: only if heard.
-        "events": bool(setup.events.subscribers),
-    }
+    options = setup.options.to_json()
+    arguments: dict[str, Any] = {"config": config, "endpoint": endpoint, "options": options}
+    if setup.events.subscribers:
+        # Only if heard: the events cost a message a few times a second. (Left
+        # out otherwise, so that workers of an earlier s3pull still run the task.)
+        arguments["events"] = True
+    return arguments
 
 
 class _Run(ShardedRun):
@@ -219,7 +219,7 @@ class _Run(ShardedRun):
     async def _outcome(self, outcome: ObjectOutcome, *, told: bool = False) -> None:
         """``outcome`` to the consumer, and to the subscribers unless a worker
         ``told`` them already (its events were replayed)."""
-        if not (told and self.arguments["events"]):
+        if not (told and self.arguments.get("events")):
             events = self.setup.events
             if outcome.status == DOWNLOADED and outcome.result is not None:
                 events.queued(outcome.source, outcome.result.bytes)
