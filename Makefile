@@ -64,8 +64,8 @@ test: lint $(S3RVER_STAMP) redis-server chromium
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-## make bench: s3pull side by side with boto3, the AWS CRT, obstore and s5cmd (see bench/README.md)
-bench: $(STAMP)
+## make bench: s3pull (in process, --processes, on Celery) side by side with boto3, the AWS CRT, obstore and s5cmd (see bench/README.md)
+bench: $(STAMP) redis-server
 	$(BIN)/python -m bench.run
 
 clean:

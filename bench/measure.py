@@ -19,6 +19,11 @@ itself is left out of the sampled sum.
 CPU. ``ru_utime + ru_stime`` of the client as ``wait4`` reports it, which
 includes the descendants it waited for.
 
+Helpers that are not descendants (a Celery worker started before the run,
+``also``): their process groups join the sampled sum, and the CPU their
+members used during the run (``/proc/PID/stat``, children reaped meanwhile
+included) is added to the client's.
+
 Time. Wall time from spawning the client to reaping it, taken by the
 launcher: interpreter start-up and imports are part of it, as they are for
 anyone who runs the command.
@@ -76,7 +81,8 @@ def _rss(pid: int) -> int:
 
 class TreeSampler:
     """Sums the RSS of every descendant of ``root`` (or member of its process
-    group), ``root`` itself (the launcher) excluded.
+    group), ``root`` itself (the launcher) excluded, and of every member of
+    the process groups led by ``also``.
 
     The kernel here lacks ``/proc/PID/task/TID/children``, so descendants are
     found by reading ``/proc/PID/stat`` (parent, group) of processes. Each pid
@@ -86,9 +92,10 @@ class TreeSampler:
     of a full scan's 1.5 ms on a quiet machine.
     """
 
-    def __init__(self, root: int) -> None:
+    def __init__(self, root: int, also: tuple[int, ...] = ()) -> None:
         self.root = root
-        self.members = {root}
+        self.groups = {root, *also}
+        self.members = {root, *also}
         self.outsiders: set[int] = set()
 
     def sample(self) -> int:
@@ -102,18 +109,48 @@ class TreeSampler:
             if info is None:
                 continue
             ppid, pgrp = info
-            if pgrp == self.root or ppid in self.members:
+            if pgrp in self.groups or ppid in self.members:
                 self.members.add(pid)
             else:
                 self.outsiders.add(pid)
         return sum(_rss(pid) for pid in self.members if pid != self.root)
 
 
-def run(argv: list[str], env: dict[str, str], timeout: float, log_path: Path) -> Measurement:
-    """Run ``argv`` to completion (killing its process group after ``timeout``)."""
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu(groups: tuple[int, ...]) -> float:
+    """CPU seconds used so far by the members of these process groups (and by
+    the children they reaped)."""
+    total = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        if int(fields[2]) in groups:
+            # utime, stime, cutime, cstime (fields 14-17 of proc(5))
+            total += sum(int(x) for x in fields[11:15])
+    return total / _TICK
+
+
+def run(
+    argv: list[str],
+    env: dict[str, str],
+    timeout: float,
+    log_path: Path,
+    also: tuple[int, ...] = (),
+) -> Measurement:
+    """Run ``argv`` to completion (killing its process group after ``timeout``);
+    the process groups led by ``also`` are measured with it."""
     result_path = log_path.with_suffix(".rusage.json")
     result_path.unlink(missing_ok=True)
     launcher = [sys.executable, "-S", "-I", str(_LAUNCHER), str(result_path)]
+    helpers_cpu = group_cpu(also) if also else 0.0
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [*launcher, *argv],
@@ -125,7 +162,7 @@ def run(argv: list[str], env: dict[str, str], timeout: float, log_path: Path) ->
         )
         started = time.perf_counter()
         peak = 0
-        tree = TreeSampler(proc.pid)
+        tree = TreeSampler(proc.pid, also)
         done = threading.Event()
         timed_out = threading.Event()
 
@@ -150,6 +187,8 @@ def run(argv: list[str], env: dict[str, str], timeout: float, log_path: Path) ->
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
         sampler.join()
+    if also:
+        helpers_cpu = group_cpu(also) - helpers_cpu
     tail = log_path.read_bytes()[-2000:].decode(errors="replace")
     try:
         usage = json.loads(result_path.read_text())
@@ -158,7 +197,7 @@ def run(argv: list[str], env: dict[str, str], timeout: float, log_path: Path) ->
     return Measurement(
         returncode=usage["exitcode"],
         wall_s=usage["wall_s"],
-        cpu_s=usage["cpu_s"],
+        cpu_s=usage["cpu_s"] + helpers_cpu,
         peak_rss=max(peak, usage["maxrss"]),
         tree_rss=peak,
         maxrss=usage["maxrss"],

@@ -10,6 +10,7 @@ the scenario, and it is not timed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -17,7 +18,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import data, measure
+from bench import data, fleet, measure
 from bench.scenarios import (
     BASELINE,
     CLIENTS,
@@ -29,6 +30,7 @@ from bench.scenarios import (
     Job,
     Scenario,
     command,
+    s3pull_binary,
 )
 from bench.server import Endpoints
 
@@ -145,7 +147,14 @@ def _is_usage_error(m: measure.Measurement) -> bool:
     return m.returncode == 2 and ("usage:" in text or "unrecognized arguments" in text)
 
 
-def _one_run(scenario: Scenario, ctx: Context, name: str, argv: list[str], tag: str):
+def _one_run(
+    scenario: Scenario,
+    ctx: Context,
+    name: str,
+    argv: list[str],
+    tag: str,
+    also: tuple[int, ...] = (),
+):
     job = _job(scenario, ctx, name)
     _clean(job, scenario.dest)
     _output_dir(job).mkdir(parents=True, exist_ok=True)
@@ -153,7 +162,7 @@ def _one_run(scenario: Scenario, ctx: Context, name: str, argv: list[str], tag: 
     total = sum(e.size for e in expected)
     timeout = 120 + total / 5e6  # far beyond any sane client; a hang ends as FAIL
     log_file = ctx.logs / f"{scenario.name}.{name}.{tag}.log"
-    m = measure.run(argv, ctx.env, timeout, log_file)
+    m = measure.run(argv, ctx.env, timeout, log_file, also)
     if m.timed_out:
         problem = f"timed out after {timeout:.0f} s"
     elif m.returncode != 0:
@@ -172,8 +181,6 @@ def _throughput(scenario: Scenario, expected: list[data.Entry], wall: float) -> 
 
 
 def run_scenario(scenario: Scenario, selected: list[str], ctx: Context) -> ScenarioResult:
-    expected = _expected(scenario, ctx.dataset)
-    total = sum(e.size for e in expected)
     results = {n: ClientResult(n, CLIENTS[n].label_for(_job(scenario, ctx, n))) for n in selected}
     argvs: dict[str, list[str]] = {}
     for name in selected:
@@ -187,9 +194,58 @@ def run_scenario(scenario: Scenario, selected: list[str], ctx: Context) -> Scena
             argvs[name] = argv
             results[name].command = shlex.join(argv)
     ctx.log(f"\n== {scenario.name}: {scenario.title}")
+    with contextlib.ExitStack() as fleets:
+        helpers = _start_fleets(fleets, ctx, argvs, results)
+        _timed_runs(scenario, ctx, argvs, results, helpers)
+    return _summarized(scenario, ctx, results)
 
+
+def _start_fleets(
+    stack: contextlib.ExitStack,
+    ctx: Context,
+    argvs: dict[str, list[str]],
+    results: dict[str, ClientResult],
+) -> dict[str, tuple[int, ...]]:
+    """Start a Celery fleet for each Celery client (kept for the scenario's
+    runs, stopped with ``stack``); its argv gets ``--celery URL``. Returns the
+    worker process groups each client is measured with."""
+    helpers: dict[str, tuple[int, ...]] = {}
+    for name in list(argvs):
+        children = CLIENTS[name].fleet
+        if not children:
+            continue
+        binary = s3pull_binary()
+        assert binary is not None  # else the client has no argv
+        why = fleet.available()
+        if why is not None:
+            results[name].status, results[name].note = "n/a", why
+            ctx.log(f"  {name}: n/a ({why})")
+            del argvs[name]
+            continue
+        try:
+            started = stack.enter_context(fleet.running(binary, children, ctx.env, ctx.logs))
+        except RuntimeError as error:
+            results[name].status, results[name].note = "FAIL", str(error).splitlines()[0]
+            ctx.log(f"  {name}: FAIL ({error})")
+            del argvs[name]
+            continue
+        argvs[name] = [*argvs[name], "--celery", started.broker]
+        results[name].command = shlex.join(argvs[name])
+        helpers[name] = (started.worker_pid,)
+    return helpers
+
+
+def _timed_runs(
+    scenario: Scenario,
+    ctx: Context,
+    argvs: dict[str, list[str]],
+    results: dict[str, ClientResult],
+    helpers: dict[str, tuple[int, ...]],
+) -> None:
+    """The warm-up of each client, then the interleaved counted rounds."""
+    expected = _expected(scenario, ctx.dataset)
     for name in list(argvs):  # warm-up: caches, imports, connections to nothing
-        m, problem = _one_run(scenario, ctx, name, argvs[name], "warmup")
+        m, problem = _one_run(scenario, ctx, name, argvs[name], "warmup", helpers.get(name, ()))
         if problem:
             results[name].status = "n/a" if _is_usage_error(m) else "FAIL"
             results[name].note = (
@@ -200,7 +256,8 @@ def run_scenario(scenario: Scenario, selected: list[str], ctx: Context) -> Scena
 
     for round_no in range(1, ctx.runs + 1):
         for name in list(argvs):
-            m, problem = _one_run(scenario, ctx, name, argvs[name], f"run{round_no}")
+            tag = f"run{round_no}"
+            m, problem = _one_run(scenario, ctx, name, argvs[name], tag, helpers.get(name, ()))
             if problem:
                 results[name].status = "FAIL"
                 results[name].note = f"run {round_no}: {problem}"
@@ -224,6 +281,12 @@ def run_scenario(scenario: Scenario, selected: list[str], ctx: Context) -> Scena
                 f"{m.wall_s:6.2f} s  RSS {m.peak_rss / 1e6:6.1f} MB  CPU {m.cpu_s:5.2f} s"
             )
 
+
+def _summarized(
+    scenario: Scenario, ctx: Context, results: dict[str, ClientResult]
+) -> ScenarioResult:
+    expected = _expected(scenario, ctx.dataset)
+    total = sum(e.size for e in expected)
     for r in results.values():
         if r.status != "ok":
             r.runs = []

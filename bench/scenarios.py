@@ -26,6 +26,8 @@ TINY_PREFIX = "tiny/"
 SWEEP = (1, 2, 4, 8, 16, 32)
 #: ``--processes`` values measured for batches.
 PROCESSES = (1, 2, 3, 4)
+#: Celery worker children (``s3pull worker --concurrency N``) measured for batches.
+CELERY_CHILDREN = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class Client:
     prefix_ok: bool = True  # False: the client has no prefix mode here
     prefix_label: str = ""  # label for prefix jobs; {n} is the prefix concurrency
     list_label: str = ""  # label for key-list jobs; "" means no key-list mode here
+    #: > 0: run with ``--celery URL`` on a worker of this many children,
+    #: started for the scenario (bench/fleet.py).
+    fleet: int = 0
 
     @property
     def is_s3pull(self) -> bool:
@@ -149,6 +154,17 @@ CLIENTS: dict[str, Client] = {
             )
             for n in PROCESSES
         ],
+        *[
+            Client(
+                f"s3pull-celery{n}",
+                f"s3pull cp --celery, worker of {n}",
+                None,
+                prefix_label=f"s3pull cp --recursive --celery, worker --concurrency {n}",
+                list_label=f"s3pull cp --from-file KEYS --celery, worker --concurrency {n}",
+                fleet=n,
+            )
+            for n in CELERY_CHILDREN
+        ],
     ]
 }
 
@@ -190,6 +206,7 @@ class Scenario:
 
 
 _LARGE = ("s3pull", "boto3", "crt", "obstore", "obstore-ranges", "s5cmd")
+_CELERY = tuple(f"s3pull-celery{n}" for n in CELERY_CHILDREN)
 SCENARIOS: list[Scenario] = [
     Scenario(
         "large-raw-shm",
@@ -211,7 +228,7 @@ SCENARIOS: list[Scenario] = [
         "wan",
         "medium",
         "shm",
-        ("s3pull", "s3pull-p1", "s3pull-p2", "boto3", "crt", "obstore", "s5cmd"),
+        ("s3pull", "s3pull-p1", "s3pull-p2", *_CELERY, "boto3", "crt", "obstore", "s5cmd"),
     ),
     Scenario(
         "mid-wan",
@@ -227,7 +244,17 @@ SCENARIOS: list[Scenario] = [
         "wan",
         "small",
         "shm",
-        ("s3pull", "s3pull-p1", "s3pull-p2", "boto3", "crt", "obstore", "aiobotocore", "s5cmd"),
+        (
+            "s3pull",
+            "s3pull-p1",
+            "s3pull-p2",
+            *_CELERY,
+            "boto3",
+            "crt",
+            "obstore",
+            "aiobotocore",
+            "s5cmd",
+        ),
         quick=True,
     ),
     Scenario(

@@ -106,10 +106,12 @@ def workers(
     env: dict[str, str] | None = None,
     extra: Sequence[str] = (),
     cli: bool = False,
+    app: str = "s3pull.celery",
 ) -> Iterator[list[Worker]]:
     """``count`` real ``celery worker`` processes (prefork) on ``broker``,
     consuming ``queues`` (started by ``s3pull worker`` if ``cli``, with
-    ``extra`` as its options); stopped when the block ends."""
+    ``extra`` as its options), of the Celery app ``app`` (a module on the
+    workers' ``PYTHONPATH``); stopped when the block ends."""
     from s3pull.celery import make_app
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -126,7 +128,7 @@ def workers(
                 argv += ["--concurrency", str(concurrency), "-n", name, "-Q", ",".join(queues)]
                 argv += extra
             else:
-                argv = [sys.executable, "-m", "celery", "-A", "s3pull.celery", "worker"]
+                argv = [sys.executable, "-m", "celery", "-A", app, "worker"]
                 argv += ["--pool", "prefork", "--concurrency", str(concurrency), "-n", name]
                 argv += ["-Q", ",".join(queues), "--without-gossip", "--without-mingle"]
                 argv += ["--without-heartbeat", "--loglevel", "INFO", *extra]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from s3pull import AsyncClient, RetryConfig, TransferConfig
+from s3pull import AsyncClient, DownloadResult, RetryConfig, Subscriber, TransferConfig
 from s3pull.celery import CeleryExecutor, make_app
 from s3pull.testing import Fault, FaultServer
 
@@ -85,6 +85,62 @@ def test_a_thousand_keys_over_two_workers(
     assert len(gets) == 1000  # one GET each: the listing's sizes travelled with the shards
     # Both workers took part.
     assert all("download_shard" in worker.text() for worker in fleet)
+
+
+class Heard(Subscriber):
+    """Every queued, progress and done event, in the order heard."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, int]] = []
+
+    def on_queued(self, source: str, size: int) -> None:
+        self.events.append(("queued", source, size))
+
+    def on_progress(self, source: str, done: int, total: int) -> None:
+        self.events.append(("progress", source, done))
+
+    def on_done(self, result: DownloadResult) -> None:
+        self.events.append(("done", result.source, result.bytes))
+
+
+def test_a_large_object_shows_its_progress_while_a_worker_downloads_it(
+    s3: FaultServer, redis: RedisServer, fleet: list[Worker], tmp_path: Path
+) -> None:
+    size = 4 << 20
+    body = pattern(size, seed=5)
+    s3.put_object("progress", "big/object.bin", body)
+    s3.put_many("progress", (f"big/small-{i}" for i in range(3)), size=100)
+    # Sent in 32 slices over ~1.6 s: long enough for its progress to be told
+    # several times before it is done.
+    dripping = Fault.drip(chunk=128 << 10, interval=0.05)
+    s3.add_fault("progress", "big/object.bin", dripping, method="GET")
+    heard = Heard()
+
+    async def run() -> Any:
+        with closing(make_app(redis.url)) as app:
+            async with AsyncClient(
+                endpoint_url=s3.endpoint_url,
+                config=TransferConfig(retry=FAST_RETRY),
+                executor=CeleryExecutor(app),
+                subscribers=[heard],
+            ) as client:
+                return await client.download_prefix("s3://progress/big/", tmp_path)
+
+    batch = asyncio.run(run())
+    assert batch.downloaded == 4, batch.summary()
+    assert (tmp_path / "object.bin").read_bytes() == body
+    source = "s3://progress/big/object.bin"
+    mine = [event for event in heard.events if event[1] == source]
+    assert mine[0] == ("queued", source, size)
+    assert mine[-1] == ("done", source, size)
+    assert {kind for kind, _, _ in mine[1:-1]} == {"progress"}
+    done = [value for _, _, value in mine[1:-1]]
+    assert len(done) >= 2, mine  # told while in flight, not only at the end
+    assert done == sorted(set(done)) and done[0] > 0 and done[-1] <= size
+    # Every object is heard of once, queued then done, as in process.
+    for i in range(3):
+        small = [kind for kind, name, _ in heard.events if name == f"s3://progress/big/small-{i}"]
+        assert small[0] == "queued" and small[-1] == "done" and small.count("done") == 1
 
 
 def test_a_failing_key_is_reported_and_the_rest_done(

@@ -8,8 +8,10 @@ preset and the tasks, on a Redis broker that is also its result backend.
 - ``s3pull.download(source, destination, ...)``: one object; its
   ``DownloadResult`` as JSON. A failed download is the task's exception
   (s3pull's errors pickle, and their type and message survive JSON).
-- ``s3pull.download_shard(shard, options, config, endpoint, reply)``: one
-  shard; its outcomes and summary as JSON. Per-object failures are outcomes.
+- ``s3pull.download_shard(shard, options, config, endpoint, reply, events)``:
+  one shard; its outcomes and summary as JSON. Per-object failures are
+  outcomes. Outcomes (and, if ``events``, the downloads' events, progress
+  included) also stream to the ``reply`` list as they come.
 - ``s3pull.fanout(source=... | keys=... | inventory=..., destination, ...)``:
   a prefix, a key list or an inventory, planned in the worker that runs it,
   its shards dispatched as ``download_shard`` tasks while the listing goes
@@ -151,6 +153,7 @@ def register(app: Any) -> dict[str, Any]:
         config: dict[str, Any] | None = None,
         endpoint: dict[str, Any] | None = None,
         reply: str | None = None,
+        events: bool = False,
     ) -> dict[str, Any]:
         child, redis = _state(app)
         task_id = self.request.id or "local"
@@ -164,6 +167,7 @@ def register(app: Any) -> dict[str, Any]:
             task_id=task_id,
             deliveries=deliveries,
             max_deliveries=app.conf.get("s3pull_max_deliveries", MAX_DELIVERIES),
+            events=child.events if events else None,
         )
         forget_deliveries(redis, task_id)
         return result

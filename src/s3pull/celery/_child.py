@@ -27,10 +27,12 @@ past ``max_deliveries`` the shard is dead-lettered: its objects fail with
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -38,12 +40,12 @@ from .._config import TransferConfig
 from .._errors import DeadLetterError, S3PullError
 from .._results import BatchResult, ObjectOutcome
 from .._sync import Client
-from ..executors import config_from_json, failed_outcome, remove_leftovers, run_shard
+from ..executors import EventLog, config_from_json, failed_outcome, remove_leftovers, run_shard
 from ..metrics import MULTIPROC_ENV
 from ..planning import Shard
 from ..scheduling import RedisBreakerStore
 from ._once import already_there, remember, tag, task_lock
-from ._reply import FLUSH_ITEMS, FLUSH_SECONDS, Redis, send
+from ._reply import FLUSH_ITEMS, FLUSH_SECONDS, PROGRESS_SECONDS, Redis, send
 from ._settings import child_budget
 
 #: What an endpoint may say (credentials are not among them: a worker uses
@@ -58,11 +60,14 @@ DELIVERIES_EXPIRE = 7 * 24 * 3600
 
 
 class Child:
-    """The state of one worker child: its clients and its budget."""
+    """The state of one worker child: its clients, its budget, and the log of
+    its clients' events (kept only while a task's submitter wants them: a
+    child runs one task at a time)."""
 
     def __init__(self, concurrency: int, redis: Redis | None = None) -> None:
         self.budget = child_budget(concurrency)
         self.redis = redis
+        self.events = EventLog(enabled=False)
         self._clients: dict[str, Client] = {}
 
     def client(self, config: dict[str, Any] | None, endpoint: dict[str, Any] | None) -> Client:
@@ -78,7 +83,7 @@ class Child:
             # Under prometheus_client's multiprocess mode the child records
             # metrics into its files; the worker serves them (see _app).
             recording = bool(os.environ.get(MULTIPROC_ENV))
-            client = Client(config=built, subscribers=[], metrics=recording, **where)
+            client = Client(config=built, subscribers=[self.events], metrics=recording, **where)
             if self.redis is not None:
                 # Object breakers shared by the fleet: one worker's failures hold the others.
                 store = RedisBreakerStore(self.redis, built.breakers)
@@ -93,12 +98,17 @@ class Child:
 
 
 class _Reply:
-    """Outcomes on their way to the batch's reply list, sent in small batches."""
+    """Outcomes and events on their way to the batch's reply list, sent in
+    small batches: outcomes as they come (``due``), the events of objects in
+    flight (progress) every ``PROGRESS_SECONDS`` at most (``tick``)."""
 
-    def __init__(self, redis: Redis | None, key: str | None, task_id: str) -> None:
+    def __init__(
+        self, redis: Redis | None, key: str | None, task_id: str, events: EventLog | None = None
+    ) -> None:
         self.redis = redis if key is not None else None
         self.key = key or ""
         self.task_id = task_id
+        self.events = events if self.redis is not None else None
         self._pending: list[list[Any]] = []
         self._sent = time.monotonic()
 
@@ -110,10 +120,21 @@ class _Reply:
             self._pending.append([line["id"], {k: v for k, v in line.items() if k != "id"}])
 
     def flush(self) -> None:
-        if self.redis is not None and self._pending:
-            send(self.redis, self.key, {"t": self.task_id, "o": self._pending})
+        events = self.events.take() if self.events is not None else []
+        if self.redis is not None and (self._pending or events):
+            message: dict[str, Any] = {"t": self.task_id, "o": self._pending}
+            if events:
+                message["e"] = events
+            send(self.redis, self.key, message)
         self._pending = []
         self._sent = time.monotonic()
+
+    async def tick(self) -> None:
+        """While a shard runs: its objects' progress, though none has finished."""
+        while self.events is not None:
+            await asyncio.sleep(PROGRESS_SECONDS)
+            if self.events.pending():
+                self.flush()
 
     def end(self) -> None:
         self.flush()
@@ -131,25 +152,34 @@ def run_shard_task(
     task_id: str,
     deliveries: int,
     max_deliveries: int,
+    events: EventLog | None = None,
 ) -> dict[str, Any]:
     """Run one shard; return ``{"outcomes": [...], "summary": {...}}`` (JSON).
 
-    The outcomes also go to ``reply`` as they finish. Failures are outcomes,
+    The outcomes also go to ``reply`` as they finish, and so do the events of
+    ``client`` if ``events`` (its subscriber) is given. Failures are outcomes,
     and so is a soft time limit (the items left fail); any other interruption
     fails the items left and is raised again.
     """
     lines: list[dict[str, Any]] = []
-    channel = _Reply(redis, reply, task_id)
+    channel = _Reply(redis, reply, task_id, events)
 
     async def collect(todo: dict[str, Any]) -> None:
-        async for line in run_shard(client._client(), todo, options):
-            tag(line, task_id)
-            lines.append(line)
-            channel.add(line)
-            if channel.due():
-                channel.flush()  # a short Redis round trip, a few times a second at most
+        ticking = asyncio.create_task(channel.tick())
+        try:
+            async for line in run_shard(client._client(), todo, options):
+                tag(line, task_id)
+                lines.append(line)
+                channel.add(line)
+                if channel.due():
+                    channel.flush()  # a short Redis round trip, a few times a second at most
+        finally:
+            ticking.cancel()
 
-    with task_lock(redis, task_id) as finished:
+    if events is not None:
+        events.take()  # what an earlier task left, if it was interrupted
+        events.enabled = True
+    with task_lock(redis, task_id) as finished, _listening(events):
         if finished is not None:
             # Another copy of this task ran it to the end while we waited.
             for line in finished["outcomes"]:
@@ -171,6 +201,16 @@ def run_shard_task(
         result = _result(lines)
         remember(redis, task_id, result)
     return result
+
+
+@contextlib.contextmanager
+def _listening(events: EventLog | None) -> Iterator[None]:
+    """The child's events are kept for this task only."""
+    try:
+        yield
+    finally:
+        if events is not None:
+            events.enabled = False
 
 
 def _run(
@@ -240,9 +280,13 @@ def _fail_rest(
     done = {line["id"] for line in lines}
     for item in Shard.from_json(shard).items:
         if item.id not in done:
-            line = {"id": item.id, **failed_outcome(item, why, kind).to_json()}
+            outcome = failed_outcome(item, why, kind)
+            line = {"id": item.id, **outcome.to_json()}
             lines.append(line)
             channel.add(line)
+            if channel.events is not None and isinstance(outcome.error, S3PullError):
+                # No download said it: the submitter's subscribers hear it from here.
+                channel.events.on_error(outcome.source, outcome.error)
 
 
 def _result(lines: list[dict[str, Any]]) -> dict[str, Any]:

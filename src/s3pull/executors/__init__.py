@@ -17,12 +17,13 @@ from ._pool import (
 )
 from ._run import PoolSetup, ShardedRun, failed_outcome
 from ._shard import ShardOptions, config_from_json, config_to_json, run_shard, run_shards
-from ._wire import LINE_LIMIT, Outbox, adopt
+from ._wire import LINE_LIMIT, EventLog, Outbox, adopt, replay
 
 __all__ = [
     "AUTO_MAX_AVERAGE",
     "AUTO_MIN_OBJECTS",
     "LINE_LIMIT",
+    "EventLog",
     "Outbox",
     "Pool",
     "PoolSetup",
@@ -34,6 +35,7 @@ __all__ = [
     "cores",
     "failed_outcome",
     "remove_leftovers",
+    "replay",
     "run_shard",
     "run_shards",
     "spread",

@@ -12,7 +12,8 @@ line per object would cost the parent, which reads every worker's, more CPU
 than the object's own download. Progress events are coalesced to the last
 one per object in each message; they only drive a display.
 
-Events are short lists: ``["q", source, size]`` (queued), ``["p", source,
+Events (:class:`EventLog`, which a Celery worker child sends through its
+reply channel too) are short lists: ``["q", source, size]`` (queued), ``["p", source,
 done, total]`` (progress), ``["r", source, error, attempt, delay]`` (retry),
 ``["d", result]`` (done), ``["x", source, error]`` (failed), and, whether or
 not events are wanted, ``["b", endpoint, change, failures, last_failure]``:
@@ -41,15 +42,63 @@ FLUSH_SECONDS = 0.02
 FLUSH_ITEMS = 256
 
 
-class Outbox(Subscriber):
-    """The worker's side: outcomes and (if wanted) events, sent in batches."""
+class EventLog(Subscriber):
+    """A process's events as short lists (see the module docstring), kept
+    until taken: what a worker sends back for the submitter to ``replay``.
 
-    def __init__(self, writer: asyncio.StreamWriter, *, events: bool) -> None:
-        self.writer = writer
-        self.events = events
-        self._outcomes: list[list[Any]] = []
+    Progress is coalesced to the last event per object: it only drives a
+    display, and the last word is the one that counts. Nothing is kept while
+    ``enabled`` is False (nobody listens at the other end).
+    """
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
         self._events: list[list[Any]] = []
         self._progress: dict[str, list[Any]] = {}
+
+    def pending(self) -> bool:
+        return bool(self._events or self._progress)
+
+    def take(self) -> list[list[Any]]:
+        """The events kept so far (progress last), and forget them."""
+        events = self._events + list(self._progress.values())
+        self._events, self._progress = [], {}
+        return events
+
+    def _event(self, event: list[Any]) -> None:
+        if self.enabled:
+            self._events.append(event)
+            self._added()
+
+    def _added(self) -> None:
+        """An event was kept (the pool's outbox may have a full message)."""
+
+    def on_queued(self, source: str, size: int) -> None:
+        self._event(["q", source, size])
+
+    def on_progress(self, source: str, done: int, total: int) -> None:
+        if self.enabled:
+            self._progress[source] = ["p", source, done, total]
+
+    def on_retry(self, source: str, error: S3PullError, attempt: int, delay: float) -> None:
+        self._event(["r", source, error_to_json(error), attempt, delay])
+
+    def on_done(self, result: DownloadResult) -> None:
+        self._progress.pop(result.source, None)
+        self._event(["d", result.to_json()])
+
+    def on_error(self, source: str, error: S3PullError) -> None:
+        self._progress.pop(source, None)
+        self._event(["x", source, error_to_json(error)])
+
+
+class Outbox(EventLog):
+    """The pool worker's side: outcomes and (if wanted) events, sent in batches."""
+
+    def __init__(self, writer: asyncio.StreamWriter, *, events: bool) -> None:
+        super().__init__(enabled=events)
+        self.writer = writer
+        self._outcomes: list[list[Any]] = []
         self._full = asyncio.Event()
 
     def send(self, message: dict[str, Any]) -> None:
@@ -57,23 +106,17 @@ class Outbox(Subscriber):
 
     def outcome(self, number: int, outcome: ObjectOutcome) -> None:
         self._outcomes.append([number, outcome.to_json()])
-        self._check()
+        self._added()
 
-    def _event(self, event: list[Any]) -> None:
-        if self.events:
-            self._events.append(event)
-            self._check()
-
-    def _check(self) -> None:
+    def _added(self) -> None:
         if len(self._outcomes) + len(self._events) >= FLUSH_ITEMS:
             self._full.set()
 
     async def flush(self) -> None:
         """Send what is gathered, and wait until the pipe takes it."""
-        if self._outcomes or self._events or self._progress:
-            events = self._events + list(self._progress.values())
-            self.send({"o": self._outcomes, "e": events})
-            self._outcomes, self._events, self._progress = [], [], {}
+        if self._outcomes or self.pending():
+            self.send({"o": self._outcomes, "e": self.take()})
+            self._outcomes = []
         self._full.clear()
         await self.writer.drain()
 
@@ -90,24 +133,6 @@ class Outbox(Subscriber):
         """``Breakers.on_endpoint``: tell the parent, for the other workers."""
         self._events.append(["b", endpoint, change, state.failures, state.last_failure])
         self._full.set()  # the others should know now
-
-    def on_queued(self, source: str, size: int) -> None:
-        self._event(["q", source, size])
-
-    def on_progress(self, source: str, done: int, total: int) -> None:
-        if self.events:
-            self._progress[source] = ["p", source, done, total]
-
-    def on_retry(self, source: str, error: S3PullError, attempt: int, delay: float) -> None:
-        self._event(["r", source, error_to_json(error), attempt, delay])
-
-    def on_done(self, result: DownloadResult) -> None:
-        self._progress.pop(result.source, None)
-        self._event(["d", result.to_json()])
-
-    def on_error(self, source: str, error: S3PullError) -> None:
-        self._progress.pop(source, None)
-        self._event(["x", source, error_to_json(error)])
 
 
 def replay(event: list[Any], events: Events) -> None:
