@@ -5,6 +5,7 @@ errors and cancellations that leave nothing behind."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -338,7 +339,8 @@ def test_cli_info_split_and_text(
     pdf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["pdf", "info", str(pdf), "--json"]) == 0
-    assert '"pages": 7' in capsys.readouterr().out
+    info = json.loads(capsys.readouterr().out)
+    assert info["pages"] == 7 and info["version"] == "1.7" and info["encrypted"] is False
 
     assert (
         main(["pdf", "split", str(pdf), str(tmp_path / "p"), "--ranges", "1-5,6-7", "--json"]) == 0

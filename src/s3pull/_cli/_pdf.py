@@ -168,17 +168,18 @@ async def _pdf(args: argparse.Namespace) -> int:
 
 
 def _print_info(found: Any, *, as_json: bool) -> None:
+    # "1.7", as the file's header writes it, in both forms (PDFium counts 17).
+    version = f"{found.version // 10}.{found.version % 10}" if found.version else None
     if as_json:
         fields = {
             "pages": found.pages,
             "size": found.size,
             "encrypted": found.encrypted,
-            "version": found.version,
+            "version": version,
             "metadata": found.metadata,
         }
         print(json.dumps(fields))
         return
-    version = f"{found.version // 10}.{found.version % 10}" if found.version else None
     rows = [
         ("pages", found.pages),
         ("size", f"{found.size} ({format_size(found.size)})"),
