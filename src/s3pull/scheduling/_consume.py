@@ -11,7 +11,7 @@ here, in two ways, for both clients:
   loop downloads (:meth:`Pipelines.stream_items`, :meth:`Pipelines.parse_stream`);
   the sync facade parses in the caller's thread, each refill of the reader
   one hop to the loop (:meth:`Pipelines.read_items`).
-- **Temp file** (Parquet, Parquet inventory files; PDF next): formats that
+- **Temp file** (Parquet, Parquet inventory files): formats that
   need random access. Download the object (in parallel, verified,
   atomically, within the budget) into a private temp directory, parse the
   file, and remove it when the iteration ends, however it ends: exhausted,
@@ -34,8 +34,9 @@ parser of a local path; the clients wire it::
     def iter_parquet_batches(self, source, **options):
         return self._pipelines().read_file(self._run, source, parquet_reader(**options))
 
-A PDF reader is ``pdf_reader(**options) -> Callable[[Path], Iterator[Page]]``
-and the same two lines. A streamed format is a ``make(source, **options)``
+PDF is not wired here: PDFium is not thread-safe, so ``s3pull.documents``
+downloads with ``AsyncClient.download_to_temp`` and parses in a process of
+its own. A streamed format is a ``make(source, **options)``
 returning an object with ``parse(raw, info)`` and ``batches(raw, info)``
 (see :class:`StreamParser`), wired with :meth:`Pipelines.stream_items` and
 :meth:`Pipelines.read_items`.
