@@ -21,11 +21,11 @@ import base64
 import json
 import pickle
 import signal
-import sys
 from collections.abc import AsyncGenerator
 from typing import Any
 
 from .._errors import DocumentError, S3PullError
+from ..executors import spawn_module
 
 #: The longest line the child may send: one page's text, JSON-encoded.
 MAX_MESSAGE = 256 << 20
@@ -36,15 +36,11 @@ STDERR_TAIL = 2000
 async def parser_messages(request: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
     """The messages the parser process sends for ``request``, as they come;
     its ``{"error": ...}`` is raised here as the s3pull exception it was."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
+    process = await spawn_module(
         "s3pull.documents._worker",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
+        what="the PDF parser process",
         limit=MAX_MESSAGE,
+        new_session=True,
     )
     assert process.stdin and process.stdout and process.stderr
     stderr = asyncio.ensure_future(_tail(process.stderr))

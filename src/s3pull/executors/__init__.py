@@ -17,6 +17,7 @@ from ._pool import (
 )
 from ._run import PoolSetup, ShardedRun, failed_outcome
 from ._shard import ShardOptions, config_from_json, config_to_json, run_shard, run_shards
+from ._spawn import spawn_module
 from ._wire import LINE_LIMIT, EventLog, Outbox, adopt, replay
 
 __all__ = [
@@ -38,5 +39,6 @@ __all__ = [
     "replay",
     "run_shard",
     "run_shards",
+    "spawn_module",
     "spread",
 ]

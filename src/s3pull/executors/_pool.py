@@ -62,7 +62,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
@@ -78,6 +77,7 @@ from ..scheduling import BatchItem
 from ..sinks import Directory, stale_names, temp_prefix
 from ._run import PoolSetup, ShardedRun, failed_outcome
 from ._shard import config_to_json
+from ._spawn import spawn_module
 from ._wire import LINE_LIMIT, replay
 
 #: ``processes="auto"``: how many objects decide, and the average size under
@@ -365,10 +365,6 @@ class Pool(ShardedRun):
             await stdin.drain()  # a dead worker's items come back when its reader sees it
 
 
-#: The directory this s3pull is imported from, for the workers' ``sys.path``.
-_HERE = str(Path(__file__).resolve().parents[2])
-
-
 def init_line(setup: PoolSetup, processes: int) -> bytes:
     """A worker's first line: its configuration, with its share of the budget."""
     share = setup.config.memory_limit // processes
@@ -386,27 +382,7 @@ def init_line(setup: PoolSetup, processes: int) -> bytes:
 
 async def _spawn() -> asyncio.subprocess.Process:
     """Start one worker: a fresh interpreter that imports this very s3pull."""
-    env = dict(os.environ)
-    if _HERE not in sys.path:
-        # Imported from a path the interpreter would not look in by itself
-        # (a script's sys.path.insert). Only then: PYTHONPATH goes before the
-        # standard library, so adding site-packages there could shadow it.
-        path = env.get("PYTHONPATH")
-        env["PYTHONPATH"] = _HERE + (os.pathsep + path if path else "")
-    try:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-P",  # not the current directory first on sys.path: its files are not ours
-            "-m",
-            "s3pull._pool_worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            limit=LINE_LIMIT,
-        )
-    except OSError as exc:
-        raise S3PullError(f"cannot start a worker process: {exc.strerror or exc}") from None
+    return await spawn_module("s3pull._pool_worker", what="a worker process", limit=LINE_LIMIT)
 
 
 def remove_leftovers(items: list[ShardItem]) -> None:
