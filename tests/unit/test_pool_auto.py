@@ -25,7 +25,8 @@ async def stream(items: list[BatchItem]) -> AsyncIterator[BatchItem]:
 
 
 def decide(items: list[BatchItem]) -> tuple[int, bool]:
-    head, large = asyncio.run(_pool._peek(stream(items)))
+    head, large, error = asyncio.run(_pool._peek(stream(items)))
+    assert error is None
     return len(head), large
 
 
@@ -65,3 +66,28 @@ def test_objects_of_unknown_size_stay_in_process() -> None:
 def test_one_core_stays_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_pool, "cores", lambda: 1)
     assert decide([item(i, 1) for i in range(MIN + 1000)]) == (MIN, False)
+
+
+def test_a_listing_that_fails_while_looked_at_gives_its_items_then_its_error() -> None:
+    # Its first page is still downloaded (in process), then the batch ends
+    # with the listing's error, as it would without the look ahead.
+    async def failing() -> AsyncIterator[BatchItem]:
+        for i in range(1000):
+            yield item(i, 1)
+        raise RuntimeError("page 2")
+
+    async def run() -> tuple[list[str], BaseException | None]:
+        head, large, error = await _pool._peek(failing())
+        assert not large
+        seen: list[str] = []
+        chained = _pool._chain(head, failing(), error)
+        try:
+            while True:
+                seen.append((await anext(chained)).destination.name)
+        except RuntimeError as raised:
+            return seen, raised
+        except StopAsyncIteration:
+            return seen, None
+
+    seen, raised = asyncio.run(run())
+    assert len(seen) == 1000 and str(raised) == "page 2"

@@ -117,8 +117,8 @@ async def spread(
     """
     processes = setup.config.processes
     if processes == "auto":
-        head, large = await _peek(items)
-        items = _chain(head, items)
+        head, large, error = await _peek(items)
+        items = _chain(head, items, error)
         processes = cores() if large else 1
     assert isinstance(processes, int)
     outcomes = in_process(items) if processes == 1 else Pool(setup, processes).run(items)
@@ -127,25 +127,41 @@ async def spread(
             yield outcome
 
 
-async def _peek(items: AsyncIterable[BatchItem]) -> tuple[list[BatchItem], bool]:
-    """The batch's first items, and whether they make it worth processes."""
+async def _peek(
+    items: AsyncIterable[BatchItem],
+) -> tuple[list[BatchItem], bool, Exception | None]:
+    """The batch's first items, whether they make it worth processes, and
+    the error that ended the items early, if one did.
+
+    A listing that fails on its second page still has its first page
+    downloaded, in process, before its error ends the batch, as it would
+    without the look ahead (the error is raised after the items, by
+    :func:`_chain`).
+    """
     head: list[BatchItem] = []
     size = 0
-    async for item in items:
-        head.append(item)
-        if item.listed is None:
-            if item.refused is None and not item.noncurrent:
-                return head, False  # sizes unknown: maybe large objects
-        else:
-            size += item.listed.size
-        if len(head) >= AUTO_MIN_OBJECTS:
-            return head, size <= AUTO_MAX_AVERAGE * len(head) and cores() > 1
-    return head, False
+    try:
+        async for item in items:
+            head.append(item)
+            if item.listed is None:
+                if item.refused is None and not item.noncurrent:
+                    return head, False, None  # sizes unknown: maybe large objects
+            else:
+                size += item.listed.size
+            if len(head) >= AUTO_MIN_OBJECTS:
+                return head, size <= AUTO_MAX_AVERAGE * len(head) and cores() > 1, None
+    except Exception as error:  # the listing's own failure, raised in its turn
+        return head, False, error
+    return head, False, None
 
 
-async def _chain(head: list[BatchItem], rest: AsyncIterable[BatchItem]) -> AsyncIterator[BatchItem]:
+async def _chain(
+    head: list[BatchItem], rest: AsyncIterable[BatchItem], error: Exception | None = None
+) -> AsyncIterator[BatchItem]:
     for item in head:
         yield item
+    if error is not None:
+        raise error
     async for item in rest:
         yield item
 
