@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 
 from ._errors import ConfigError
 
@@ -55,6 +54,9 @@ def parse_size(text: str | int) -> int:
     if match is None or unit not in _UNITS:
         raise ConfigError(f"not a size: {text!r} (examples: 64MiB, 8MB, 1048576)")
     # Decimal, not float: 1.005KB is 1005 bytes and 2**60 stays exact.
+    # Imported here: a run that is given no size never needs it.
+    from decimal import Decimal
+
     return int(Decimal(match.group(1)) * _UNITS[unit])
 
 

@@ -250,6 +250,25 @@ def test_import_s3pull_loads_no_client() -> None:
     assert done.stdout.strip() == "['s3pull', 's3pull._cli', 's3pull._version']"
 
 
+def test_cp_of_one_object_loads_no_parser(s3: FaultServer, tmp_path: Path) -> None:
+    # What one download never uses stays unloaded: the consumers (inventory
+    # CSV / Parquet readers) and xml.etree (listings and error bodies only).
+    s3.put_object("bucket", "k", b"abc")
+    code = (
+        "import sys\n"
+        "from s3pull._cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print(code, sorted(m for m in sys.modules if m.startswith("
+        "('s3pull.consumers', 's3pull.scheduling._inventory', 'xml', 'decimal'))))\n"
+    )
+    argv = ["cp", "s3://bucket/k", str(tmp_path / "k"), "--endpoint-url", s3.endpoint_url]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split("\n")[-2] == "0 []"
+    assert (tmp_path / "k").read_bytes() == b"abc"
+
+
 def test_ctrl_c_while_the_command_loads_is_one_line(s3: FaultServer) -> None:
     # The interrupt is raised from inside the import of the commands, the
     # largest part of start-up, so the test does not depend on timing.

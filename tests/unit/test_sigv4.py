@@ -169,9 +169,7 @@ async def test_botocore_credentials_sign_the_same(clean_env: pytest.MonkeyPatch)
     endpoint = S3Endpoint("http://127.0.0.1:9")
     await endpoint.resolve()
     assert not isinstance(endpoint._credentials, Credentials)
-    with mock.patch("s3pull.transport._sigv4.datetime") as fake:
-        fake.datetime.now.return_value = NOW
-        fake.timezone.utc = datetime.UTC
+    with mock.patch("s3pull.transport._sigv4.time.time", return_value=NOW.timestamp()):
         ours = endpoint.signed_headers("GET", "http://127.0.0.1:9/b/k", {"Range": "bytes=0-1"}, "b")
     theirs = botocore_headers(
         "GET",
@@ -181,3 +179,13 @@ async def test_botocore_credentials_sign_the_same(clean_env: pytest.MonkeyPatch)
         "us-east-1",
     )
     assert ours == theirs
+
+
+def test_the_clock_signs_each_second_with_its_own_date() -> None:
+    # X-Amz-Date is kept for the second it was made in: a request of the
+    # next second (or the next day) must carry, and be signed with, its own.
+    credentials = Credentials("AKIDEXAMPLE", "secret")
+    for moment in (NOW, NOW + datetime.timedelta(seconds=1), NOW + datetime.timedelta(days=1)):
+        with mock.patch("s3pull.transport._sigv4.time.time", return_value=moment.timestamp()):
+            ours = sign("GET", URL, {}, credentials, "eu-west-3")
+        assert ours == botocore_headers("GET", URL, {}, credentials, "eu-west-3", moment)

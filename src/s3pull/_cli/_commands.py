@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .._clean import clean
 from .._client import AsyncClient
@@ -21,7 +21,6 @@ from .._events import Subscriber
 from .._results import DOWNLOADED, FAILED, BatchResult, ObjectOutcome, counted
 from .._source import S3Source, parse_prefix
 from .._units import format_size
-from ..consumers import InventoryRecord
 from ..scheduling import copy_stream
 from ..sinks import atomic_file
 from . import _fleet
@@ -33,6 +32,11 @@ from ._progress import (
     _PlainProgress,
     _RichProgress,
 )
+
+if TYPE_CHECKING:
+    # Only for a type: the consumers (CSV, Parquet, ~5 ms) load when an
+    # inventory is read, not for every command.
+    from ..consumers import InventoryRecord
 
 
 def _client(args: argparse.Namespace, subscribers: list[Subscriber]) -> AsyncClient:

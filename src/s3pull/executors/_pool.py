@@ -47,12 +47,18 @@ object (planning, JSON both ways), the workers what the in-process batch
 spends. 20,000 x 16 KiB: 1,684 obj/s in process, 2,280 with 2 processes;
 2000 x 64 KiB: 1,390 vs 1,363 (the start-up eats the gain); 100 x 16 MiB:
 965 vs 858 MB/s (large bodies are read on worker threads that release the
-GIL, so one process already uses both cores). Hence ``"auto"``: one worker
-per core when the batch's first ``AUTO_MIN_OBJECTS`` objects are all known
-(from a listing or inventory) and average at most ``AUTO_MAX_AVERAGE``
-bytes, the objects whose bodies are read on the event loop; otherwise in
-process. Looking at the first thousand items costs nothing: a listing page
-holds as many.
+GIL, so one process already uses both cores). A full bench run later gave
+2000 x 64 KiB 1,334 obj/s in process and 1,510 with 2 (a key list: 1,221
+and 1,410), and 1000 x 16 KiB (the demo's batch) took 1.13 s and 0.73 CPU
+s in process against 1.60 s and 1.18 CPU s with 2: below ~2000 objects the
+workers' start-up (~0.45 CPU s for two, plus the parent's share) costs more
+than the second core gives back. Hence ``"auto"``: one worker per core
+when the batch's first ``AUTO_MIN_OBJECTS`` objects are all known (from a
+listing or inventory) and average at most ``AUTO_MAX_AVERAGE`` bytes, the
+objects whose bodies are read on the event loop; otherwise in process.
+Looking at the first two thousand items costs one more listing page
+before the first download (~30-50 ms on ``wan``) for batches between one
+and two pages long; a batch of one page is decided when its listing ends.
 """
 
 from __future__ import annotations
@@ -82,7 +88,7 @@ from ._wire import LINE_LIMIT, replay
 
 #: ``processes="auto"``: how many objects decide, and the average size under
 #: which they go to worker processes (bodies up to 1 MiB are read on the loop).
-AUTO_MIN_OBJECTS = 1000
+AUTO_MIN_OBJECTS = 2000
 AUTO_MAX_AVERAGE = 1 << 20
 #: Unfinished shards a worker may hold (the one it runs, the next one).
 AHEAD = 2
@@ -111,8 +117,8 @@ async def spread(
     """
     processes = setup.config.processes
     if processes == "auto":
-        head, large = await _peek(items)
-        items = _chain(head, items)
+        head, large, error = await _peek(items)
+        items = _chain(head, items, error)
         processes = cores() if large else 1
     assert isinstance(processes, int)
     outcomes = in_process(items) if processes == 1 else Pool(setup, processes).run(items)
@@ -121,25 +127,41 @@ async def spread(
             yield outcome
 
 
-async def _peek(items: AsyncIterable[BatchItem]) -> tuple[list[BatchItem], bool]:
-    """The batch's first items, and whether they make it worth processes."""
+async def _peek(
+    items: AsyncIterable[BatchItem],
+) -> tuple[list[BatchItem], bool, Exception | None]:
+    """The batch's first items, whether they make it worth processes, and
+    the error that ended the items early, if one did.
+
+    A listing that fails on its second page still has its first page
+    downloaded, in process, before its error ends the batch, as it would
+    without the look ahead (the error is raised after the items, by
+    :func:`_chain`).
+    """
     head: list[BatchItem] = []
     size = 0
-    async for item in items:
-        head.append(item)
-        if item.listed is None:
-            if item.refused is None and not item.noncurrent:
-                return head, False  # sizes unknown: maybe large objects
-        else:
-            size += item.listed.size
-        if len(head) >= AUTO_MIN_OBJECTS:
-            return head, size <= AUTO_MAX_AVERAGE * len(head) and cores() > 1
-    return head, False
+    try:
+        async for item in items:
+            head.append(item)
+            if item.listed is None:
+                if item.refused is None and not item.noncurrent:
+                    return head, False, None  # sizes unknown: maybe large objects
+            else:
+                size += item.listed.size
+            if len(head) >= AUTO_MIN_OBJECTS:
+                return head, size <= AUTO_MAX_AVERAGE * len(head) and cores() > 1, None
+    except Exception as error:  # the listing's own failure, raised in its turn
+        return head, False, error
+    return head, False, None
 
 
-async def _chain(head: list[BatchItem], rest: AsyncIterable[BatchItem]) -> AsyncIterator[BatchItem]:
+async def _chain(
+    head: list[BatchItem], rest: AsyncIterable[BatchItem], error: Exception | None = None
+) -> AsyncIterator[BatchItem]:
     for item in head:
         yield item
+    if error is not None:
+        raise error
     async for item in rest:
         yield item
 

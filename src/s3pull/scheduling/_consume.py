@@ -95,8 +95,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import shutil
-import tempfile
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
@@ -371,6 +369,11 @@ class Pipelines:
     ) -> Path:
         """Download to a file in a new private temp directory (the file keeps
         the object's name); remove it with :func:`remove_temp`."""
+        # Imported here, as in ``remove_temp``: shutil loads the bz2 and lzma
+        # modules (~2 ms), which no plain download needs.
+        import shutil
+        import tempfile
+
         parsed = parse_source(source, version_id=version_id)
         name = safe_name(parsed.name or "download", source=parsed.redacted)
         directory = Path(tempfile.mkdtemp(prefix="s3pull-", dir=dir))
@@ -433,6 +436,8 @@ def _close(items: Iterator[Any]) -> None:
 
 def remove_temp(path: Path) -> None:
     """Remove a file made by :meth:`Pipelines.download_temp` and its private directory."""
+    import shutil
+
     shutil.rmtree(path.parent, ignore_errors=True)
 
 

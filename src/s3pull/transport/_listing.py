@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import unquote_plus
-from xml.etree import ElementTree
 
 from .._errors import ProtocolError
 from ._response import quoted_etag
-from ._xml import parse_xml
+from ._xml import NotXML, parse_xml
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +94,7 @@ def parse_list_page(body: bytes, *, source: str) -> ListPage:
     """
     try:
         root = parse_xml(body)
-    except ElementTree.ParseError as exc:
+    except NotXML as exc:
         raise ProtocolError(f"the listing is not XML: {exc}", source=source) from None
     if root.tag != "ListBucketResult":
         raise ProtocolError(f"expected a ListBucketResult, got <{root.tag}>", source=source)

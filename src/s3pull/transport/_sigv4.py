@@ -12,6 +12,7 @@ import datetime
 import functools
 import hashlib
 import hmac
+import time
 from typing import NamedTuple
 from urllib.parse import SplitResult, urlsplit
 
@@ -48,6 +49,13 @@ class Credentials(NamedTuple):
 def host_header(url: str | SplitResult) -> str:
     """The Host header for ``url``: its host, and its port unless the default."""
     parts = urlsplit(url) if isinstance(url, str) else url
+    return _host_of(parts.scheme, parts.netloc)
+
+
+@functools.lru_cache(maxsize=64)
+def _host_of(scheme: str, netloc: str) -> str:
+    """``host_header`` of an origin: every request to it asks the same."""
+    parts = SplitResult(scheme, netloc, "", "", "")
     host = parts.hostname or ""
     if ":" in host:  # an IPv6 literal
         host = f"[{host}]"
@@ -66,6 +74,13 @@ def _canonical_query(query: str) -> str:
 
 def _hmac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode(), hashlib.sha256).digest()
+
+
+@functools.lru_cache(maxsize=4)
+def _timestamp(second: int) -> str:
+    """``X-Amz-Date`` for a whole second of the clock: the same for every
+    request sent in it (a batch of small objects signs hundreds a second)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
 
 
 @functools.lru_cache(maxsize=16)
@@ -90,8 +105,7 @@ def sign(
 ) -> dict[str, str]:
     """``headers`` plus ``X-Amz-Date``, ``X-Amz-Content-SHA256``, the security
     token if any and ``Authorization`` for a body-less request to ``url``."""
-    moment = now or datetime.datetime.now(datetime.UTC)
-    timestamp = moment.strftime("%Y%m%dT%H%M%SZ")
+    timestamp = _timestamp(int(time.time())) if now is None else now.strftime("%Y%m%dT%H%M%SZ")
     date = timestamp[:8]
     signed = {
         name: value

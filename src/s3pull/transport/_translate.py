@@ -20,7 +20,6 @@ import socket
 import ssl
 from collections.abc import Mapping
 from typing import Any
-from xml.etree import ElementTree
 
 from .._errors import (
     AccessDeniedError,
@@ -36,7 +35,7 @@ from .._errors import (
     TransferError,
     TransientError,
 )
-from ._xml import parse_xml
+from ._xml import NotXML, parse_xml
 
 _CREDENTIAL_CODES = frozenset(
     {
@@ -135,7 +134,7 @@ def _code_and_message(body: bytes) -> tuple[str | None, str]:
     page from a proxy, nothing at all after a HEAD)."""
     try:
         root = parse_xml(body)
-    except ElementTree.ParseError:
+    except NotXML:
         return None, ""
     error = root if root.tag == "Error" else root.find("Error")
     if error is None:
