@@ -24,7 +24,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 WORK = BENCH_DIR / ".work"
 RESULTS = BENCH_DIR / "results"
-SHM_ROOT = Path("/dev/shm") / "s3pull-bench"
+# One per run: a run removes its output root when it ends, and two runs on one
+# machine (another checkout's A/B, say) must not remove each other's files.
+SHM_ROOT = Path("/dev/shm") / f"s3pull-bench-{os.getpid()}"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -118,11 +118,11 @@ def _verify(job: Job, expected: list[data.Entry]) -> str | None:
             wanted[job.dest / entry.key] = entry  # a key list lands at the full key
         else:
             wanted[job.dest / entry.key[len(job.prefix) :]] = entry
+    missing = [path for path in wanted if not path.exists()]
+    if missing:
+        return f"{len(missing)} of {len(wanted)} file(s) missing, e.g. {missing[0].name}"
     for path, entry in wanted.items():
-        try:
-            size = path.stat().st_size
-        except OSError:
-            return f"missing {path.name}"
+        size = path.stat().st_size
         if size != entry.size:
             return f"{path.name}: {size} bytes, expected {entry.size}"
         if data.md5_of(path) != entry.md5:
