@@ -222,3 +222,33 @@ async def test_a_larger_object_guessed_small_still_comes_whole(
     # first bytes did); parts 1 and 2 on worker threads.
     threads = {name.startswith("s3pull-body") for name in writers["large.bin"]}
     assert threads == {True, False} or (broken and threads == {True})
+
+
+class _Retries(s3pull.Subscriber):
+    def __init__(self) -> None:
+        self.attempts: list[int] = []
+
+    def on_retry(self, source: str, error: s3pull.S3PullError, attempt: int, delay: float) -> None:
+        self.attempts.append(attempt)
+
+
+def test_a_failed_first_get_counts_towards_the_heads_attempts(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    # The first GET fails, then the HEAD that takes over from it: max_attempts
+    # bounds the requests of both together, numbered once, as one request's.
+    s3.put_object("bucket", "small.bin", b"small")
+    s3.add_fault("bucket", "small.bin", Fault.status(500))
+    config = TransferConfig(
+        part_size=1 * MiB, retry=s3pull.RetryConfig(max_attempts=3, backoff_base=0.01)
+    )
+    retries = _Retries()
+    with (
+        Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[retries]) as client,
+        pytest.raises(s3pull.ServerError) as caught,
+    ):
+        client.download_file("s3://bucket/small.bin", tmp_path / "small.bin")
+    assert [r.method for r in s3.requests] == ["GET", "HEAD", "HEAD"]
+    assert retries.attempts == [1, 2]
+    assert caught.value.attempts == 3
+    assert leftovers(tmp_path) == []

@@ -148,8 +148,10 @@ class Downloader:
         info, _ = await self._stat(source)
         return info
 
-    async def _stat(self, source: Source) -> tuple[ObjectInfo, int]:
-        return await self.retrier.run(lambda: self.transport.head(source), source.redacted)
+    async def _stat(self, source: Source, failed_before: int = 0) -> tuple[ObjectInfo, int]:
+        return await self.retrier.run(
+            lambda: self.transport.head(source), source.redacted, failed_before=failed_before
+        )
 
     async def download(
         self,
@@ -214,6 +216,8 @@ class Downloader:
         attempts = 0
         restarted = False
         first: FirstGet | None = None
+        #: A failed first GET's attempt, which the HEAD after it goes on from.
+        failed_get = 0
         if info is None and await self._starts_with_get(source, listed, target):
             try:
                 return await self._download_whole(source, listed, target, started)
@@ -223,13 +227,18 @@ class Downloader:
             except _FastPathFailed as failed:
                 attempts = failed.attempts  # on to the HEAD and ranged GETs
                 restarted = failed.mismatched  # a checksum mismatch is retried once, not twice
+                # A GET that failed (rather than one whose bytes did not
+                # match) is the first of the HEAD's attempts: max_attempts
+                # bounds their requests together.
+                failed_get = 0 if failed.mismatched else failed.attempts
         while True:
             try:
                 if info is None:
-                    info, stat_attempts = await self._stat(source)
+                    info, stat_attempts = await self._stat(source, failed_get)
                     # Attempts, not requests: a HEAD that succeeded at once and
                     # the GET after it are one attempt; only its retries count.
-                    attempts += stat_attempts - 1
+                    attempts += stat_attempts - 1 - failed_get
+                    failed_get = 0
                 try:
                     return await self._download(source, info, target, started, attempts, first)
                 finally:

@@ -50,15 +50,20 @@ class Retrier:
         self.events = events
         self.sleep = sleep
 
-    async def run(self, attempt: Callable[[], Awaitable[_T]], where: str) -> tuple[_T, int]:
+    async def run(
+        self, attempt: Callable[[], Awaitable[_T]], where: str, *, failed_before: int = 0
+    ) -> tuple[_T, int]:
         """Await ``attempt()`` until it succeeds; return its result and the attempts made.
 
         ``where``: the redacted source, for events and the final error.
+        ``failed_before``: failures of another request this one takes over
+        from (a first GET's, for the HEAD after it): they count towards
+        ``max_attempts`` and the attempts go on from them.
 
         Raises:
             S3PullError: the last failure, once the policy gives up.
         """
-        failures = 0
+        failures = failed_before
         while True:
             try:
                 result = await attempt()
