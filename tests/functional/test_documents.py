@@ -147,6 +147,23 @@ def test_encrypted_pdf_needs_its_password(pdf: Path, tmp_path: Path) -> None:
     assert texts_of(parts[0].path) == [page_text(n) for n in range(1, PAGES + 1)]
 
 
+def test_cli_takes_the_password_from_the_environment(
+    pdf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pikepdf = pytest.importorskip("pikepdf")
+    locked = tmp_path / "locked.pdf"
+    with pikepdf.open(pdf) as source:
+        source.save(locked, encryption=pikepdf.Encryption(user="secret", owner="owner"))
+    assert main(["pdf", "info", str(locked), "--json"]) == 1
+    assert "needs a password" in capsys.readouterr().err
+
+    monkeypatch.setenv("S3PULL_PDF_PASSWORD", "secret")
+    assert main(["pdf", "info", str(locked), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pages"] == PAGES
+    assert main(["pdf", "info", str(locked), "--password", "guess"]) == 1  # the option wins
+    assert "password is wrong" in capsys.readouterr().err
+
+
 # -- bad input -----------------------------------------------------------------
 
 
