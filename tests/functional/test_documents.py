@@ -5,6 +5,7 @@ errors and cancellations that leave nothing behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import s3pull
 from s3pull import (
     AsyncClient,
     Client,
@@ -407,11 +409,10 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
-def test_ctrl_c_during_a_split_kills_the_parser_and_leaves_nothing(
-    long_pdf: Path, tmp_path: Path
-) -> None:
-    marker = f"S3PULL_TEST_MARK={os.getpid()}-{tmp_path.name}"
-    out = tmp_path / "out"
+@contextlib.contextmanager
+def _splitting(long_pdf: Path, out: Path, marker: str) -> Iterator[subprocess.Popen[str]]:
+    """``s3pull pdf split`` in a subprocess (its and its parser's environment
+    marked with ``marker``), once it has written its first part."""
     env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
     argv = [sys.executable, "-m", "s3pull", "pdf", "split", str(long_pdf), str(out)]
     with subprocess.Popen(
@@ -422,6 +423,16 @@ def test_ctrl_c_during_a_split_kills_the_parser_and_leaves_nothing(
     ) as cli:
         assert cli.stderr is not None
         assert "pages" in cli.stderr.readline()  # the first part is written
+        yield cli
+
+
+def test_ctrl_c_during_a_split_kills_the_parser_and_leaves_nothing(
+    long_pdf: Path, tmp_path: Path
+) -> None:
+    marker = f"S3PULL_TEST_MARK={os.getpid()}-{tmp_path.name}"
+    out = tmp_path / "out"
+    with _splitting(long_pdf, out, marker) as cli:
+        assert cli.stderr is not None
         parsers = [pid for pid in _processes_with(marker) if pid != cli.pid]
         assert len(parsers) == 1
         os.kill(parsers[0], signal.SIGSTOP)  # hold it mid-split, whatever the machine's speed
@@ -431,6 +442,22 @@ def test_ctrl_c_during_a_split_kills_the_parser_and_leaves_nothing(
     assert err.endswith("s3pull: interrupted; no partial files left\n"), err
     assert _processes_with(marker) == []
     assert leftovers(out) == []
+
+
+def test_a_split_killed_outright_leaves_a_staging_directory_that_clean_removes(
+    long_pdf: Path, tmp_path: Path
+) -> None:
+    marker = f"S3PULL_TEST_MARK={os.getpid()}-{tmp_path.name}"
+    out = tmp_path / "out"
+    with _splitting(long_pdf, out, marker) as cli:
+        for pid in _processes_with(marker):
+            os.kill(pid, signal.SIGKILL)  # the CLI and its parser: no cleanup at all
+        cli.wait(timeout=60)
+    [staging] = out.iterdir()
+    assert staging.name.startswith(".s3pull-split-") and any(staging.iterdir())
+    assert s3pull.clean(out, dry_run=True) == [staging]
+    assert main(["clean", str(out)]) == 0
+    assert list(out.iterdir()) == []
 
 
 def test_a_plain_download_loads_no_pdf_library(s3: FaultServer, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import s3pull
-from s3pull.sinks import TempFile
+from s3pull.sinks import STAGING_PREFIX, StagingDirectory, TempFile
 
 OURS = (
     ".a.bin.s3pull-0123456789ab.part",
@@ -72,3 +72,19 @@ def test_clean_refuses_what_is_not_a_directory(tmp_path: Path) -> None:
     for path in (tmp_path / "missing", a_file):
         with pytest.raises(s3pull.ConfigError, match="not a directory"):
             s3pull.clean(path)
+
+
+def test_clean_removes_a_dead_splits_staging_directory_but_not_a_live_one(
+    tmp_path: Path,
+) -> None:
+    dead = tmp_path / "parts" / f"{STAGING_PREFIX}abc123"
+    _plant(dead, ("doc.p0001-0050.pdf", ".doc.p0051-0100.pdf.s3pull-0123456789ab.part"))
+    (mine,) = _plant(tmp_path, (f"{STAGING_PREFIX}not-a-directory",))
+    with StagingDirectory(tmp_path / "parts") as live:
+        _plant(live.path, ("doc.p0001-0050.pdf",))
+        assert s3pull.clean(tmp_path, dry_run=True) == [dead]
+        assert dead.exists()
+        assert s3pull.clean(tmp_path) == [dead]
+        assert not dead.exists() and live.path.exists() and mine.exists()
+    assert not live.path.exists()  # its owner removes it
+    assert s3pull.clean(tmp_path) == []

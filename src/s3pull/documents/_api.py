@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from .._client import AsyncClient
 from .._errors import DocumentError, LocalError, TooLargeError
 from .._source import parse_source
 from .._sync import Client
-from ..sinks import Directory, atomic_file, local_error
+from ..sinks import StagingDirectory, atomic_file
 from ._plan import DEFAULT_PAGES_PER_PART, check_split_options
 from ._process import parser_messages
 
@@ -184,10 +182,10 @@ async def split_pdf_async(
     total = 0
     # Made before the download: a destination that cannot be written is an
     # error now, not after 584 MB.
-    staging = await asyncio.to_thread(_staging, directory)
+    staging = await asyncio.to_thread(StagingDirectory, directory)
     try:
         async with local_copy(source, client) as path:
-            messages = parser_messages({**request, "path": str(path), "staging": str(staging)})
+            messages = parser_messages({**request, "path": str(path), "staging": str(staging.path)})
             async with aclosing(messages):
                 async for message in messages:
                     if "pages" in message:
@@ -198,21 +196,8 @@ async def split_pdf_async(
                         parts = message["result"]
     finally:
         # Empty after a split; after an error or a killed parser, whatever it wrote.
-        await asyncio.to_thread(shutil.rmtree, staging, True)
+        await asyncio.to_thread(staging.remove)
     return [PdfPart(directory / p["name"], p["first"], p["last"], p["bytes"]) for p in parts]
-
-
-#: The private directory a split writes its parts into, inside the destination.
-STAGING_PREFIX = ".s3pull-split-"
-
-
-def _staging(directory: Path) -> Path:
-    """A new private directory in ``directory`` (made if missing)."""
-    Directory.open(directory).close()  # made, or the LocalError of why not
-    try:
-        return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=directory))
-    except OSError as exc:
-        raise local_error(exc, "create a directory in", directory) from exc
 
 
 async def extract_text_async(

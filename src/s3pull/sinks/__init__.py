@@ -4,7 +4,8 @@ A temp file next to the destination (random name, ``O_EXCL|O_NOFOLLOW``)
 written at offsets with ``pwrite``, fsynced and renamed over it; the resume
 journal of its durable parts; the directory handle through which every name
 is opened, renamed and removed without following a link; the leftovers a
-crashed run left (``stale_files``, ``remove_stale``). Every file s3pull
+crashed run left (``stale_files``, ``remove_stale``, ``stale_staging``);
+the staging directory of files that appear together (``StagingDirectory``). Every file s3pull
 writes goes through here: objects, JSONL, text.
 
 May import: only the shared modules (``_errors``): never planning,
@@ -29,6 +30,7 @@ from ._journal import (
     stale_files,
     stale_names,
 )
+from ._staging import STAGING_PREFIX, StagingDirectory, stale_staging
 from ._tempfile import (
     TEMP_MARKER,
     TEMP_SUFFIX,
@@ -39,12 +41,14 @@ from ._tempfile import (
 )
 
 __all__ = [
+    "STAGING_PREFIX",
     "TEMP_MARKER",
     "TEMP_SUFFIX",
     "Directory",
     "Identity",
     "Journal",
     "Resumable",
+    "StagingDirectory",
     "TempFile",
     "atomic_file",
     "find_resumable",
@@ -57,5 +61,6 @@ __all__ = [
     "resolve_destination",
     "stale_files",
     "stale_names",
+    "stale_staging",
     "temp_prefix",
 ]
