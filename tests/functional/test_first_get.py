@@ -252,3 +252,22 @@ def test_a_failed_first_get_counts_towards_the_heads_attempts(
     assert retries.attempts == [1, 2]
     assert caught.value.attempts == 3
     assert leftovers(tmp_path) == []
+
+
+def test_a_listed_objects_failed_get_counts_towards_its_parts_attempts(
+    s3: FaultServer, tmp_path: Path
+) -> None:
+    # The plain GET of a listed object fails, a HEAD answers, and part 0's
+    # ranged GETs go on from that failure: three GETs in all for max_attempts=3.
+    s3.put_object("bucket", "dir/small.bin", b"small")
+    s3.add_fault("bucket", "dir/small.bin", Fault.status(500), method="GET")
+    config = TransferConfig(
+        part_size=1 * MiB, retry=s3pull.RetryConfig(max_attempts=3, backoff_base=0.01)
+    )
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/dir/", tmp_path)
+    [failed] = batch.failures
+    assert failed.error is not None and failed.error.attempts == 3
+    gets = [r for r in s3.requests if r.method == "GET" and r.key == "dir/small.bin"]
+    assert len(gets) == 3
+    assert leftovers(tmp_path) == []

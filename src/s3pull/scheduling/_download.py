@@ -216,7 +216,8 @@ class Downloader:
         attempts = 0
         restarted = False
         first: FirstGet | None = None
-        #: A failed first GET's attempt, which the HEAD after it goes on from.
+        #: A failed first GET's attempt, which the HEAD after it and the GETs
+        #: of part 0 go on from: max_attempts bounds each request's tries.
         failed_get = 0
         if info is None and await self._starts_with_get(source, listed, target):
             try:
@@ -238,13 +239,15 @@ class Downloader:
                     # Attempts, not requests: a HEAD that succeeded at once and
                     # the GET after it are one attempt; only its retries count.
                     attempts += stat_attempts - 1 - failed_get
-                    failed_get = 0
                 try:
-                    return await self._download(source, info, target, started, attempts, first)
+                    return await self._download(
+                        source, info, target, started, attempts, first, failed_get
+                    )
                 finally:
                     if first is not None:
                         await first.close()  # unread if no part took it
                         first = None  # a restart asks a HEAD what the object is now
+                    failed_get = 0  # a restart is of every byte, counted afresh
             except (IntegrityError, ObjectChangedError) as error:
                 changed = isinstance(error, ObjectChangedError)
                 if restarted or (changed and self.config.on_change != "restart"):
@@ -263,6 +266,7 @@ class Downloader:
         started: float,
         attempts: int,
         first: FirstGet | None = None,
+        failed_first: int = 0,
     ) -> DownloadResult:
         destination = target.file
         original = source
@@ -281,6 +285,7 @@ class Downloader:
             with TempFile(destination, info.size, directory=directory, resume=resume) as file:
                 state = ObjectDownload(source, info, check, file=file)
                 state.attempts = attempts
+                state.failed_first = failed_first
                 if identity is not None:
                     known = resumable.parts if resumable is not None and file.resumed else {}
                     state.journal = Journal(directory, journal_name(file.name), identity, known)

@@ -125,6 +125,9 @@ class ObjectDownload:
             self.put = window.put
         self.check = check
         self.attempts = 0
+        #: Failures of a GET of part 0 before this download (the object's
+        #: first, plain GET): part 0's GETs go on counting from them.
+        self.failed_first = 0
         self.done = 0
         self.reported = 0
         self.parts: list[Part] = []
@@ -317,6 +320,8 @@ class PartFetcher:
         position = part.first
         crc = state.crcs[part.index] if state.crcs is not None else None
         failures = 0
+        if part.first == 0:
+            failures, state.failed_first = state.failed_first, 0
         stream_cost = self.config.stream_cost
         while True:
             attempt_start = position
