@@ -24,6 +24,10 @@ MAX_PARTS = 10_000
 SSE_C_KEY_BYTES = 32
 #: The environment variable the CLI takes an SSE-C key from, base64-encoded.
 SSE_C_KEY_ENV = "S3PULL_SSE_C_KEY"
+#: The password of encrypted PDFs when none is given: the parser process reads
+#: it, so the CLI, the library and Celery workers all take it from there, and
+#: it need be neither in a process list nor in a broker's task message.
+PDF_PASSWORD_ENV = "S3PULL_PDF_PASSWORD"
 REQUEST_PAYERS = ("requester",)
 
 

@@ -149,7 +149,7 @@ def test_encrypted_pdf_needs_its_password(pdf: Path, tmp_path: Path) -> None:
     assert texts_of(parts[0].path) == [page_text(n) for n in range(1, PAGES + 1)]
 
 
-def test_cli_takes_the_password_from_the_environment(
+def test_the_password_comes_from_the_environment_when_not_given(
     pdf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pikepdf = pytest.importorskip("pikepdf")
@@ -160,6 +160,7 @@ def test_cli_takes_the_password_from_the_environment(
     assert "needs a password" in capsys.readouterr().err
 
     monkeypatch.setenv("S3PULL_PDF_PASSWORD", "secret")
+    assert documents.info(locked).pages == PAGES  # the library's default too
     assert main(["pdf", "info", str(locked), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["pages"] == PAGES
     assert main(["pdf", "info", str(locked), "--password", "guess"]) == 1  # the option wins

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from .._config import PDF_PASSWORD_ENV
 from .._units import format_size
 from ._commands import _client, _progress
 from ._progress import PLAIN_PROGRESS_SECONDS, PROGRESS_MODES, Clock, _console, _RichProgress
-
-#: Where ``--password`` comes from when it is not given.
-PASSWORD_ENV = "S3PULL_PDF_PASSWORD"
 
 
 def add_commands(
@@ -42,8 +39,7 @@ def add_commands(
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument(
         "--password",
-        default=os.environ.get(PASSWORD_ENV),
-        help=f"the password of an encrypted PDF (default: {PASSWORD_ENV}, which, unlike "
+        help=f"the password of an encrypted PDF (default: {PDF_PASSWORD_ENV}, which, unlike "
         "an argument, other users cannot read in the process list)",
     )
     options.add_argument("--json", action="store_true", help="print JSON on stdout")

@@ -8,6 +8,8 @@ the text file) as a result. Pass the PDF's ``size`` when it is known: the
 router (:func:`s3pull.celery.route_by_size`) then sends large documents to
 ``s3pull.large``, whose workers have the memory for them. A bad document is
 the task's exception (a pickled ``DocumentError``), with nothing written.
+A ``password`` argument travels in the task message, through the broker:
+leave it out and set ``S3PULL_PDF_PASSWORD`` in the worker's environment.
 
 A child's memory during such a task: its budget (``child_budget``) for the
 download, then the parser process (~40 MB + one part's objects), which runs

@@ -155,7 +155,8 @@ async def split_pdf_async(
         destination: the directory for the parts (made if missing).
         pages_per_part: pages per part (default: 50).
         ranges: instead, the parts' page ranges, e.g. ``"1-100,101-250"``.
-        password: the password of an encrypted PDF.
+        password: the password of an encrypted PDF (default:
+            ``S3PULL_PDF_PASSWORD``, read by the parser process).
         client: the client to download with (default: a new one).
         on_pages: called with (pages copied, pages to copy) as parts are made.
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._config import PDF_PASSWORD_ENV
 from .._errors import (
     ConfigError,
     CorruptDocumentError,
@@ -80,7 +81,12 @@ def check_file(path: Path) -> int:
 
 
 def open_document(path: Path, password: str | None) -> Any:
-    """The open ``PdfDocument``, or the s3pull error of why it cannot be opened."""
+    """The open ``PdfDocument``, or the s3pull error of why it cannot be opened.
+
+    No ``password`` means ``S3PULL_PDF_PASSWORD``'s, if it is set.
+    """
+    if password is None:
+        password = os.environ.get(PDF_PASSWORD_ENV)
     pdfium = _pdfium()
     try:
         return pdfium.PdfDocument(str(path), password=password)
