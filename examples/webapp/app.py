@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import signal
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -151,6 +153,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
+    # uvicorn shuts down on SIGTERM, then raises it again with the handler it
+    # found: the default one would end the process before the downloads'
+    # temp directory and the S3 server are cleaned up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with FaultServer() as server, tempfile.TemporaryDirectory(prefix="s3pull-web-") as tmp:
         stock(server)
         print(f"s3pull live page: http://127.0.0.1:{args.port}/ (objects: s3://demo/photos/)")

@@ -235,3 +235,32 @@ def test_the_page_shows_bars_advancing_to_100_percent_and_the_counts(
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         browser.quit()
+
+
+def test_make_webapp_stopped_by_sigterm_removes_its_downloads(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    port = free_port()
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    app = ROOT / "examples/webapp/app.py"
+    with subprocess.Popen(
+        [sys.executable, "-u", str(app), "--port", str(port)], env=env, stdout=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None
+        assert b"s3pull live page" in process.stdout.readline()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                started = httpx.post(
+                    f"http://127.0.0.1:{port}/api/downloads",
+                    json={"source": "s3://demo/photos/image-2.jpg"},
+                )
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)  # uvicorn not listening yet
+        assert started.status_code == 200
+        [downloads] = tmp_path.glob("s3pull-web-*")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    assert not downloads.exists()
