@@ -24,7 +24,7 @@ def test_ranges_read_as_a_reader_counts_pages() -> None:
     ("text", "message"),
     [
         ("0-3", "pages count from 1"),
-        ("5-3", "empty page range '5-3'"),
+        ("5-3", "empty page range '5-3': it ends before it starts"),
         ("1-11", "outside the document (10 pages)"),
         ("11", "outside the document"),
         ("a-b", "bad page range 'a-b'"),

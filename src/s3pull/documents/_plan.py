@@ -52,8 +52,10 @@ def parse_ranges(text: str, pages: int) -> list[tuple[int, int]]:
         first = int(match[1])
         # "7" is page 7, "7-12" pages 7 to 12, "7-" page 7 to the end.
         last = first if match[2] is None else int(match[2]) if match[2] else pages
-        if first < 1 or last < first:
-            raise PageRangeError(f"empty page range {piece.strip()!r}: pages count from 1")
+        if first < 1:
+            raise PageRangeError(f"bad page range {piece.strip()!r}: pages count from 1")
+        if last < first:
+            raise PageRangeError(f"empty page range {piece.strip()!r}: it ends before it starts")
         if last > pages:
             raise PageRangeError(
                 f"page range {piece.strip()!r} is outside the document ({pages} pages)"
