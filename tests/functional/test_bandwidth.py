@@ -51,7 +51,7 @@ def test_a_download_into_a_file_keeps_to_the_limit(s3: FaultServer, tmp_path: Pa
 
 
 async def test_an_ordered_stream_keeps_to_the_limit(s3: FaultServer) -> None:
-    # Ordered streams read their bodies through aiohttp, on the event loop.
+    # Ordered streams read their bodies on the event loop.
     started = time.monotonic()
     async with (
         AsyncClient(endpoint_url=s3.endpoint_url, config=CONFIG, subscribers=[]) as client,

@@ -376,8 +376,9 @@ def test_bytes_beyond_content_length_after_a_large_body_are_not_written(
 
 
 def test_junk_after_a_short_body_once_is_retried(s3: FaultServer, tmp_path: Path) -> None:
-    # When the junk shares a socket read with the body, aiohttp's parser rejects
-    # the whole answer as a bad status line: that must be retried, not final.
+    # Junk after the body, on a kept-alive connection: that connection must
+    # not carry another request, and if the junk is taken for the next
+    # answer's status line, that is retried, not final.
     small = DATA[:12345]
     s3.put_object(BUCKET, "small.bin", small)
     for _ in range(5):

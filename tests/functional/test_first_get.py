@@ -162,16 +162,6 @@ def _writers(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
     return writers
 
 
-async def _with_aiohttp(client: AsyncClient, s3: FaultServer) -> None:
-    """Read a tiny object as an ordered stream: aiohttp is imported once it returns.
-
-    (A guessed size never waits for that import; these tests want it done.)
-    """
-    s3.put_object("bucket", "tiny", b"tiny")
-    async with client.open("s3://bucket/tiny") as stream:
-        assert await stream.read() == b"tiny"
-
-
 def _on_threads(names: set[str]) -> bool:
     return all(name.startswith("s3pull-body") for name in names)
 
@@ -180,14 +170,13 @@ async def test_small_objects_of_unknown_size_after_the_first_are_read_on_the_loo
     s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The transport guesses an unknown size from the last one: the first
-    # body goes to a worker thread, the later small ones through aiohttp,
+    # body goes to a worker thread, the later small ones on the loop,
     # as a listing's small objects do. Still one GET each.
     objects = _small_objects(s3, 4)
     first, *rest = objects
     writers = _writers(monkeypatch)
     async with AsyncClient(endpoint_url=s3.endpoint_url, config=CONFIG, subscribers=[]) as client:
         await client.download_file(f"s3://bucket/{first}", tmp_path / first)
-        await _with_aiohttp(client, s3)
         batch = await client.download_many([f"s3://bucket/{key}" for key in rest], tmp_path)
     assert batch.ok and files_under(tmp_path) == objects
     gets = [(r.method, r.range_header) for r in s3.requests if r.key in objects]
@@ -200,7 +189,7 @@ async def test_a_larger_object_guessed_small_still_comes_whole(
     s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: bool
 ) -> None:
     # After a small object the guess is wrong: the larger one's first GET is
-    # read through aiohttp, cut at the end of part 0, resumed if it breaks.
+    # read on the loop, cut at the end of part 0, resumed if it breaks.
     small = pattern(64 * KiB, seed=11)
     large = pattern(3 * MiB, seed=12)
     s3.put_object("bucket", "small.bin", small, checksum_algorithm="CRC32C")
@@ -210,7 +199,6 @@ async def test_a_larger_object_guessed_small_still_comes_whole(
     writers = _writers(monkeypatch)
     async with AsyncClient(endpoint_url=s3.endpoint_url, config=CONFIG, subscribers=[]) as client:
         await client.download_file("s3://bucket/small.bin", tmp_path / "small.bin")
-        await _with_aiohttp(client, s3)
         result = await client.download_file("s3://bucket/large.bin", tmp_path / "large.bin")
     assert (tmp_path / "large.bin").read_bytes() == large
     assert result.verified == "CRC32C"
@@ -218,7 +206,7 @@ async def test_a_larger_object_guessed_small_still_comes_whole(
     assert all(r.method == "GET" for r in gets) and len(gets) == (4 if broken else 3)
     [plain] = [r for r in gets if r.range_header is None]  # no HEAD, one plain GET
     assert plain.outcome == ("reset" if broken else "complete")
-    # Part 0 through aiohttp, on the loop (unless the reset came before its
+    # Part 0 on the loop (unless the reset came before its
     # first bytes did); parts 1 and 2 on worker threads.
     threads = {name.startswith("s3pull-body") for name in writers["large.bin"]}
     assert threads == {True, False} or (broken and threads == {True})

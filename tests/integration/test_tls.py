@@ -1,9 +1,10 @@
 """HTTPS end to end, against a file server with a certificate from a test CA.
 
-Both HTTP clients take part in one download: aiohttp for the probe of byte 0
-and http.client on worker threads for the parts. Each must verify the
-server against the CA store that ``SSL_CERT_FILE`` names, and refuse it
-otherwise, with a one-line error and nothing left behind.
+Both HTTP clients are tested: http.client on worker threads (the probe of
+byte 0 and the parts of a download) and the event loop's own (ordered
+streams, small objects). Each must verify the server against the CA store
+that ``SSL_CERT_FILE`` names, and refuse it otherwise, with a one-line error
+and nothing left behind, and each must reach it through a ``CONNECT`` proxy.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import trustme
 from s3pull import TransferConfig, TransferError
 from s3pull._source import HttpSource
 from s3pull.transport import BlockingResponse, S3Endpoint, Transport
+from s3pull.transport._loop import LoopResponse
 
 from ..support import leftovers, pattern
 from .conftest import RangeFileServer
@@ -168,24 +170,48 @@ def test_https_to_an_unknown_ca_fails_in_one_line(https_server: str, tmp_path: P
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("client", ["threads", "loop"])
 @pytest.mark.parametrize("trusted", [True, False])
-async def test_worker_thread_gets_verify_the_certificate(
-    https_server: str, ca_file: Path, trusted: bool, monkeypatch: pytest.MonkeyPatch
+async def test_each_client_verifies_the_certificate(
+    https_server: str, ca_file: Path, trusted: bool, client: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The threaded client builds its TLS context on first use, so the CA
-    # store the environment names at that moment is the one it trusts.
+    # The transport builds its TLS context on first use, so the CA store the
+    # environment names at that moment is the one it trusts.
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file) if trusted else os.devnull)
     transport = Transport(TransferConfig(), S3Endpoint())
+    ordered = client == "loop"  # an ordered stream is read on the loop
     try:
         if not trusted:
             with pytest.raises(TransferError, match="TLS failed"):
-                async with transport.get(HttpSource(https_server), 0, 99):
+                async with transport.get(HttpSource(https_server), 0, 99, ordered=ordered):
                     pass
             return
-        async with transport.get(HttpSource(https_server), 0, 99) as response:
-            assert isinstance(response, BlockingResponse)
+        async with transport.get(HttpSource(https_server), 0, 99, ordered=ordered) as response:
+            assert isinstance(response, LoopResponse if ordered else BlockingResponse)
             body = bytearray()
             await response.pump(lambda chunk, _: body.extend(chunk), 64 * 1024)
         assert bytes(body) == DATA[:100]
     finally:
         await transport.close()
+
+
+async def test_the_loop_client_goes_through_a_connect_proxy(
+    https_server: str, ca_file: Path, connect_proxy: ConnectProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    monkeypatch.setenv("HTTPS_PROXY", connect_proxy.url.replace("http://", "http://me:pw@"))
+    for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    transport = Transport(TransferConfig(), S3Endpoint())
+    try:
+        for _ in range(2):
+            async with transport.get(HttpSource(https_server), ordered=True) as response:
+                assert isinstance(response, LoopResponse)
+                body = bytearray()
+                await response.pump(lambda chunk, _, body=body: body.extend(chunk), 64 * 1024)
+            assert bytes(body) == DATA
+    finally:
+        await transport.close()
+    origin = https_server.split("/")[2]
+    assert connect_proxy.tunnels
+    assert set(connect_proxy.tunnels) == {(f"CONNECT {origin}", "Basic bWU6cHc=")}

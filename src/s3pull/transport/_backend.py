@@ -13,12 +13,18 @@ nothing above it ever sees an aiohttp or an ``http.client`` exception.
 
 from __future__ import annotations
 
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
+from .._errors import ProtocolError
 from ._proxies import Proxy
 from ._response import ResponseHead
+
+#: Redirects followed for plain HTTP sources (as browsers and requests do).
+MAX_REDIRECTS = 10
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 #: ``consume(chunk, waited)``: a body chunk (valid only until it returns: a
 #: backend may reuse its buffer) and the seconds the read of it waited for
@@ -102,3 +108,28 @@ class Backend(Protocol):
     async def send(self, ask: Ask) -> Response:
         """Send ``ask``; return once the answer's headers are in. Raises s3pull errors only."""
         ...
+
+
+def redirect_error(message: str, ask: Ask) -> ProtocolError:
+    """Too many redirects, or one to elsewhere than HTTP(S): not transient,
+    the same redirects would come again."""
+    source, span = ask.where
+    return ProtocolError(message, source=source, range=span)
+
+
+class TLSContext:
+    """The TLS context a transport's backends share: the system's CA store
+    (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` as they are at first use),
+    host names checked. Made on first use (loading the CA store is ~20 ms),
+    so that a run over plain HTTP never pays for it, and once for both
+    backends."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self) -> None:
+        self._context: ssl.SSLContext | None = None
+
+    def __call__(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = ssl.create_default_context()
+        return self._context

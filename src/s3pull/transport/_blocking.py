@@ -31,7 +31,6 @@ import concurrent.futures
 import http.client
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -41,18 +40,22 @@ from urllib.parse import urljoin, urlsplit
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from .._errors import NetworkError, ProtocolError, S3PullError
-from ._backend import Ask, Consume, Pace, Response
+from ._backend import (
+    MAX_REDIRECTS,
+    REDIRECTS,
+    Ask,
+    Consume,
+    Pace,
+    Response,
+    TLSContext,
+    redirect_error,
+)
 from ._proxies import Proxy
 from ._sigv4 import host_header
 from ._translate import error_from_exception, first_line
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
-
-#: Redirects followed for plain HTTP sources, as aiohttp's default.
-MAX_REDIRECTS = 10
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
 
 #: What sending a request or reading its answer may raise, before translation.
 ERRORS = (TimeoutError, OSError, http.client.HTTPException)
@@ -228,9 +231,10 @@ class BlockingPool:
 
     Args:
         connections: requests in flight at once, and worker threads.
+        tls: the TLS context for ``https://`` (the transport's, shared).
     """
 
-    def __init__(self, *, connections: int) -> None:
+    def __init__(self, *, connections: int, tls: TLSContext | None = None) -> None:
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=connections, thread_name_prefix="s3pull-body"
         )
@@ -240,7 +244,7 @@ class BlockingPool:
         self._idle: dict[_Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self._closed = False
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls or TLSContext()
 
     async def send(self, ask: Ask) -> BlockingResponse:
         """Send ``ask`` on a worker thread; return once the answer's headers are in."""
@@ -286,14 +290,14 @@ class BlockingPool:
         for _ in range(MAX_REDIRECTS + 1):
             response = self._request_once(ask, cancel)
             location = response.headers.get("Location")
-            if not (ask.follow_redirects and response.status in _REDIRECTS and location):
+            if not (ask.follow_redirects and response.status in REDIRECTS and location):
                 return response
             response.abort()  # its body is not wanted; neither is the connection
             response.release()
             ask = ask._replace(url=urljoin(ask.url, location))
             if urlsplit(ask.url).scheme not in ("http", "https"):
-                raise _redirect_error("redirected to a URL that is not HTTP(S)", ask)
-        raise _redirect_error(f"more than {MAX_REDIRECTS} redirects", ask)
+                raise redirect_error("redirected to a URL that is not HTTP(S)", ask)
+        raise redirect_error(f"more than {MAX_REDIRECTS} redirects", ask)
 
     def _request_once(self, ask: Ask, cancel: _Cancel) -> BlockingResponse:
         url, headers, proxy = ask.url, ask.headers, ask.proxy
@@ -330,7 +334,7 @@ class BlockingPool:
         connection: http.client.HTTPConnection
         if scheme == "https":
             via = (proxy.host, proxy.port) if proxy is not None else (host, port)
-            connection = http.client.HTTPSConnection(*via, timeout=timeout, context=self._context())
+            connection = http.client.HTTPSConnection(*via, timeout=timeout, context=self._tls())
             if proxy is not None:
                 tunnel_headers = (
                     {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
@@ -342,13 +346,6 @@ class BlockingPool:
             connection = http.client.HTTPConnection(host, port, timeout=timeout)
         connection.response_class = _HTTPResponse
         return connection
-
-    def _context(self) -> ssl.SSLContext:
-        # The same verification as aiohttp's default: the system's CA store
-        # (SSL_CERT_FILE / SSL_CERT_DIR honoured), hostnames checked.
-        if self._tls is None:
-            self._tls = ssl.create_default_context()
-        return self._tls
 
     def _take(self, origin: _Origin) -> http.client.HTTPConnection | None:
         with self._lock:
@@ -412,12 +409,6 @@ def translate(
         # a broken proxy. Worth another connection.
         return NetworkError(f"malformed response: {first_line(exc)[:120]}", **where)
     return error_from_exception(exc, source=source, range=range)
-
-
-def _redirect_error(message: str, ask: Ask) -> ProtocolError:
-    # Not a transient failure: the same redirects would come again.
-    source, span = ask.where
-    return ProtocolError(message, source=source, range=span)
 
 
 def _close_unclaimed(future: concurrent.futures.Future[BlockingResponse]) -> None:

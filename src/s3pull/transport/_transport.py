@@ -5,9 +5,9 @@ delivered chunk by chunk, either into a file at its offsets or as an
 in-order stream (``ordered``). Which HTTP client serves it is decided here
 alone (:meth:`Transport.get`, by the rule beside ``THREADED_BODY_ABOVE``):
 the standard library's ``http.client`` on worker threads (``_blocking``),
-for bulk bytes that should never pass through the event loop, or aiohttp
-(``_aio``, imported on first use, on a worker thread) for small bodies and
-ordered streams, whose per-request cost is lower. Both answer with one
+for bulk bytes that should never pass through the event loop, or the
+loop's own HTTP/1.1 over asyncio's transports (``_loop``) for small bodies
+and ordered streams, whose per-request cost is lower. Both answer with one
 :class:`Response` interface (``_backend``) and translate their own errors.
 The transport also hides addressing, signing, proxies, region redirects
 and the one-time credential refresh, and turns every failed answer into an
@@ -17,18 +17,14 @@ planning, the driver in scheduling.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
 import functools
 import hashlib
-import importlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from email.utils import parsedate_to_datetime
-from types import ModuleType
-from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from .._config import MiB, TransferConfig
@@ -36,16 +32,14 @@ from .._errors import CredentialsError, ProtocolError, S3PullError
 from .._events import Events
 from .._results import ObjectInfo
 from .._source import HttpSource, S3Source, Source
-from ._backend import Ask, Backend, Response
+from ._backend import Ask, Backend, Response, TLSContext
 from ._blocking import BlockingPool
 from ._listing import ListCursor, ListPage, list_query, parse_list_page
+from ._loop import LoopBackend
 from ._proxies import Proxy, env_proxy
 from ._response import ResponseHead, quoted_etag
 from ._s3 import S3Endpoint
 from ._translate import error_from_response
-
-if TYPE_CHECKING:
-    from ._aio import AioBackend
 
 CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 #: (algorithm, the header that carries it), looked up in every answer.
@@ -58,11 +52,11 @@ _LIST_BODY_LIMIT = 16 * 1024 * 1024
 #: of escapes already there (letters, digits and "-._~" always stay).
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 _REFRESHABLE_CODES = frozenset({"ExpiredToken", "TokenRefreshRequired", "InvalidToken"})
-#: A GET of a whole object into a file is read through aiohttp when the
+#: A GET of a whole object into a file is read on the event loop when the
 #: object is known to be no larger than this, on a worker thread otherwise
-#: (and always for ranged parts): aiohttp's request costs the event loop less
-#: than a thread's hand-offs do, its body path more per byte. Measured
-#: (bench/PROFILE.md): aiohttp ahead up to 1 MiB, threads from 2 MiB on.
+#: (and always for ranged parts): a request on the loop costs it less than
+#: a thread's hand-offs do, its body path more per byte. Measured
+#: (bench/PROFILE.md): the loop ahead up to 1 MiB, threads from 2 MiB on.
 #: An object of unknown size is taken to be like the last one of unknown
 #: size: see :meth:`Transport._backend_for`.
 THREADED_BODY_ABOVE = 1 * MiB
@@ -121,8 +115,8 @@ class Transport:
         self.config = config
         self.s3 = s3
         self.events = events
-        self._aio: AioBackend | None = None
-        self._aio_import: asyncio.Future[ModuleType] | None = None
+        self._loop: LoopBackend | None = None
+        self._tls = TLSContext()
         self._threads: BlockingPool | None = None
         #: Whether the last whole-object GET of unknown size brought at most
         #: ``THREADED_BODY_ABOVE`` bytes (the guess for the next one).
@@ -139,70 +133,33 @@ class Transport:
             self._proxies[origin] = env_proxy(parts.scheme, parts.hostname or "")
         return self._proxies[origin]
 
-    async def _import_aio(self) -> None:
-        """Import ``_aio`` the first time it is needed, on a worker thread.
-
-        Importing aiohttp is 0.1-0.3 s of CPU: on the loop's thread it would
-        stop every socket, timer and reader of the client for that long (the
-        first ``open`` or small GET stalled the loop 107-153 ms). On a worker
-        thread the loop keeps running, sharing the GIL every few ms. One
-        import for every caller: a module is in ``sys.modules`` before it is
-        fully executed, so checking there could hand out half a module.
-        """
-        self._start_aio_import()
-        assert self._aio_import is not None
-        if not self._aio_import.done():
-            # Shielded: a cancelled caller must not cancel the others' import.
-            await asyncio.shield(self._aio_import)
-        else:
-            self._aio_import.result()  # raises what the import raised
-
-    def _start_aio_import(self) -> None:
-        if self._aio_import is None:
-            importing = asyncio.to_thread(importlib.import_module, f"{__package__}._aio")
-            self._aio_import = asyncio.ensure_future(importing)
-
-    def _aio_ready(self) -> bool:
-        """Whether ``_aio`` is imported; if not, start importing it, unawaited."""
-        self._start_aio_import()
-        assert self._aio_import is not None
-        # A failed import is raised by the next ``_import_aio``, not here.
-        done = self._aio_import.done() and not self._aio_import.cancelled()
-        return done and self._aio_import.exception() is None
-
-    async def _get_aio(self) -> AioBackend:
-        if self._aio is None:
-            await self._import_aio()
-            if self._aio is None:  # not made by another caller meanwhile
-                from ._aio import AioBackend
-
-                self._aio = AioBackend(self.config)
-        return self._aio
+    def _get_loop(self) -> LoopBackend:
+        if self._loop is None:
+            self._loop = LoopBackend(self.config, self._tls)
+        return self._loop
 
     def _get_threads(self) -> BlockingPool:
         if self._threads is None:
-            self._threads = BlockingPool(connections=self.config.max_connections)
+            self._threads = BlockingPool(connections=self.config.max_connections, tls=self._tls)
         return self._threads
 
-    async def _backend_for(self, *, ordered: bool, ranged: bool, expect: int | None) -> Backend:
-        """The HTTP client for a GET: aiohttp for an ordered stream and for a
-        whole object known to be small (``THREADED_BODY_ABOVE``); worker
-        threads for every other body, which goes into a file.
+    def _backend_for(self, *, ordered: bool, ranged: bool, expect: int | None) -> Backend:
+        """The HTTP client for a GET: the loop's own for an ordered stream
+        and for a whole object known to be small (``THREADED_BODY_ABOVE``);
+        worker threads for every other body, which goes into a file.
 
         A whole object of unknown size (``cp s3://b/k``, a key list) is
         guessed to be like the last such object: small if it was. The first
-        one goes to the threads, so that one large download never imports
-        aiohttp (~0.14 s of start-up); a key list of small objects then
-        takes aiohttp's cheaper path for all but the first few, as a
-        listing does. Such a guess never waits for aiohttp's import: the
-        threads serve meanwhile (waiting held every GET of a key list up for
-        the import's ~0.1 s). See bench/PROFILE.md ("Key lists"). A wrong
-        guess costs speed only: either client reads any body correctly.
+        one goes to the threads, whose body path is the faster for a large
+        object; a key list of small objects then takes the loop's cheaper
+        request for all but the first, as a listing does. See
+        bench/PROFILE.md ("Key lists"). A wrong guess costs speed only:
+        either client reads any body correctly.
         """
         if ordered or (not ranged and expect is not None and expect <= THREADED_BODY_ABOVE):
-            return await self._get_aio()
-        if not ranged and expect is None and self._unknown_were_small and self._aio_ready():
-            return await self._get_aio()
+            return self._get_loop()
+        if not ranged and expect is None and self._unknown_were_small:
+            return self._get_loop()
         return self._get_threads()
 
     def _learn_size(self, response: Response) -> None:
@@ -213,8 +170,8 @@ class Transport:
         self._unknown_were_small = size is not None and size <= THREADED_BODY_ABOVE
 
     async def close(self) -> None:
-        if self._aio is not None:
-            await self._aio.close()
+        if self._loop is not None:
+            await self._loop.close()
         if self._threads is not None:
             self._threads.close()
             self._threads = None
@@ -288,7 +245,7 @@ class Transport:
         answer raises the translated error. The caller checks Content-Range.
         """
         ranged = first is not None
-        backend = await self._backend_for(ordered=ordered, ranged=ranged, expect=expect)
+        backend = self._backend_for(ordered=ordered, ranged=ranged, expect=expect)
         async with self._get(
             backend, source, first, last, if_match=if_match, checksum_mode=checksum_mode
         ) as response:
@@ -314,10 +271,9 @@ class Transport:
         it starts, the ``next_token`` of the page before)."""
         source = S3Source(bucket, "")
         query = list_query(prefix, token)
-        # From a worker thread, like HEADs and parts: a batch whose bodies
-        # all go to worker threads too then never imports aiohttp
-        # (~0.14 s of start-up).
-        async with self._exchange(self._get_threads(), "GET", source, {}, None, query) as raw:
+        # On the loop: a page is one request and a few hundred KB, read
+        # while the batch's GETs go on; no thread hand-off for it.
+        async with self._exchange(self._get_loop(), "GET", source, {}, None, query) as raw:
             body = await raw.read_upto(_LIST_BODY_LIMIT + 1)
             if len(body) > _LIST_BODY_LIMIT:
                 raise ProtocolError("a listing page larger than 16 MiB", source=source.redacted)
