@@ -16,7 +16,7 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 #: The most bytes one socket read can hand us (asyncio's selector transport
-#: reads at most this much per ``recv``), on top of what aiohttp buffers.
+#: reads at most this much per ``recv``), on top of what a stream buffers.
 SOCKET_READ_SIZE = 256 * KiB
 #: S3 allows at most this many parts; we never plan more ranges than this.
 MAX_PARTS = 10_000
@@ -223,11 +223,11 @@ class TransferConfig:
 
     Memory formula. Bytes go from the socket to the file at their offset, so
     an in-flight ranged GET holds only its read buffer, never a whole part:
-    one read by aiohttp (small objects, ordered streams) holds at most
-    ``2 * read_buffer`` before it pauses the socket, plus one socket read
+    one read on the event loop (small objects, ordered streams) holds at
+    most ``read_buffer`` before it pauses the socket, plus one socket read
     (256 KiB); a body read on a worker thread (every GET into a file) reads
-    into one buffer of the same size, because fewer, larger reads cost
-    less CPU per byte. Every GET is charged::
+    into one buffer of ``stream_cost`` bytes, because fewer, larger reads
+    cost less CPU per byte. Every GET is charged the same::
 
         stream_cost  = 2 * read_buffer + 256 KiB          (768 KiB by default)
         peak buffers = active_streams * stream_cost + ordered consumers' windows
@@ -250,8 +250,8 @@ class TransferConfig:
             ``min(16, parts)``, always limited by the memory budget.
         memory_limit: the budget every in-flight buffer draws from (64 MiB).
         read_buffer: the per-stream read buffer (256 KiB).
-        max_connections: connections kept per HTTP client (aiohttp's pool,
-            and the worker threads' pool, one thread per connection) (64).
+        max_connections: connections kept per HTTP client (the event loop's
+            pool, and the worker threads' pool, one thread per connection) (128).
         verify: check checksums (S3 full-object CRC/SHA, single-part MD5 ETag)
             besides sizes and Content-Range, which are always checked (True).
         on_change: what to do when the object changes mid-download (a new
@@ -264,7 +264,10 @@ class TransferConfig:
             a crashed run) in a destination directory is removed by the next
             download there; None keeps them (24 hours).
         batch_concurrency: objects downloaded at once by ``download_many`` /
-            ``download_prefix`` (64); each still needs budget for its streams.
+            ``download_prefix`` (128); each still needs budget for its
+            streams. A small object waits ~20-50 ms for its first byte from
+            S3 and costs well under 1 ms of CPU: at 64 at once a batch of
+            them waited on the latency, at 128 on the CPU (bench/PROFILE.md).
         large_object_threshold: objects above this size (known from a listing
             or inventory) go to a separate lane, so a few huge objects cannot
             starve many small ones, nor the reverse (64 MiB).
@@ -299,12 +302,12 @@ class TransferConfig:
     concurrency: int | None = None
     memory_limit: int = 64 * MiB
     read_buffer: int = 256 * KiB
-    max_connections: int = 64
+    max_connections: int = 128
     verify: bool = True
     on_change: str = "fail"
     resume: bool = True
     stale_age: float | None = 24 * 3600.0
-    batch_concurrency: int = 64
+    batch_concurrency: int = 128
     large_object_threshold: int = 64 * MiB
     large_objects: int = 2
     request_payer: str | None = None
@@ -377,8 +380,9 @@ class TransferConfig:
 
     @property
     def stream_cost(self) -> int:
-        """The most one in-flight GET may hold: aiohttp's buffer plus one socket
-        read, which is also the size of a worker thread's read buffer."""
+        """The most one in-flight GET may hold, charged alike for both HTTP
+        clients: a worker thread's read buffer; on the loop, ``read_buffer``
+        waiting unread plus one socket read, with room to spare."""
         return 2 * self.read_buffer + SOCKET_READ_SIZE
 
     @property

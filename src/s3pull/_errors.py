@@ -3,7 +3,7 @@
 Every error s3pull raises derives from :class:`S3PullError`. Other
 libraries' exceptions are translated into it in one place per backend,
 beside that backend, chained with ``raise ... from``: each HTTP backend in
-``transport/`` (worker-thread ``http.client``, aiohttp) maps its own
+``transport/`` (worker-thread ``http.client``, the loop's own) maps its own
 exceptions, HTTP answers (status, S3 error code) are mapped once for both,
 botocore's credential errors where credentials are loaded
 (``transport/_s3.py``), and the OS's by one function of the sinks

@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             "s3pull process tree (each process's own VmHWM, summed; 1000 small objects "
             "stay in one process, 2000 or more would run on one worker per core); one "
             "process's imports take "
-            "~29 MB, ~37 MB once aiohttp is loaded (objects up to 1 MiB, ordered streams)."
+            "~33 MB."
         )
         return 0 if all(outcome.identical for outcome in outcomes) else 1
 

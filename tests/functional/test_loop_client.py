@@ -245,3 +245,35 @@ async def test_a_reader_that_does_not_read_pauses_the_socket() -> None:
         await transport.close()
         listening.close()
     assert bytes(received) == body
+
+
+async def test_a_small_whole_get_holds_no_more_than_it_is_charged() -> None:
+    # A small object's GET is charged its size plus one socket read
+    # (Transport.whole_get_cost), far less than a stream: even a server that
+    # sends megabytes past the Content-Length cannot make it hold more.
+    body = b"s" * 20_000
+    junk = b"J" * (4 * 1024 * 1024)
+    scripted, listening = await serve(lambda n, _: [ok(body) + junk])
+    transport = client()
+    cost = transport.whole_get_cost(len(body))
+    assert cost < TransferConfig().stream_cost
+    try:
+        source = HttpSource(f"{scripted.url}/small")
+        async with transport.get(source, expect=len(body)) as response:
+            assert isinstance(response, LoopResponse)
+            await asyncio.sleep(0.3)
+            assert response._connection._buffered <= cost
+            assert await response.read_upto(len(body)) == body
+    finally:
+        await transport.close()
+        listening.close()
+
+
+def test_the_default_budget_admits_a_whole_batch_of_small_gets() -> None:
+    config = TransferConfig()
+    transport = Transport(config, S3Endpoint())
+    for size in (0, 1, 16 * 1024, 64 * 1024):
+        assert config.memory_limit // transport.whole_get_cost(size) >= config.batch_concurrency
+    # Unknown or larger sizes are read on worker threads, a stream each.
+    assert transport.whole_get_cost(None) == config.stream_cost
+    assert transport.whole_get_cost(2 * 1024 * 1024) == config.stream_cost

@@ -3,7 +3,7 @@
 Every stream of every object takes its bytes from the same
 ``planning._bandwidth.TokenBucket`` right after a read, and waits what it is
 told before it reads again: a body read on a worker thread sleeps on that
-thread (it is off the event loop), a body read through aiohttp awaits
+thread (it is off the event loop), a body read on the loop awaits
 ``asyncio.sleep``. Not reading is what slows the server down: the socket's
 buffers fill and TCP's flow control holds the sender back.
 

@@ -369,7 +369,8 @@ class Downloader:
             state: ObjectDownload | None = None
             try:
                 async with contextlib.AsyncExitStack() as opened:
-                    await opened.enter_async_context(self.budget.reserve(self.config.stream_cost))
+                    cost = self.transport.whole_get_cost(expect)
+                    await opened.enter_async_context(self.budget.reserve(cost))
                     response = await opened.enter_async_context(
                         self.transport.get(source, if_match=etag, checksum_mode=True, expect=expect)
                     )

@@ -19,8 +19,8 @@ The algorithm
    HTTP client the transport chose: for a temp file it runs on a worker
    thread, where ``recv_into``, ``pwrite`` and the CRC release the GIL, so
    the bytes never pass through the event loop and the kernel's copies run
-   on every core (``transport._blocking``); an ordered stream reads through
-   aiohttp, on the loop. A stream holds one read buffer, so memory does not
+   on every core (``transport._blocking``); an ordered stream is read on the
+   loop (``transport._loop``). A stream holds one read buffer, so memory does not
    grow with the part size. Under a bandwidth limit each chunk, once read,
    waits for its share of the client's one token bucket (``_bandwidth``).
 3. **Survive.** A failed attempt is translated, classified and handed to the

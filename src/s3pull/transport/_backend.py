@@ -2,13 +2,13 @@
 
 The transport sends every request through one of two backends: the
 standard library's ``http.client`` on worker threads (``_blocking``) or
-aiohttp on the event loop (``_aio``). Both take an :class:`Ask` and return a
+its own HTTP/1.1 on the event loop (``_loop``). Both take an :class:`Ask` and return a
 :class:`Response`, whose body is delivered the same way whichever backend
 reads it: :meth:`Response.pump` hands every chunk, as it arrives, to the
 caller's ``consume``. Which thread that runs on is the backend's business; a
 ``consume`` must be fine on either (a ``pwrite`` and a CRC are). Each backend
 translates its own exceptions into s3pull errors, beside its own code, so
-nothing above it ever sees an aiohttp or an ``http.client`` exception.
+nothing above it ever sees a protocol's or an ``http.client`` exception.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ class Ask(NamedTuple):
         timeouts: (connect, first byte, each body read) in seconds.
         follow_redirects: follow 3xx answers (plain HTTP sources), or return them (S3).
         where: the redacted source and range, for the errors of body reads.
+        hold: the most bytes the answer may keep waiting unread before its
+            socket is paused (None: the backend's read buffer); a backend that
+            reads into a buffer of its own ignores it.
     """
 
     method: str
@@ -52,6 +55,7 @@ class Ask(NamedTuple):
     timeouts: tuple[float, float, float]
     follow_redirects: bool
     where: tuple[str, tuple[int, int] | None]
+    hold: int | None = None
 
 
 class Pace(Protocol):

@@ -1,8 +1,8 @@
 """Response bodies read on worker threads, for the bulk of the bytes.
 
-One event loop is one core. On it, aiohttp's body path (a ``recv`` into a
-new ``bytes`` per socket chunk, a copy into its StreamReader, then the
-caller's ``pwrite`` and CRC) tops out near 550 MB/s on the 2-core benchmark
+One event loop is one core. On it, a body path (a ``recv`` into a new
+``bytes`` per socket chunk, then the caller's ``pwrite`` and CRC; aiohttp's,
+measured, added a copy into its StreamReader) tops out near 550 MB/s on the 2-core benchmark
 machine whatever the concurrency, with the loop thread at 100 %. Here a
 worker thread reads the body straight into one reused buffer
 (``recv_into``) and hands each chunk to the caller's ``consume`` on that
@@ -226,7 +226,7 @@ class BlockingPool:
 
     At most ``connections`` requests are under way at once, from the moment
     one is sent until its answer is released (body read or abandoned); more
-    wait, on the event loop, as aiohttp's pool makes them wait. With a thread
+    wait, on the event loop, as the loop's pool makes them wait. With a thread
     per connection, a body never waits for a thread to read it.
 
     Args:

@@ -105,7 +105,8 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, high_water: int) -> None:
         self._loop = loop
-        self._high_water = high_water
+        #: Pause the socket once more than this waits unread (per request).
+        self.high_water = high_water
         self.transport: asyncio.Transport | None = None
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
@@ -129,7 +130,7 @@ class _Connection(asyncio.Protocol):
             return
         self._chunks.append(data)
         self._buffered += len(data)
-        if self._buffered > self._high_water and not self._paused and self.transport is not None:
+        if self._buffered > self.high_water and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
         self._wake()
@@ -179,7 +180,7 @@ class _Connection(asyncio.Protocol):
             chunks.appendleft(data[limit:])
             data = data[:limit]
         self._buffered -= len(data)
-        if self._paused and self._buffered <= self._high_water and self.transport is not None:
+        if self._paused and self._buffered <= self.high_water and self.transport is not None:
             self._paused = False
             self.transport.resume_reading()
         return data
@@ -409,6 +410,7 @@ class LoopBackend:
             origin = Origin(scheme, host, port, ask.proxy)
             connect_s, first_byte_s, silence_s = ask.timeouts
             connection = self._take(origin) or await self._connect(origin, connect_s)
+            connection.high_water = ask.hold or self._high_water
             target = (slash + path).partition("#")[0] or "/"
             if ask.proxy is not None and scheme == "http":
                 target = f"http://{netloc}{target}"  # a proxy is told the whole URL

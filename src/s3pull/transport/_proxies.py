@@ -2,8 +2,8 @@
 
 ``HTTP_PROXY`` / ``HTTPS_PROXY`` (either case) name an ``http://`` proxy,
 its credentials in the URL; ``NO_PROXY`` lists hosts that go direct. The
-standard library parses them (``urllib.request``), as aiohttp and requests
-do. An ``https://`` proxy URL is ignored with a warning, as aiohttp does.
+standard library parses them (``urllib.request``), as requests
+does. An ``https://`` proxy URL is ignored with a warning, as aiohttp does.
 """
 
 from __future__ import annotations

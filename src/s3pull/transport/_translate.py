@@ -3,7 +3,7 @@
 What a status, an S3 ``<Error>`` document, a socket, resolver or TLS failure
 means is decided here, for both HTTP clients; each backend maps its own
 library's exceptions beside its code (``_blocking.translate`` for
-``http.client``, ``_aio.translate`` for aiohttp) and hands what is left, the
+``http.client``, ``_loop.translate`` for the loop's client) and hands what is left, the
 OS's errors, to :func:`error_from_exception`. Transient errors (worth
 retrying) derive from :class:`TransientError`. A
 failure to connect is transient (a refused or reset connection, a resolver

@@ -27,7 +27,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlsplit
 
-from .._config import MiB, TransferConfig
+from .._config import SOCKET_READ_SIZE, MiB, TransferConfig
 from .._errors import CredentialsError, ProtocolError, S3PullError
 from .._events import Events
 from .._results import ObjectInfo
@@ -51,6 +51,8 @@ _LIST_BODY_LIMIT = 16 * 1024 * 1024
 #: What stays as it is in a URL: RFC 3986's reserved characters and the %
 #: of escapes already there (letters, digits and "-._~" always stay).
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+#: Not looked up yet (a proxy of None means: go direct).
+_UNKNOWN = Proxy("", 0)
 _REFRESHABLE_CODES = frozenset({"ExpiredToken", "TokenRefreshRequired", "InvalidToken"})
 #: A GET of a whole object into a file is read on the event loop when the
 #: object is known to be no larger than this, on a worker thread otherwise
@@ -121,17 +123,19 @@ class Transport:
         #: Whether the last whole-object GET of unknown size brought at most
         #: ``THREADED_BODY_ABOVE`` bytes (the guess for the next one).
         self._unknown_were_small = False
-        self._proxies: dict[tuple[str, str, int | None], Proxy | None] = {}
+        self._proxies: dict[tuple[str, str], Proxy | None] = {}
         self._s3_headers, self._object_headers = _s3_headers(config)
 
     def proxy_for(self, url: str) -> Proxy | None:
         """The proxy for ``url``'s origin from ``HTTP(S)_PROXY`` / ``NO_PROXY``,
         as boto3 users expect; looked up once per origin (``_proxies``)."""
-        parts = urlsplit(url)
-        origin = (parts.scheme, parts.hostname or "", parts.port)
-        if origin not in self._proxies:
-            self._proxies[origin] = env_proxy(parts.scheme, parts.hostname or "")
-        return self._proxies[origin]
+        scheme, _, rest = url.partition("://")
+        origin = (scheme, rest.partition("/")[0])  # no urlsplit per request
+        proxy = self._proxies.get(origin, _UNKNOWN)
+        if proxy is _UNKNOWN:
+            parts = urlsplit(url)
+            proxy = self._proxies[origin] = env_proxy(parts.scheme, parts.hostname or "")
+        return proxy
 
     def _get_loop(self) -> LoopBackend:
         if self._loop is None:
@@ -246,8 +250,10 @@ class Transport:
         """
         ranged = first is not None
         backend = self._backend_for(ordered=ordered, ranged=ranged, expect=expect)
+        # A small whole object's answer is held to its size (whole_get_cost).
+        hold = self._hold(expect) if not ranged and expect is not None else None
         async with self._get(
-            backend, source, first, last, if_match=if_match, checksum_mode=checksum_mode
+            backend, source, first, last, if_match=if_match, checksum_mode=checksum_mode, hold=hold
         ) as response:
             if not ranged and expect is None:
                 self._learn_size(response)
@@ -262,9 +268,29 @@ class Transport:
         *,
         if_match: str | None = None,
         checksum_mode: bool = False,
+        hold: int | None = None,
     ) -> AbstractAsyncContextManager[Response]:
         headers, span = _get_headers(first, last, if_match, checksum_mode)
-        return self._exchange(backend, "GET", source, headers, span, None)
+        return self._exchange(backend, "GET", source, headers, span, None, hold=hold)
+
+    def whole_get_cost(self, expect: int | None) -> int:
+        """What the memory budget is charged for a whole GET of an object of
+        ``expect`` bytes (None: not known), the most it may hold.
+
+        One read on the loop (up to ``THREADED_BODY_ABOVE``) pauses its
+        socket once more than ``min(expect, read_buffer)`` bytes wait unread
+        (the ``hold`` of its request), so it holds that plus one socket read
+        at most: 272 KiB for a 16 KiB object, where ``stream_cost`` is 768
+        KiB, so that the default budget admits the 128 small GETs a batch
+        runs at once. Any other GET is charged ``stream_cost``.
+        """
+        if expect is None or expect > THREADED_BODY_ABOVE:
+            return self.config.stream_cost
+        return min(self.config.stream_cost, self._hold(expect) + SOCKET_READ_SIZE)
+
+    def _hold(self, expect: int) -> int:
+        # At least 1: a hold of 0 would mean the backend's default.
+        return max(1, min(expect, self.config.read_buffer))
 
     async def list_page(self, bucket: str, prefix: str, token: ListCursor | None) -> ListPage:
         """One ListObjectsV2 page of the keys under ``prefix`` (``token``: where
@@ -288,6 +314,8 @@ class Transport:
         headers: dict[str, str],
         span: tuple[int, int] | None,
         query: dict[str, str] | None,
+        *,
+        hold: int | None = None,
     ) -> AsyncIterator[Response]:
         """Send one request through ``backend``, following an S3 region
         redirect and refreshing an expired token once; yield a 2xx answer
@@ -298,7 +326,7 @@ class Transport:
         if events is not None and not events.request_subscribers:
             events = None
         while True:
-            ask = await self._ask(method, source, headers, span, query)
+            ask = await self._ask(method, source, headers, span, query, hold)
             if events is None:
                 raw = await backend.send(ask)
             else:
@@ -345,6 +373,7 @@ class Transport:
         headers: dict[str, str],
         span: tuple[int, int] | None,
         query: dict[str, str] | None,
+        hold: int | None = None,
     ) -> Ask:
         url, signed = await self._address(method, source, headers, query)
         timeouts = self.config.timeouts
@@ -356,6 +385,7 @@ class Transport:
             (timeouts.connect_s, timeouts.first_byte_s, timeouts.silence_s),
             follow_redirects=not isinstance(source, S3Source),
             where=(source.redacted, span),
+            hold=hold,
         )
 
     async def _address(
