@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,7 +83,7 @@ from ..sinks import (
 from ..transport import ListedObject, Transport
 from ._bandwidth import Throttle
 from ._budget import MemoryBudget
-from ._parts import FirstGet, ObjectDownload, PartFetcher, StreamFailed
+from ._parts import BudgetedGet, FirstGet, ObjectDownload, PartFetcher, StreamFailed
 from ._retrying import Retrier, Sleep
 
 
@@ -183,9 +182,13 @@ class Downloader:
         started = self.clock()
         await self._clean_stale(destination.parent, root)
         target = _Target(destination, root)
+        total = self.config.timeouts.total
         try:
-            async with asyncio.timeout(self.config.timeouts.total):
+            if total is None:  # the default: no timer to set and cancel for every object
                 result = await self._download_restarting(source, target, info, listed, started)
+            else:
+                async with asyncio.timeout(total):
+                    result = await self._download_restarting(source, target, info, listed, started)
         except S3PullError as error:
             self.events.error(source.redacted, error)
             raise
@@ -364,55 +367,59 @@ class Downloader:
         redacted = source.redacted
         destination = target.file
         expect = listed.size if listed is not None else None
-        # The temp file is made once the size is known, and outlives the GET.
-        with target.directory() as directory, contextlib.ExitStack() as files:
+        get = BudgetedGet(
+            self.budget.reserve(self.config.stream_cost),
+            self.transport.get(source, if_match=etag, checksum_mode=True, expect=expect),
+        )
+        with target.directory() as directory:
             state: ObjectDownload | None = None
+            # Made once the size is known; it outlives the GET.
+            file: TempFile | None = None
             try:
-                async with contextlib.AsyncExitStack() as opened:
-                    await opened.enter_async_context(self.budget.reserve(self.config.stream_cost))
-                    response = await opened.enter_async_context(
-                        self.transport.get(source, if_match=etag, checksum_mode=True, expect=expect)
-                    )
-                    info = self.transport.info_from_response(source, response)
-                    if listed is None and not self._fits_one_part(info.size):
-                        self.retrier.succeeded()
-                        raise _Larger(FirstGet(info, response, opened.pop_all()))
-                    if listed is not None and info.size != listed.size:
-                        raise ObjectChangedError(
-                            f"listed with {listed.size} bytes, now {info.size}", source=redacted
-                        )
-                    file = files.enter_context(
-                        TempFile(destination, info.size, directory=directory)
-                    )
-                    check = choose_check(info) if self.config.verify else None
-                    state = ObjectDownload(source, info, check, file=file)
-                    state.attempts = 1
-                    parts = plan_parts(info.size, max(info.size, 1))
-                    state.start(parts)
-                    self.events.queued(redacted, info.size)
-                    check_answer(state, response, 0, info.size - 1, ranged=False)
-                    crc = state.crcs[0] if state.crcs else None
-                    await self.parts.deliver(state, response, 0, info.size - 1, crc)
-                self.retrier.succeeded()
-                for part in parts:
-                    state.part_finished(part)
-                verified = await self.parts.verify(state)
-            except (S3PullError, StreamFailed) as exc:
-                if state is not None:
-                    await state.close(keep_journal=False)
-                error = exc.error if isinstance(exc, StreamFailed) else exc
-                if not isinstance(error, ObjectChangedError | IntegrityError):
-                    # Raises what no retry can fix; otherwise backs off.
-                    await self.retrier.failed(redacted, error, failures=1, attempts=1)
-                raise _FastPathFailed(
-                    attempts=1, mismatched=isinstance(error, IntegrityError)
-                ) from error
-            except BaseException:
-                if state is not None:
-                    await state.close(keep_journal=False)
-                raise
-            await state.close(keep_journal=False)
-            await file.finish(mtime=_timestamp(info))
+                try:
+                    async with get as response:
+                        info = self.transport.info_from_response(source, response)
+                        if listed is None and not self._fits_one_part(info.size):
+                            self.retrier.succeeded()
+                            raise _Larger(FirstGet(info, response, get.keep_open()))
+                        if listed is not None and info.size != listed.size:
+                            raise ObjectChangedError(
+                                f"listed with {listed.size} bytes, now {info.size}",
+                                source=redacted,
+                            )
+                        file = TempFile(destination, info.size, directory=directory).open()
+                        check = choose_check(info) if self.config.verify else None
+                        state = ObjectDownload(source, info, check, file=file)
+                        state.attempts = 1
+                        parts = plan_parts(info.size, max(info.size, 1))
+                        state.start(parts)
+                        self.events.queued(redacted, info.size)
+                        check_answer(state, response, 0, info.size - 1, ranged=False)
+                        crc = state.crcs[0] if state.crcs else None
+                        await self.parts.deliver(state, response, 0, info.size - 1, crc)
+                    self.retrier.succeeded()
+                    for part in parts:
+                        state.part_finished(part)
+                    verified = await self.parts.verify(state)
+                except (S3PullError, StreamFailed) as exc:
+                    if state is not None:
+                        await state.close(keep_journal=False)
+                    error = exc.error if isinstance(exc, StreamFailed) else exc
+                    if not isinstance(error, ObjectChangedError | IntegrityError):
+                        # Raises what no retry can fix; otherwise backs off.
+                        await self.retrier.failed(redacted, error, failures=1, attempts=1)
+                    raise _FastPathFailed(
+                        attempts=1, mismatched=isinstance(error, IntegrityError)
+                    ) from error
+                except BaseException:
+                    if state is not None:
+                        await state.close(keep_journal=False)
+                    raise
+                await state.close(keep_journal=False)
+                await file.finish(mtime=_timestamp(info))
+            finally:
+                if file is not None:
+                    file.close()  # removes it, unless it was committed
         return self._result(state, destination, started, verified)
 
     def _identity(

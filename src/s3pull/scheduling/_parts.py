@@ -43,6 +43,8 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Protocol
 
 from .._checksums import (
@@ -62,7 +64,7 @@ from ..planning import Part, RangeIgnored, StallMeter, check_answer, choose_conc
 from ..sinks import Journal, TempFile
 from ..transport import Response, Transport
 from ._bandwidth import NAP, Throttle
-from ._budget import MemoryBudget
+from ._budget import MemoryBudget, Reservation
 from ._retrying import Retrier
 
 #: Progress events are sent at most once per this many bytes per object.
@@ -200,21 +202,82 @@ class ObjectDownload:
                 self.journal.remove()
 
 
+class BudgetedGet:
+    """``async with``: a GET with its share of the memory budget, taken before
+    the request is sent and given back after its body; the block gets the
+    response. :meth:`keep_open`, inside the block, leaves both to be closed
+    later by :meth:`aclose` (a :class:`FirstGet`) rather than at its end.
+
+    One object rather than two context managers in an ``AsyncExitStack``:
+    every small object's GET enters one, and the stack's bookkeeping cost
+    more than the reservation and the GET's own exit.
+    """
+
+    __slots__ = ("_closed", "_get", "_kept", "_reservation")
+
+    def __init__(
+        self, reservation: Reservation, get: AbstractAsyncContextManager[Response]
+    ) -> None:
+        self._reservation = reservation
+        self._get = get
+        self._kept = False
+        self._closed = False
+
+    async def __aenter__(self) -> Response:
+        await self._reservation.__aenter__()
+        try:
+            return await self._get.__aenter__()
+        except BaseException:
+            await self._reservation.__aexit__(None, None, None)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        if self._kept:
+            return None
+        return await self._close(exc_type, exc, traceback)
+
+    def keep_open(self) -> BudgetedGet:
+        """Leave the GET open when the block ends (its exception, if any, goes on)."""
+        self._kept = True
+        return self
+
+    async def aclose(self) -> None:
+        """Close the GET and give its bytes back; again: nothing."""
+        await self._close(None, None, None)
+
+    async def _close(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        if self._closed:
+            return None
+        self._closed = True
+        try:
+            return await self._get.__aexit__(exc_type, exc, traceback)
+        finally:
+            await self._reservation.__aexit__(None, None, None)
+
+
 class FirstGet:
     """A download's first, plain GET of an object larger than one part, its
     headers read and its body not: entered (``async with``) by the part that
     reads it; closing it closes its connection (the body goes on past that
     part) and gives back its share of the memory budget."""
 
-    def __init__(
-        self, info: ObjectInfo, response: Response, stack: contextlib.AsyncExitStack
-    ) -> None:
+    def __init__(self, info: ObjectInfo, response: Response, get: BudgetedGet) -> None:
         self.info = info
         self.response = response
-        self._stack = stack
+        self._get = get
 
     async def close(self) -> None:
-        await self._stack.aclose()
+        await self._get.aclose()
 
     async def __aenter__(self) -> Response:
         return self.response

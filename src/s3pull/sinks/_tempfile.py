@@ -139,6 +139,11 @@ class TempFile:
         return self.destination.parent / self.name
 
     def __enter__(self) -> TempFile:
+        return self.open()
+
+    def open(self) -> TempFile:
+        """Create (or reopen) the file; :meth:`close` must follow, as the
+        ``with`` block's end does."""
         if self._directory is None:
             self._directory = Directory.open(self.destination.parent)
         try:
@@ -206,6 +211,11 @@ class TempFile:
             )
 
     def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the file unless it was committed; close the directory if it
+        was opened for this file."""
         try:
             if not self._committed:
                 self._discard()
