@@ -89,16 +89,18 @@ from ._retrying import Retrier, Sleep
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    """Where a download lands: the file, and the batch's destination
+    """Where a download lands: the file, its directory (``file.parent``, made
+    once: pathlib builds a new path each time), and the batch's destination
     directory it must stay inside (None: the caller named the file)."""
 
     file: Path
+    parent: Path
     root: Path | None
 
     def directory(self) -> Directory:
         """The file's directory, open, made if missing; through no symbolic
         link below ``root``."""
-        return Directory.open(self.file.parent, root=self.root)
+        return Directory.open(self.parent, root=self.root)
 
 
 class Downloader:
@@ -180,8 +182,8 @@ class Downloader:
             S3PullError: the download failed; the destination is untouched.
         """
         started = self.clock()
-        await self._clean_stale(destination.parent, root)
-        target = _Target(destination, root)
+        target = _Target(destination, destination.parent, root)
+        await self._clean_stale(target.parent, root)
         total = self.config.timeouts.total
         try:
             if total is None:  # the default: no timer to set and cancel for every object
@@ -340,7 +342,7 @@ class Downloader:
             return False
         if not self.config.resume:
             return True
-        directory = target.file.parent
+        directory = target.parent
         journals = self._journals.get(directory)
         if journals is None:  # listed once per directory per client
             journals = await asyncio.to_thread(journal_names, directory, root=target.root)

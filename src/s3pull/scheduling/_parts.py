@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -494,13 +493,14 @@ class PartFetcher:
         try:
             # The GET's whole charge, or less for a shorter body.
             buffer_size = max(1, min(self.config.stream_cost, end - position))
-            with contextlib.suppress(_Enough):
-                try:
-                    await response.pump(consume, buffer_size, pace)
-                except S3PullError:
-                    if position <= last:
-                        raise
-                    # Every byte asked for is here: what broke after is not ours.
+            try:
+                await response.pump(consume, buffer_size, pace)
+            except _Enough:
+                pass
+            except S3PullError:
+                if position <= last:
+                    raise
+                # Every byte asked for is here: what broke after is not ours.
             if position <= last:
                 raise NetworkError(f"the body ended at byte {position}, expected {end}")
         except S3PullError as error:
