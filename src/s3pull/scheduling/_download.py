@@ -183,7 +183,8 @@ class Downloader:
         """
         started = self.clock()
         target = _Target(destination, destination.parent, root)
-        await self._clean_stale(target.parent, root)
+        if self.config.stale_age is not None and target.parent not in self._cleaned:
+            await self._clean_stale(target.parent, root)  # once per directory: not every call
         total = self.config.timeouts.total
         try:
             if total is None:  # the default: no timer to set and cancel for every object
@@ -224,7 +225,13 @@ class Downloader:
         #: A failed first GET's attempt, which the HEAD after it and the GETs
         #: of part 0 go on from: max_attempts bounds each request's tries.
         failed_get = 0
-        if info is None and await self._starts_with_get(source, listed, target):
+        # A listed object is told without awaiting _starts_with_get: the
+        # coroutine would cost a batch's every object more than the test.
+        if info is None and (
+            self._fits_one_part(listed.size)
+            if listed is not None
+            else await self._starts_with_get(source, listed, target)
+        ):
             try:
                 return await self._download_whole(source, listed, target, started)
             except _Larger as larger:
@@ -370,7 +377,8 @@ class Downloader:
         destination = target.file
         expect = listed.size if listed is not None else None
         get = BudgetedGet(
-            self.budget.reserve(self.config.stream_cost),
+            self.budget,
+            self.config.stream_cost,
             self.transport.get(source, if_match=etag, checksum_mode=True, expect=expect),
         )
         with target.directory() as directory:

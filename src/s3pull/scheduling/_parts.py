@@ -63,7 +63,7 @@ from ..planning import Part, RangeIgnored, StallMeter, check_answer, choose_conc
 from ..sinks import Journal, TempFile
 from ..transport import Response, Transport
 from ._bandwidth import NAP, Throttle
-from ._budget import MemoryBudget, Reservation
+from ._budget import MemoryBudget
 from ._retrying import Retrier
 
 #: Progress events are sent at most once per this many bytes per object.
@@ -212,22 +212,24 @@ class BudgetedGet:
     more than the reservation and the GET's own exit.
     """
 
-    __slots__ = ("_closed", "_get", "_kept", "_reservation")
+    __slots__ = ("_budget", "_closed", "_get", "_kept", "_size")
 
     def __init__(
-        self, reservation: Reservation, get: AbstractAsyncContextManager[Response]
+        self, budget: MemoryBudget, size: int, get: AbstractAsyncContextManager[Response]
     ) -> None:
-        self._reservation = reservation
+        self._budget = budget
+        self._size = size
         self._get = get
         self._kept = False
         self._closed = False
 
     async def __aenter__(self) -> Response:
-        await self._reservation.__aenter__()
+        if not self._budget.take_now(self._size):
+            await self._budget.acquire(self._size)  # a cancelled wait takes nothing
         try:
             return await self._get.__aenter__()
         except BaseException:
-            await self._reservation.__aexit__(None, None, None)
+            self._budget.release(self._size)
             raise
 
     async def __aexit__(
@@ -261,7 +263,7 @@ class BudgetedGet:
         try:
             return await self._get.__aexit__(exc_type, exc, traceback)
         finally:
-            await self._reservation.__aexit__(None, None, None)
+            self._budget.release(self._size)
 
 
 class FirstGet:
