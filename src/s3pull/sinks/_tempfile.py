@@ -48,7 +48,6 @@ import errno
 import fcntl
 import functools
 import os
-import secrets
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -75,7 +74,8 @@ def temp_prefix(destination: Path) -> str:
 
 def temp_name(destination: Path) -> str:
     """A fresh, recognisable temp file name for ``destination``, in its directory."""
-    return f"{temp_prefix(destination)}{secrets.token_hex(6)}{TEMP_SUFFIX}"
+    # secrets.token_hex(6), without its two layers of Python calls.
+    return f"{temp_prefix(destination)}{os.urandom(6).hex()}{TEMP_SUFFIX}"
 
 
 def try_lock(fd: int) -> bool:
@@ -406,10 +406,28 @@ def _fallocate64() -> Callable[[int, int, int, int], int] | None:
     return None
 
 
+#: is_tmpfs's answers, per device (``st_dev``): a file system is asked once,
+#: not once per file. A device number freed by an unmount may come back for
+#: another file system; the answer only decides where fsync runs and
+#: whether to preallocate, never whether a file is written safely.
+_TMPFS_BY_DEVICE: dict[int, bool] = {}
+
+
 def is_tmpfs(fd: int) -> bool:
     """True if ``fd`` is on tmpfs (Linux only; False whenever it cannot tell)."""
     if sys.platform != "linux":
         return False
+    try:
+        device = os.fstat(fd).st_dev  # one system call; ctypes' fstatfs costs ~1 us more
+    except OSError:
+        return False
+    known = _TMPFS_BY_DEVICE.get(device)
+    if known is None:
+        known = _TMPFS_BY_DEVICE[device] = _statfs_is_tmpfs(fd)
+    return known
+
+
+def _statfs_is_tmpfs(fd: int) -> bool:
     try:
         libc = _libc()
         # struct statfs starts with f_type (a long) on every Linux ABI; 256
