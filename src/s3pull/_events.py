@@ -163,7 +163,8 @@ class LoggingSubscriber(Subscriber):
 
     def on_queued(self, source: str, size: int) -> None:
         self._last[source] = (0, self.clock())
-        logger.debug("downloading %s (%s)", source, format_size(size))
+        if logger.isEnabledFor(logging.DEBUG):  # sizes are formatted only for a line written
+            logger.debug("downloading %s (%s)", source, format_size(size))
 
     def on_progress(self, source: str, done: int, total: int) -> None:
         last_bytes, last_time = self._last.get(source, (0, 0.0))
@@ -180,6 +181,8 @@ class LoggingSubscriber(Subscriber):
 
     def on_done(self, result: DownloadResult) -> None:
         self._last.pop(result.source, None)
+        if not logger.isEnabledFor(logging.INFO):
+            return  # the default: a batch's thousands of lines are not even formatted
         logger.info(
             "%s -> %s: %s in %.2f s (%s/s)",
             result.source,
@@ -191,6 +194,17 @@ class LoggingSubscriber(Subscriber):
 
     def on_error(self, source: str, error: S3PullError) -> None:
         self._last.pop(source, None)
+
+
+#: The methods :class:`Events` calls through ``_each``.
+_EVENTS = ("on_listed", "on_queued", "on_progress", "on_retry", "on_done", "on_error")
+
+
+def _hears(subscriber: object, method: str) -> bool:
+    """Whether ``subscriber`` has a ``method`` of its own, not Subscriber's no-op."""
+    if getattr(type(subscriber), method, None) is not getattr(Subscriber, method):
+        return True
+    return method in getattr(subscriber, "__dict__", ())
 
 
 class Events:
@@ -205,9 +219,15 @@ class Events:
             for subscriber in self.subscribers
             if type(subscriber).on_request is not Subscriber.on_request
         )
+        #: Per event, the subscribers that override its method: Subscriber's
+        #: own do nothing, and a batch sends several events per object.
+        self._hearing = {
+            name: tuple(subscriber for subscriber in self.subscribers if _hears(subscriber, name))
+            for name in _EVENTS
+        }
 
     def _each(self, method: str, *args: object) -> None:
-        for subscriber in self.subscribers:
+        for subscriber in self._hearing[method]:
             try:
                 getattr(subscriber, method)(*args)
             except Exception:

@@ -42,7 +42,7 @@ class S3Source:
         """The URL alone, as results show it (their ``version_id`` says the
         version): control characters a key may hold are escaped, so that
         printing a hostile key cannot drive a terminal."""
-        url = self.url
+        url = f"s3://{self.bucket}/{self.key}"  # self.url, without a property call: several a GET
         if not url.isprintable():
             url = "".join(c if c.isprintable() else repr(c)[1:-1] for c in url)
         return url

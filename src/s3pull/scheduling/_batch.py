@@ -117,11 +117,12 @@ class BatchItems:
                 "or (source, destination) pairs"
             )
         key = source.key if isinstance(source, S3Source) else source.name
+        shown = source.redacted  # for errors; made once, not once per check
         try:
-            target = key_to_target(key, self.base, source=source.redacted)
+            target = key_to_target(key, self.base, source=shown)
             if target is None:
                 return None
-            self.claims.claim(target, source=source.redacted)
+            self.claims.claim(target, source=shown)
         except UnsafePathError as error:
             return BatchItem(source, None, refused=error)
         return BatchItem(

@@ -70,8 +70,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -374,9 +373,9 @@ class Breakers:
 
     # -- per endpoint -------------------------------------------------------
 
-    @asynccontextmanager
-    async def endpoint(self, endpoint: str) -> AsyncIterator[None]:
-        """Wrap one download from ``endpoint``: wait while it is open, record the outcome.
+    def endpoint(self, endpoint: str) -> EndpointGuard:
+        """Wrap one download from ``endpoint`` (``async with``): wait while it
+        is open, record the outcome.
 
         Enters at once while the endpoint is closed. While it is open, waits
         out the cooldown, then lets exactly one caller in as the probe while
@@ -400,22 +399,25 @@ class Breakers:
             >>> breakers.endpoint_state("s3://bucket").state
             'closed'
         """
+        return EndpointGuard(self, endpoint)
+
+    async def _enter_endpoint(self, endpoint: str) -> _Endpoint | None:
+        """Wait until ``endpoint`` may be used; return its entry if we are the probe."""
         if self.store is not None:
             self._adopt_shared(endpoint)
-        probe = await self._enter(endpoint)
-        try:
-            yield
-        except S3PullError as error:
-            self._record(endpoint, error, probe)
-            raise
-        except BaseException:
-            current = self._endpoints.get(endpoint)
-            if probe is not None and current is probe:
-                self._hand_over(probe)
-                probe.notify()
-            raise
-        else:
+        return await self._enter(endpoint)
+
+    def _leave_endpoint(
+        self, endpoint: str, probe: _Endpoint | None, error: BaseException | None
+    ) -> None:
+        """Record how a download from ``endpoint`` ended: ``error``, or None for a success."""
+        if error is None:
             self._record(endpoint, None, probe)
+        elif isinstance(error, S3PullError):
+            self._record(endpoint, error, probe)
+        elif probe is not None and self._endpoints.get(endpoint) is probe:
+            self._hand_over(probe)
+            probe.notify()
 
     def endpoint_state(self, endpoint: str) -> BreakerState:
         """What the breaker knows about ``endpoint`` (closed with 0 failures if nothing).
@@ -555,3 +557,28 @@ class Breakers:
             entry.open(self._clock(), self.config.endpoint_cooldown)
             entry.notify()
             self._tell(name, OPEN, entry)
+
+
+class EndpointGuard:
+    """One download's pass through its endpoint's breaker (:meth:`Breakers.endpoint`).
+
+    A plain class rather than an ``@asynccontextmanager``: every object of a
+    batch enters one, and the generator machinery cost more than the
+    breaker's own bookkeeping.
+    """
+
+    __slots__ = ("_breakers", "_endpoint", "_probe")
+
+    def __init__(self, breakers: Breakers, endpoint: str) -> None:
+        self._breakers = breakers
+        self._endpoint = endpoint
+        self._probe: _Endpoint | None = None
+
+    async def __aenter__(self) -> None:
+        self._probe = await self._breakers._enter_endpoint(self._endpoint)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> None:
+        # Never suppresses: the exception, if any, propagates.
+        self._breakers._leave_endpoint(self._endpoint, self._probe, error)

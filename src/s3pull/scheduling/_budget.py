@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 from .._errors import ConfigError
 
@@ -70,14 +69,22 @@ class MemoryBudget:
         """The most bytes reserved at once since the budget was made."""
         return self._peak
 
+    def take_now(self, size: int) -> bool:
+        """Take ``size`` bytes if they are free and nobody waits; False otherwise
+        (then :meth:`acquire` waits its turn). What every GET of a budget
+        with room does, without making a coroutine to do it."""
+        if size >= 0 and not self._waiters and self._used + size <= self.limit:
+            self._take(size)
+            return True
+        return False
+
     async def acquire(self, size: int) -> None:
         """Wait until ``size`` bytes are free, then take them."""
         if size < 0:
             raise ValueError(f"cannot reserve a negative number of bytes ({size})")
         if size > self.limit:
             raise ConfigError(f"cannot reserve {size} bytes from a budget of {self.limit}")
-        if not self._waiters and self._used + size <= self.limit:
-            self._take(size)
+        if self.take_now(size):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (size, future)
@@ -100,14 +107,9 @@ class MemoryBudget:
         assert self._used >= 0, "released more than reserved"
         self._wake()
 
-    @asynccontextmanager
-    async def reserve(self, size: int) -> AsyncIterator[None]:
-        """Hold ``size`` bytes for the duration of the block."""
-        await self.acquire(size)
-        try:
-            yield
-        finally:
-            self.release(size)
+    def reserve(self, size: int) -> Reservation:
+        """Hold ``size`` bytes for the duration of an ``async with`` block."""
+        return Reservation(self, size)
 
     async def hold(self, fit: Fit) -> int:
         """Take a long-lived share of the budget; return how many bytes.
@@ -187,3 +189,26 @@ class MemoryBudget:
             self._waiters.popleft()
             self._take(size)
             future.set_result(None)
+
+
+class Reservation:
+    """``async with``: ``size`` bytes of ``budget`` held for the block.
+
+    A plain class rather than an ``@asynccontextmanager``: every GET enters
+    one, and the generator machinery cost several times what the
+    reservation itself does.
+    """
+
+    __slots__ = ("_budget", "_size")
+
+    def __init__(self, budget: MemoryBudget, size: int) -> None:
+        self._budget = budget
+        self._size = size
+
+    async def __aenter__(self) -> None:
+        # A cancelled wait takes nothing (see acquire), so there is nothing to undo.
+        if not self._budget.take_now(self._size):
+            await self._budget.acquire(self._size)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._budget.release(self._size)

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,22 +83,24 @@ from ..sinks import (
 from ..transport import ListedObject, Transport
 from ._bandwidth import Throttle
 from ._budget import MemoryBudget
-from ._parts import FirstGet, ObjectDownload, PartFetcher, StreamFailed
+from ._parts import BudgetedGet, FirstGet, ObjectDownload, PartFetcher, StreamFailed
 from ._retrying import Retrier, Sleep
 
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    """Where a download lands: the file, and the batch's destination
+    """Where a download lands: the file, its directory (``file.parent``, made
+    once: pathlib builds a new path each time), and the batch's destination
     directory it must stay inside (None: the caller named the file)."""
 
     file: Path
+    parent: Path
     root: Path | None
 
     def directory(self) -> Directory:
         """The file's directory, open, made if missing; through no symbolic
         link below ``root``."""
-        return Directory.open(self.file.parent, root=self.root)
+        return Directory.open(self.parent, root=self.root)
 
 
 class Downloader:
@@ -181,11 +182,16 @@ class Downloader:
             S3PullError: the download failed; the destination is untouched.
         """
         started = self.clock()
-        await self._clean_stale(destination.parent, root)
-        target = _Target(destination, root)
+        target = _Target(destination, destination.parent, root)
+        if self.config.stale_age is not None and target.parent not in self._cleaned:
+            await self._clean_stale(target.parent, root)  # once per directory: not every call
+        total = self.config.timeouts.total
         try:
-            async with asyncio.timeout(self.config.timeouts.total):
+            if total is None:  # the default: no timer to set and cancel for every object
                 result = await self._download_restarting(source, target, info, listed, started)
+            else:
+                async with asyncio.timeout(total):
+                    result = await self._download_restarting(source, target, info, listed, started)
         except S3PullError as error:
             self.events.error(source.redacted, error)
             raise
@@ -219,7 +225,13 @@ class Downloader:
         #: A failed first GET's attempt, which the HEAD after it and the GETs
         #: of part 0 go on from: max_attempts bounds each request's tries.
         failed_get = 0
-        if info is None and await self._starts_with_get(source, listed, target):
+        # A listed object is told without awaiting _starts_with_get: the
+        # coroutine would cost a batch's every object more than the test.
+        if info is None and (
+            self._fits_one_part(listed.size)
+            if listed is not None
+            else await self._starts_with_get(source, listed, target)
+        ):
             try:
                 return await self._download_whole(source, listed, target, started)
             except _Larger as larger:
@@ -337,7 +349,7 @@ class Downloader:
             return False
         if not self.config.resume:
             return True
-        directory = target.file.parent
+        directory = target.parent
         journals = self._journals.get(directory)
         if journals is None:  # listed once per directory per client
             journals = await asyncio.to_thread(journal_names, directory, root=target.root)
@@ -364,56 +376,60 @@ class Downloader:
         redacted = source.redacted
         destination = target.file
         expect = listed.size if listed is not None else None
-        # The temp file is made once the size is known, and outlives the GET.
-        with target.directory() as directory, contextlib.ExitStack() as files:
+        get = BudgetedGet(
+            self.budget,
+            self.transport.whole_get_cost(expect),
+            self.transport.get(source, if_match=etag, checksum_mode=True, expect=expect),
+        )
+        with target.directory() as directory:
             state: ObjectDownload | None = None
+            # Made once the size is known; it outlives the GET.
+            file: TempFile | None = None
             try:
-                async with contextlib.AsyncExitStack() as opened:
-                    cost = self.transport.whole_get_cost(expect)
-                    await opened.enter_async_context(self.budget.reserve(cost))
-                    response = await opened.enter_async_context(
-                        self.transport.get(source, if_match=etag, checksum_mode=True, expect=expect)
-                    )
-                    info = self.transport.info_from_response(source, response)
-                    if listed is None and not self._fits_one_part(info.size):
-                        self.retrier.succeeded()
-                        raise _Larger(FirstGet(info, response, opened.pop_all()))
-                    if listed is not None and info.size != listed.size:
-                        raise ObjectChangedError(
-                            f"listed with {listed.size} bytes, now {info.size}", source=redacted
-                        )
-                    file = files.enter_context(
-                        TempFile(destination, info.size, directory=directory)
-                    )
-                    check = choose_check(info) if self.config.verify else None
-                    state = ObjectDownload(source, info, check, file=file)
-                    state.attempts = 1
-                    parts = plan_parts(info.size, max(info.size, 1))
-                    state.start(parts)
-                    self.events.queued(redacted, info.size)
-                    check_answer(state, response, 0, info.size - 1, ranged=False)
-                    crc = state.crcs[0] if state.crcs else None
-                    await self.parts.deliver(state, response, 0, info.size - 1, crc)
-                self.retrier.succeeded()
-                for part in parts:
-                    state.part_finished(part)
-                verified = await self.parts.verify(state)
-            except (S3PullError, StreamFailed) as exc:
-                if state is not None:
-                    await state.close(keep_journal=False)
-                error = exc.error if isinstance(exc, StreamFailed) else exc
-                if not isinstance(error, ObjectChangedError | IntegrityError):
-                    # Raises what no retry can fix; otherwise backs off.
-                    await self.retrier.failed(redacted, error, failures=1, attempts=1)
-                raise _FastPathFailed(
-                    attempts=1, mismatched=isinstance(error, IntegrityError)
-                ) from error
-            except BaseException:
-                if state is not None:
-                    await state.close(keep_journal=False)
-                raise
-            await state.close(keep_journal=False)
-            await file.finish(mtime=_timestamp(info))
+                try:
+                    async with get as response:
+                        info = self.transport.info_from_response(source, response)
+                        if listed is None and not self._fits_one_part(info.size):
+                            self.retrier.succeeded()
+                            raise _Larger(FirstGet(info, response, get.keep_open()))
+                        if listed is not None and info.size != listed.size:
+                            raise ObjectChangedError(
+                                f"listed with {listed.size} bytes, now {info.size}",
+                                source=redacted,
+                            )
+                        file = TempFile(destination, info.size, directory=directory).open()
+                        check = choose_check(info) if self.config.verify else None
+                        state = ObjectDownload(source, info, check, file=file)
+                        state.attempts = 1
+                        parts = plan_parts(info.size, max(info.size, 1))
+                        state.start(parts)
+                        self.events.queued(redacted, info.size)
+                        check_answer(state, response, 0, info.size - 1, ranged=False)
+                        crc = state.crcs[0] if state.crcs else None
+                        await self.parts.deliver(state, response, 0, info.size - 1, crc)
+                    self.retrier.succeeded()
+                    for part in parts:
+                        state.part_finished(part)
+                    verified = await self.parts.verify(state)
+                except (S3PullError, StreamFailed) as exc:
+                    if state is not None:
+                        await state.close(keep_journal=False)
+                    error = exc.error if isinstance(exc, StreamFailed) else exc
+                    if not isinstance(error, ObjectChangedError | IntegrityError):
+                        # Raises what no retry can fix; otherwise backs off.
+                        await self.retrier.failed(redacted, error, failures=1, attempts=1)
+                    raise _FastPathFailed(
+                        attempts=1, mismatched=isinstance(error, IntegrityError)
+                    ) from error
+                except BaseException:
+                    if state is not None:
+                        await state.close(keep_journal=False)
+                    raise
+                await state.close(keep_journal=False)
+                await file.finish(mtime=_timestamp(info))
+            finally:
+                if file is not None:
+                    file.close()  # removes it, unless it was committed
         return self._result(state, destination, started, verified)
 
     def _identity(

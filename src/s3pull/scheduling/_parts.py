@@ -39,10 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Protocol
 
 from .._checksums import (
@@ -200,21 +201,84 @@ class ObjectDownload:
                 self.journal.remove()
 
 
+class BudgetedGet:
+    """``async with``: a GET with its share of the memory budget, taken before
+    the request is sent and given back after its body; the block gets the
+    response. :meth:`keep_open`, inside the block, leaves both to be closed
+    later by :meth:`aclose` (a :class:`FirstGet`) rather than at its end.
+
+    One object rather than two context managers in an ``AsyncExitStack``:
+    every small object's GET enters one, and the stack's bookkeeping cost
+    more than the reservation and the GET's own exit.
+    """
+
+    __slots__ = ("_budget", "_closed", "_get", "_kept", "_size")
+
+    def __init__(
+        self, budget: MemoryBudget, size: int, get: AbstractAsyncContextManager[Response]
+    ) -> None:
+        self._budget = budget
+        self._size = size
+        self._get = get
+        self._kept = False
+        self._closed = False
+
+    async def __aenter__(self) -> Response:
+        if not self._budget.take_now(self._size):
+            await self._budget.acquire(self._size)  # a cancelled wait takes nothing
+        try:
+            return await self._get.__aenter__()
+        except BaseException:
+            self._budget.release(self._size)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        if self._kept:
+            return None
+        return await self._close(exc_type, exc, traceback)
+
+    def keep_open(self) -> BudgetedGet:
+        """Leave the GET open when the block ends (its exception, if any, goes on)."""
+        self._kept = True
+        return self
+
+    async def aclose(self) -> None:
+        """Close the GET and give its bytes back; again: nothing."""
+        await self._close(None, None, None)
+
+    async def _close(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        if self._closed:
+            return None
+        self._closed = True
+        try:
+            return await self._get.__aexit__(exc_type, exc, traceback)
+        finally:
+            self._budget.release(self._size)
+
+
 class FirstGet:
     """A download's first, plain GET of an object larger than one part, its
     headers read and its body not: entered (``async with``) by the part that
     reads it; closing it closes its connection (the body goes on past that
     part) and gives back its share of the memory budget."""
 
-    def __init__(
-        self, info: ObjectInfo, response: Response, stack: contextlib.AsyncExitStack
-    ) -> None:
+    def __init__(self, info: ObjectInfo, response: Response, get: BudgetedGet) -> None:
         self.info = info
         self.response = response
-        self._stack = stack
+        self._get = get
 
     async def close(self) -> None:
-        await self._stack.aclose()
+        await self._get.aclose()
 
     async def __aenter__(self) -> Response:
         return self.response
@@ -431,13 +495,14 @@ class PartFetcher:
         try:
             # The GET's whole charge, or less for a shorter body.
             buffer_size = max(1, min(self.config.stream_cost, end - position))
-            with contextlib.suppress(_Enough):
-                try:
-                    await response.pump(consume, buffer_size, pace)
-                except S3PullError:
-                    if position <= last:
-                        raise
-                    # Every byte asked for is here: what broke after is not ours.
+            try:
+                await response.pump(consume, buffer_size, pace)
+            except _Enough:
+                pass
+            except S3PullError:
+                if position <= last:
+                    raise
+                # Every byte asked for is here: what broke after is not ours.
             if position <= last:
                 raise NetworkError(f"the body ended at byte {position}, expected {end}")
         except S3PullError as error:

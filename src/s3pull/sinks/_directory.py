@@ -70,7 +70,7 @@ class Directory:
             LocalError: the directory cannot be opened or created.
             FileNotFoundError: it does not exist and ``create`` is False.
         """
-        start, below = (path, ()) if root is None else (root, path.relative_to(root).parts)
+        start, below = (path, ()) if root is None else (root, _below(path, root))
         walked = 0  # components opened below ``start``
         try:
             fd = _open_or_make(start, create)
@@ -115,6 +115,19 @@ class Directory:
             os.fsync(self.fd)
         except OSError:
             pass
+
+
+def _below(path: Path, root: Path) -> tuple[str, ...]:
+    """The components of ``path`` under ``root``: ``path.relative_to(root).parts``
+    without parsing ``root`` again for every file of a batch.
+
+    Raises:
+        ValueError: ``path`` is not ``root`` or below it.
+    """
+    parts, top = path.parts, root.parts
+    if parts[: len(top)] != top:
+        raise ValueError(f"{path} is not in {root}")
+    return parts[len(top) :]
 
 
 def _open_or_make(path: Path, create: bool) -> int:

@@ -48,7 +48,6 @@ import errno
 import fcntl
 import functools
 import os
-import secrets
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -75,7 +74,8 @@ def temp_prefix(destination: Path) -> str:
 
 def temp_name(destination: Path) -> str:
     """A fresh, recognisable temp file name for ``destination``, in its directory."""
-    return f"{temp_prefix(destination)}{secrets.token_hex(6)}{TEMP_SUFFIX}"
+    # secrets.token_hex(6), without its two layers of Python calls.
+    return f"{temp_prefix(destination)}{os.urandom(6).hex()}{TEMP_SUFFIX}"
 
 
 def try_lock(fd: int) -> bool:
@@ -139,6 +139,11 @@ class TempFile:
         return self.destination.parent / self.name
 
     def __enter__(self) -> TempFile:
+        return self.open()
+
+    def open(self) -> TempFile:
+        """Create (or reopen) the file; :meth:`close` must follow, as the
+        ``with`` block's end does."""
         if self._directory is None:
             self._directory = Directory.open(self.destination.parent)
         try:
@@ -206,6 +211,11 @@ class TempFile:
             )
 
     def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the file unless it was committed; close the directory if it
+        was opened for this file."""
         try:
             if not self._committed:
                 self._discard()
@@ -396,10 +406,28 @@ def _fallocate64() -> Callable[[int, int, int, int], int] | None:
     return None
 
 
+#: is_tmpfs's answers, per device (``st_dev``): a file system is asked once,
+#: not once per file. A device number freed by an unmount may come back for
+#: another file system; the answer only decides where fsync runs and
+#: whether to preallocate, never whether a file is written safely.
+_TMPFS_BY_DEVICE: dict[int, bool] = {}
+
+
 def is_tmpfs(fd: int) -> bool:
     """True if ``fd`` is on tmpfs (Linux only; False whenever it cannot tell)."""
     if sys.platform != "linux":
         return False
+    try:
+        device = os.fstat(fd).st_dev  # one system call; ctypes' fstatfs costs ~1 us more
+    except OSError:
+        return False
+    known = _TMPFS_BY_DEVICE.get(device)
+    if known is None:
+        known = _TMPFS_BY_DEVICE[device] = _statfs_is_tmpfs(fd)
+    return known
+
+
+def _statfs_is_tmpfs(fd: int) -> bool:
     try:
         libc = _libc()
         # struct statfs starts with f_type (a long) on every Linux ABI; 256
