@@ -518,18 +518,19 @@ async def _read_head(connection: _Connection, within: float) -> tuple[int, CIMul
 
 
 def _parse_head(head: bytes) -> tuple[int, CIMultiDictProxy[str]]:
-    lines = head.split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
+    lines = head.decode("latin-1").split("\r\n")  # one decode for the whole head
+    version, _, rest = lines[0].partition(" ")
     code = rest[:3]
-    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
         raise _Malformed(f"not an HTTP status line: {lines[0][:60]!r}")
-    headers: CIMultiDict[str] = CIMultiDict()
+    fields = []
     for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name[-1:].isspace() or name[:1].isspace():
+        name, colon, value = line.partition(":")
+        if not colon or not name or name[-1].isspace() or name[0].isspace():
             raise _Malformed(f"not a header: {line[:60]!r}")
-        headers.add(name.decode("latin-1"), value.strip().decode("latin-1"))
-    if version == b"HTTP/1.0" and "keep-alive" not in headers.get("Connection", "").lower():
+        fields.append((name, value.strip()))
+    headers: CIMultiDict[str] = CIMultiDict(fields)
+    if version == "HTTP/1.0" and "keep-alive" not in headers.get("Connection", "").lower():
         headers.add("Connection", "close")  # HTTP/1.0 closes unless it says otherwise
     return int(code), CIMultiDictProxy(headers)
 
