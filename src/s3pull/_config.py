@@ -227,15 +227,20 @@ class TransferConfig:
     most ``read_buffer`` before it pauses the socket, plus one socket read
     (256 KiB); a body read on a worker thread (every GET into a file) reads
     into one buffer of ``stream_cost`` bytes, because fewer, larger reads
-    cost less CPU per byte. Every GET is charged the same::
+    cost less CPU per byte. Every GET is charged::
 
         stream_cost  = 2 * read_buffer + 256 KiB          (768 KiB by default)
         peak buffers = active_streams * stream_cost + ordered consumers' windows
                      <= memory_limit
 
-    The client admits a new GET only when the budget has ``stream_cost``
-    free, so concurrency adapts to the budget: the default 64 MiB admits up
-    to 85 streams; 16 MiB admits 21. The process's peak RSS is the
+    except the whole GET of an object known to be small (up to 1 MiB, read
+    on the loop), whose socket pauses once its size (at most
+    ``read_buffer``) plus 16 KiB for the head waits unread: it is charged
+    that plus one socket read (``Transport.whole_get_cost``: 288 KiB for
+    16 KiB). The client admits a new GET only when the budget has its
+    charge free, so concurrency adapts to the budget: the default 64 MiB
+    admits up to 85 streams, or 227 GETs of 16 KiB objects; 16 MiB admits
+    21 streams. The process's peak RSS is the
     interpreter's baseline (~30-40 MB with s3pull's imports) plus at
     most ``memory_limit`` plus allocator slack, whatever the object size.
     A batch spread over ``processes`` workers shares the same budget: each

@@ -33,6 +33,8 @@ class Scripted:
     answers: Callable[[int, bytes], Script]
     url: str = ""
     connections: int = 0
+    #: Connections the client closed (or the script ended).
+    closed: int = 0
     requests: list[bytes] = field(default_factory=list)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -53,6 +55,7 @@ class Scripted:
         except (asyncio.IncompleteReadError, ConnectionError):
             return
         finally:
+            self.closed += 1
             writer.close()
 
 
@@ -277,3 +280,28 @@ def test_the_default_budget_admits_a_whole_batch_of_small_gets() -> None:
     # Unknown or larger sizes are read on worker threads, a stream each.
     assert transport.whole_get_cost(None) == config.stream_cost
     assert transport.whole_get_cost(2 * 1024 * 1024) == config.stream_cost
+
+
+async def test_a_proxy_refusing_the_tunnel_is_one_error_and_no_open_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The proxy answers CONNECT with 407: a transient network error naming
+    # the status, and the client closes its socket to the proxy at once.
+    refusal: Script = [b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"]
+    proxy, listening = await serve(lambda n, _: refusal)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    for name in ("https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    transport = client()
+    try:
+        with pytest.raises(NetworkError, match="407"):
+            await fetch(transport, "https://store.example:8443/k")
+    finally:
+        await transport.close()
+        listening.close()
+    assert proxy.requests[0].startswith(b"CONNECT store.example:8443 HTTP/1.1\r\n")
+    for _ in range(100):
+        if proxy.closed:
+            break
+        await asyncio.sleep(0.01)
+    assert (proxy.connections, proxy.closed) == (1, 1)

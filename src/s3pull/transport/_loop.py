@@ -33,6 +33,7 @@ import builtins
 import collections
 import functools
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import urljoin, urlsplit
 
@@ -51,6 +52,7 @@ from ._backend import (
     redirect_error,
 )
 from ._proxies import Proxy
+from ._sigv4 import host_header
 from ._translate import error_from_exception, first_line
 
 #: A response head (status line and headers) larger than this is refused.
@@ -90,10 +92,7 @@ def _split_origin(scheme: str, netloc: str) -> tuple[str, int, str]:
     """(host, port, Host header) of ``scheme://netloc``; every request to
     an origin asks the same, so ``urlsplit`` runs once per origin."""
     parts = urlsplit(f"{scheme}://{netloc}")
-    host = parts.hostname or ""
-    port = parts.port or _PORTS[scheme]
-    shown = f"[{host}]" if ":" in host else host
-    return host, port, shown if port == _PORTS[scheme] else f"{shown}:{port}"
+    return parts.hostname or "", parts.port or _PORTS[scheme], host_header(parts)
 
 
 class _Connection(asyncio.Protocol):
@@ -264,12 +263,12 @@ class LoopResponse(Response):
         method: str,
         silence: float,
         where: tuple[str, tuple[int, int] | None],
-        on_release: Any,
+        on_release: Callable[[_Connection, bool], None],
     ) -> None:
         super().__init__(status, headers, *where)
         self._connection = connection
         self._silence = silence
-        self._on_release = on_release
+        self._on_release: Callable[[_Connection, bool], None] | None = on_release
         self._chunked = False
         self._chunk_left = 0
         #: Body bytes still to come; None: to the connection's close.
@@ -445,11 +444,15 @@ class LoopBackend:
             async with asyncio.timeout(within):
                 if tls is not None and proxy is not None:
                     _, connection = await loop.create_connection(self._protocol, to_host, to_port)
-                    await _tunnel(connection, origin, within)
-                    assert connection.transport is not None
-                    secure = await loop.start_tls(
-                        connection.transport, connection, tls, server_hostname=host
-                    )
+                    try:
+                        await _tunnel(connection, origin, within)
+                        assert connection.transport is not None
+                        secure = await loop.start_tls(
+                            connection.transport, connection, tls, server_hostname=host
+                        )
+                    except BaseException:
+                        connection.close()  # refused, timed out or a failed handshake
+                        raise
                     assert isinstance(secure, asyncio.Transport)
                     connection.transport = secure
                 else:
