@@ -395,7 +395,7 @@ class AsyncClient:
         else:
             # Spread over worker processes when it pays (see s3pull.executors),
             # or over the executor the client was given.
-            from .executors import PoolSetup, ShardOptions, spread
+            from .executors import InProcess, PoolSetup, ShardOptions, spread
 
             setup = PoolSetup(
                 config=self.config,
@@ -408,7 +408,7 @@ class AsyncClient:
             if self.executor is not None:
                 outcomes = self.executor(listed, setup)
             else:
-                outcomes = spread(listed, setup, batch.run)
+                outcomes = spread(listed, setup, InProcess(batch.run, self.budget, self.breakers))
         try:
             async for outcome in outcomes:
                 yield outcome

@@ -245,7 +245,8 @@ class TransferConfig:
     most ``memory_limit`` plus allocator slack, whatever the object size.
     A batch spread over ``processes`` workers shares the same budget: each
     worker holds ``memory_limit / processes``, so the process tree's peak is
-    ``processes`` idle workers' baselines plus ``memory_limit`` plus slack.
+    ``processes`` idle workers' baselines plus ``memory_limit`` plus slack
+    (under ``"auto"`` the parent is one of the shares).
 
     Attributes:
         part_size: bytes per ranged GET; None picks from the object size:
@@ -291,9 +292,10 @@ class TransferConfig:
         processes: worker processes a batch (``download_many``,
             ``download_prefix``) is spread over, each with its own event
             loop, connection pool and ``memory_limit / processes`` of the
-            budget; 1 runs it in this process; ``"auto"`` uses one process
-            per core for a batch of many small listed objects (at least 1000,
-            1 MiB or less on average), and this process for any other (see
+            budget; 1 runs it in this process; ``"auto"`` runs it in this
+            process, joined by one worker per other core for a batch of many
+            small listed objects (at least 1000, 1 MiB or less on average),
+            each of them with ``memory_limit / cores`` (see
             ``s3pull.executors._pool``) ("auto").
         timeouts: see :class:`Timeouts`.
         retry: see :class:`RetryConfig`.

@@ -223,10 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(table)
         console.print(
             "wall time includes starting the interpreter; peak RSS is the whole "
-            "s3pull process tree (each process's own VmHWM, summed; 1000 small objects "
-            "stay in one process, 2000 or more would run on one worker per core); one "
-            "process's imports take "
-            "~33 MB."
+            "s3pull process tree (each process's own VmHWM, summed: a batch of 1000 or "
+            "more small objects runs in this process and one worker per other core); "
+            "one process's imports take ~33 MB."
         )
         return 0 if all(outcome.identical for outcome in outcomes) else 1
 

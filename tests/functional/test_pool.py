@@ -207,13 +207,24 @@ def slow_bucket(s3: FaultServer, count: int) -> None:
         s3.add_fault("bucket", key, Fault.drip(chunk=8192, interval=0.06), method="GET")
 
 
-def batch_killing_workers(s3: FaultServer, out: Path, kill: int) -> BatchResult:
-    """Run a slow batch over two workers and SIGKILL ``kill`` of them once
-    they are writing temp files."""
+def holds_a_temp_file(pid: int) -> bool:
+    """Whether process ``pid`` has a temp file of a download open."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd).endswith(".part") for fd in fds.iterdir())
+    except OSError:  # an fd closed while we looked
+        return False
+
+
+def batch_killing_workers(
+    s3: FaultServer, out: Path, kill: int, processes: int | str = 2, workers: int = 2
+) -> BatchResult:
+    """Run a slow batch over ``workers`` worker processes and SIGKILL ``kill``
+    of them once each is writing a temp file."""
     results: list[BatchResult] = []
 
     def run() -> None:
-        config = TransferConfig(processes=2)
+        config = TransferConfig(processes=processes)
         with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
             results.append(client.download_prefix("s3://bucket/s/", out))
 
@@ -222,11 +233,11 @@ def batch_killing_workers(s3: FaultServer, out: Path, kill: int) -> BatchResult:
     deadline = time.monotonic() + 30
     while True:
         assert time.monotonic() < deadline, "the workers never started downloading"
-        workers = workers_of(os.getpid())
-        if len(workers) >= 2 and out.exists() and list(out.rglob("*.part")):
+        running = workers_of(os.getpid())
+        if len(running) >= workers and all(holds_a_temp_file(pid) for pid in running[:kill]):
             break
         time.sleep(0.02)
-    for worker in workers[:kill]:
+    for worker in running[:kill]:
         os.kill(worker, signal.SIGKILL)
     thread.join(60)
     assert not thread.is_alive()

@@ -292,6 +292,44 @@ def test_a_holding_that_could_never_fit_is_refused_at_once() -> None:
     asyncio.run(main())
 
 
+def test_a_budget_lending_bytes_behaves_as_a_smaller_one_until_they_come_back() -> None:
+    # The parent of a local pool lends its workers their shares.
+    async def main() -> None:
+        budget = MemoryBudget(100, holdable=80)
+        lend = budget.lend(60, holdable=25)
+        async with budget.reserve(50):
+            lending = asyncio.create_task(lend.__aenter__())
+            await _settle()
+            assert not lending.done()  # waits, in turn, for the 60 bytes
+        await lending
+        assert (budget.used, budget.holdable) == (60, 25)
+        with pytest.raises(ConfigError, match="25 bytes of memory_limit"):
+            await budget.hold(_upto(30, least=30))
+        assert await budget.hold(_upto(30)) == 25
+        budget.unhold(25)
+        second = asyncio.create_task(budget.acquire(41))
+        await _settle()
+        assert not second.done()  # 60 lent + 41 > 100
+        await lend.__aexit__(None, None, None)
+        await second
+        assert (budget.used, budget.holdable) == (41, 80)
+        budget.release(41)
+
+    asyncio.run(main())
+
+
+def test_a_lending_gives_its_bytes_back_however_the_block_ends() -> None:
+    async def main() -> None:
+        budget = MemoryBudget(100, holdable=80)
+        with pytest.raises(RuntimeError):
+            async with budget.lend(70, holdable=10):
+                assert (budget.used, budget.holdable) == (70, 10)
+                raise RuntimeError
+        assert (budget.used, budget.holdable) == (0, 80)
+
+    asyncio.run(main())
+
+
 def test_a_cancelled_holding_leaves_nothing_behind() -> None:
     async def main() -> None:
         budget = MemoryBudget(100, holdable=80)

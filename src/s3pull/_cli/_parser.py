@@ -75,8 +75,8 @@ def _add_processes_option(group: argparse._ArgumentGroup) -> None:
         type=_processes,
         metavar="N|auto",
         help="worker processes to spread the objects over, each with an equal share of "
-        "--memory-limit (default: auto: one per core when the first 2000 listed objects "
-        "average 1 MiB or less, else 1, in this process)",
+        "--memory-limit (default: auto: this process, joined by one worker per other "
+        "core when the first 1000 listed objects average 1 MiB or less)",
     )
     add_celery_option(group)
 

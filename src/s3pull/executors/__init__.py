@@ -10,6 +10,7 @@ Celery workers (a fleet). Planning cuts the batch (``planning._shards``);
 from ._pool import (
     AUTO_MAX_AVERAGE,
     AUTO_MIN_OBJECTS,
+    InProcess,
     Pool,
     cores,
     remove_leftovers,
@@ -25,6 +26,7 @@ __all__ = [
     "AUTO_MIN_OBJECTS",
     "LINE_LIMIT",
     "EventLog",
+    "InProcess",
     "Outbox",
     "Pool",
     "PoolSetup",

@@ -5,7 +5,7 @@ go from socket to file on worker threads that release the GIL), but a batch
 of many objects spends its CPU per object on the loop (requests, signing,
 temp files, results), so it is capped by one core. The pool runs the batch
 in N worker processes, each its own loop, connection pool and share of the
-memory budget.
+memory budget, and under ``"auto"`` in the parent too.
 
 The algorithm
 -------------
@@ -29,36 +29,44 @@ The algorithm
    in the worker that downloads the object; a worker's endpoint breaker
    changes (paused, down, closed by a probe) go through the parent to the
    other workers, so a dead endpoint pauses all of them.
-4. **A worker that dies** (SIGKILL, the OOM killer) leaves items without an
+4. **The parent's own share** (``"auto"``): the parent is one more taker
+   of shards, ready from the first item, its shards run by the client's own
+   batch on this loop (``_Parent``). Its endpoint changes go to the workers
+   and theirs are adopted by its breakers; its budget lends the workers'
+   shares away (``MemoryBudget.lend``) and keeps one. A worker that cannot
+   start is then no error: the parent runs what that worker would have.
+5. **A worker that dies** (SIGKILL, the OOM killer) leaves items without an
    outcome. They go back to the front of the queue as one shard for a live
    worker; if none is left they fail, saying why. Their temp files (a dead
    process cannot remove them) are removed once the batch ends, unless a
    retry resumed from them.
-5. **Stopping** (the caller stops iterating, ``fail_fast``, Ctrl-C of the
+6. **Stopping** (the caller stops iterating, ``fail_fast``, Ctrl-C of the
    CLI): the workers get SIGTERM, cancel their downloads (which removes
    their temp files and journals) and exit; one that does not within
-   ``STOP_SECONDS`` is killed, and its leftovers removed.
+   ``STOP_SECONDS`` is killed, and its leftovers removed. The parent's own
+   downloads are cancelled as in process.
 
 Costs and the ``"auto"`` rule, measured on the 2-core bench machine
 (``bench/``, ``wan`` profile, while other work shared the cores): a worker
-starts in ~0.17 s of wall time and ~0.14 s of CPU (a fresh interpreter
+starts in ~0.2 s of wall time and ~0.14 s of CPU (a fresh interpreter
 importing s3pull) at ~28 MB of RSS; the parent spends ~50 us of CPU per
-object (planning, JSON both ways), the workers what the in-process batch
-spends. 20,000 x 16 KiB: 1,684 obj/s in process, 2,280 with 2 processes;
-2000 x 64 KiB: 1,390 vs 1,363 (the start-up eats the gain); 100 x 16 MiB:
-965 vs 858 MB/s (large bodies are read on worker threads that release the
-GIL, so one process already uses both cores). A full bench run later gave
-2000 x 64 KiB 1,334 obj/s in process and 1,510 with 2 (a key list: 1,221
-and 1,410), and 1000 x 16 KiB (the demo's batch) took 1.13 s and 0.73 CPU
-s in process against 1.60 s and 1.18 CPU s with 2: below ~2000 objects the
-workers' start-up (~0.45 CPU s for two, plus the parent's share) costs more
-than the second core gives back. Hence ``"auto"``: one worker per core
-when the batch's first ``AUTO_MIN_OBJECTS`` objects are all known (from a
-listing or inventory) and average at most ``AUTO_MAX_AVERAGE`` bytes, the
-objects whose bodies are read on the event loop; otherwise in process.
-Looking at the first two thousand items costs one more listing page
-before the first download (~30-50 ms on ``wan``) for batches between one
-and two pages long; a batch of one page is decided when its listing ends.
+object it hands out (planning, JSON both ways), the workers what the
+in-process batch spends. Workers alone, the start-up is on the critical
+path: 2000 x 64 KiB with ``processes=2`` had its first object ~0.43 s after
+the command started, against ~0.28 s in process, and the gain of the second
+core was gone (1.07-1.10 s against 1.23-1.38 s; s5cmd 0.75-0.85 s). Hence
+``"auto"``: the parent downloads from the first item on, and once the
+batch's first ``AUTO_MIN_OBJECTS`` objects (one full listing page) are
+known and average at most ``AUTO_MAX_AVERAGE`` bytes (objects whose bodies
+are read on the event loop), it starts ``cores() - 1`` workers, whose
+start-up runs on the cores the parent does not use; 2000 x 64 KiB then took
+0.91-1.02 s. One worker per core besides the parent was slower (1.03-1.14
+s): the parent's own share is a core's work. A batch of one page is no
+worse off (1000 x 16 KiB: 0.62 s against 0.65 s in process) and pays ~0.2
+CPU s more. Fewer objects, larger ones, or unknown sizes (a key list) stay
+in process. An explicit ``processes=N`` is N workers and a parent that only
+plans and merges: for machines with many cores, where merging their
+outcomes is a core's work of its own.
 """
 
 from __future__ import annotations
@@ -72,23 +80,24 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from contextlib import aclosing
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .._errors import S3PullError
 from .._results import ObjectOutcome
-from ..planning import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem
-from ..scheduling import BatchItem
+from ..planning import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem, holdable
+from ..scheduling import BatchItem, Breakers, BreakerState, MemoryBudget, planned_item
 from ..sinks import Directory, stale_names, temp_prefix
 from ._run import PoolSetup, ShardedRun, failed_outcome
-from ._shard import config_to_json
+from ._shard import config_to_json, run_shards
 from ._spawn import spawn_module
-from ._wire import LINE_LIMIT, replay
+from ._wire import LINE_LIMIT, adopt, replay
 
-#: ``processes="auto"``: how many objects decide, and the average size under
-#: which they go to worker processes (bodies up to 1 MiB are read on the loop).
-AUTO_MIN_OBJECTS = 2000
+#: ``processes="auto"``: how many objects decide (a listing page), and the
+#: average size under which workers join the parent (bodies up to 1 MiB are
+#: read on the loop).
+AUTO_MIN_OBJECTS = 1000
 AUTO_MAX_AVERAGE = 1 << 20
 #: Unfinished shards a worker may hold (the one it runs, the next one).
 AHEAD = 2
@@ -97,7 +106,25 @@ QUEUED_SHARDS = 8
 #: How long stopped workers get to clean up before they are killed.
 STOP_SECONDS = 30.0
 
-InProcess = Callable[[AsyncIterable[BatchItem]], AsyncGenerator[ObjectOutcome, None]]
+Run = Callable[[AsyncIterable[BatchItem]], AsyncGenerator[ObjectOutcome, None]]
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """The client's own batch: what runs a batch in this process, and the
+    parent's share of a pool it takes part in (``"auto"``).
+
+    Attributes:
+        run: the in-process batch (``Batch.run``).
+        budget: the client's memory budget; the workers' shares are lent out
+            of it while the pool runs.
+        breakers: the client's breakers; their endpoint changes go to the
+            workers, and the workers' come back to them.
+    """
+
+    run: Run
+    budget: MemoryBudget
+    breakers: Breakers
 
 
 def cores() -> int:
@@ -116,12 +143,17 @@ async def spread(
     the module docstring.
     """
     processes = setup.config.processes
+    outcomes: AsyncGenerator[ObjectOutcome, None]
     if processes == "auto":
-        head, large, error = await _peek(items)
+        head, many_small, error = await _peek(items)
         items = _chain(head, items, error)
-        processes = cores() if large else 1
-    assert isinstance(processes, int)
-    outcomes = in_process(items) if processes == 1 else Pool(setup, processes).run(items)
+        if many_small:
+            outcomes = Pool(setup, cores() - 1, parent=in_process).run(items)
+        else:
+            outcomes = in_process.run(items)
+    else:
+        assert isinstance(processes, int)
+        outcomes = in_process.run(items) if processes == 1 else Pool(setup, processes).run(items)
     async with aclosing(outcomes):
         async for outcome in outcomes:
             yield outcome
@@ -166,11 +198,11 @@ async def _chain(
         yield item
 
 
-class _Worker:
-    """One worker process, and the items it holds."""
+class _Share:
+    """Who runs shards (a worker process, or the parent itself), and the items
+    it holds."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
+    def __init__(self) -> None:
         self.ready = False
         self.alive = True
         #: Items sent and not yet finished, by number.
@@ -178,11 +210,39 @@ class _Worker:
         #: Unfinished shards: items left in each, and the shard of each item.
         self.left: dict[int, int] = {}
         self.shard_of: dict[int, int] = {}
-        self.last_words = ""
 
     @property
     def free(self) -> bool:
         return self.alive and self.ready and len(self.left) < AHEAD
+
+    async def take(self, shard: Shard) -> None:
+        """Hand it ``shard`` to run."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """No more shards will come."""
+        raise NotImplementedError
+
+
+class _Worker(_Share):
+    """One worker process."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        super().__init__()
+        self.process = process
+        self.last_words = ""
+
+    async def take(self, shard: Shard) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None
+        stdin.write(json.dumps({"shard": shard.to_json()}).encode() + b"\n")
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            await stdin.drain()  # a dead worker's items come back when its reader sees it
+
+    def close(self) -> None:
+        stdin = self.process.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.close()
 
     def why(self) -> str:
         """How the process ended, for an error message."""
@@ -195,13 +255,55 @@ class _Worker:
         return f"worker process {self.process.pid} {ended}{said}"
 
 
-class Pool(ShardedRun):
-    """One batch over ``processes`` worker processes; see the module docstring."""
+class _Parent(_Share):
+    """The parent's own share: shards run by the client's batch, on this loop."""
 
-    def __init__(self, setup: PoolSetup, processes: int) -> None:
+    def __init__(self, own: InProcess) -> None:
+        super().__init__()
+        self.own = own
+        self.ready = True
+        self._shards: asyncio.Queue[Shard | None] = asyncio.Queue()
+
+    async def take(self, shard: Shard) -> None:
+        self._shards.put_nowait(shard)
+
+    def close(self) -> None:
+        self._shards.put_nowait(None)
+
+    async def shards(self) -> AsyncIterator[Shard]:
+        while (shard := await self._shards.get()) is not None:
+            yield shard
+
+    def iter_download_many(
+        self,
+        items: AsyncIterable[ShardItem],
+        destination: None = None,
+        *,
+        skip_existing: bool = False,
+        fail_fast: bool = False,
+        dry_run: bool = False,
+    ) -> AsyncGenerator[ObjectOutcome, None]:
+        """``run_shards``'s downloader: the client's batch (which has the
+        batch's options already)."""
+
+        async def batch_items() -> AsyncIterator[BatchItem]:
+            async for item in items:
+                yield planned_item(item)
+
+        return self.own.run(batch_items())
+
+
+class Pool(ShardedRun):
+    """One batch over ``processes`` worker processes, and the parent too when
+    it is given its share; see the module docstring."""
+
+    def __init__(
+        self, setup: PoolSetup, processes: int, *, parent: InProcess | None = None
+    ) -> None:
         super().__init__(setup)
         self.processes = processes
         self.workers: list[_Worker] = []
+        self.parent = _Parent(parent) if parent is not None else None
         self._sharder = Sharder(max_items=SHARD_ITEMS, max_bytes=SHARD_BYTES)
         self._queue: deque[Shard] = deque()
         self._retry: deque[Shard] = deque()
@@ -210,19 +312,34 @@ class Pool(ShardedRun):
         #: Destinations whose worker died mid-download: their leftovers go at the end.
         self._orphans: list[ShardItem] = []
 
+    @property
+    def _shares(self) -> list[_Share]:
+        return ([self.parent] if self.parent is not None else []) + list(self.workers)
+
     async def _work(self, group: asyncio.TaskGroup, items: AsyncIterable[BatchItem]) -> None:
         group.create_task(self._feed(items))
+        if self.parent is not None:
+            group.create_task(self._run_parent(self.parent))
         await self._start(group)
         await self._dispatch()
-        for worker in self.workers:
-            self._close_input(worker)
+        for share in self._shares:
+            share.close()
 
     # -- workers ---------------------------------------------------------------
 
+    @property
+    def _budget_shares(self) -> int:
+        return self.processes + (self.parent is not None)
+
     async def _start(self, group: asyncio.TaskGroup) -> None:
-        line = init_line(self.setup, self.processes)
+        line = init_line(self.setup, self._budget_shares)
         for _ in range(self.processes):
-            worker = _Worker(await _spawn())
+            try:
+                worker = _Worker(await _spawn())
+            except S3PullError:
+                if self.parent is None:
+                    raise
+                break  # the parent goes on with the workers it has
             self.workers.append(worker)
             assert worker.process.stdin is not None
             worker.process.stdin.write(line)
@@ -251,10 +368,10 @@ class Pool(ShardedRun):
         worker.alive = False
         self._wake.set()
         if not worker.ready:
-            # Nothing was sent to it. Unless no worker ever got ready (then
-            # none can start: the interpreter, the environment), the others
+            # Nothing was sent to it. Unless nobody ever got ready (then no
+            # worker can start: the interpreter, the environment), the others
             # carry on without it, as they would after losing it later.
-            if not any(other.ready for other in self.workers):
+            if not any(other.ready for other in self._shares):
                 raise S3PullError(f"cannot start a worker process: {worker.why()}")
             return
         if worker.outstanding:
@@ -271,20 +388,47 @@ class Pool(ShardedRun):
             if text and ("Error" in text or not worker.last_words):
                 worker.last_words = text[-300:]
 
-    def _share_breaker(self, told_by: _Worker, change: list[Any]) -> None:
-        """Pass one worker's endpoint breaker change on to the others."""
+    async def _run_parent(self, parent: _Parent) -> None:
+        """The parent's own shards, with its share of the budget: the rest is
+        lent to the workers for as long as the pool runs."""
+        own, config = parent.own, self.setup.config
+        share = config.memory_limit // self._budget_shares
+        previous = own.breakers.on_endpoint
+
+        def tell_workers(endpoint: str, change: str, state: BreakerState) -> None:
+            self._share_breaker(parent, [endpoint, change, state.failures, state.last_failure])
+
+        own.breakers.on_endpoint = tell_workers
+        try:
+            lent = own.budget.lend(
+                config.memory_limit - share, holdable=holdable(share, config.stream_cost)
+            )
+            async with (
+                lent,
+                aclosing(run_shards(parent, parent.shards(), self.setup.options)) as outcomes,
+            ):
+                async for number, outcome in outcomes:
+                    self._finished(parent, number)
+                    await self._outcomes.put(outcome)
+        finally:
+            own.breakers.on_endpoint = previous
+
+    def _share_breaker(self, told_by: _Share, change: list[Any]) -> None:
+        """Pass one endpoint breaker change on to every other share."""
+        if self.parent is not None and told_by is not self.parent:
+            self.parent.own.breakers.adopt(*adopt(change))
         line = json.dumps({"breaker": change}).encode() + b"\n"
         for worker in self.workers:
             stdin = worker.process.stdin
             if worker is not told_by and worker.alive and stdin and not stdin.is_closing():
                 stdin.write(line)
 
-    def _finished(self, worker: _Worker, number: int) -> None:
-        del worker.outstanding[number]
-        shard = worker.shard_of.pop(number)
-        worker.left[shard] -= 1
-        if not worker.left[shard]:
-            del worker.left[shard]
+    def _finished(self, share: _Share, number: int) -> None:
+        del share.outstanding[number]
+        shard = share.shard_of.pop(number)
+        share.left[shard] -= 1
+        if not share.left[shard]:
+            del share.left[shard]
             self._wake.set()
 
     async def _lost(self, worker: _Worker) -> None:
@@ -294,7 +438,7 @@ class Pool(ShardedRun):
         worker.left.clear()
         worker.shard_of.clear()
         self._orphans += lost
-        if any(other.alive for other in self.workers):
+        if any(other.alive for other in self._shares):
             self._retry.append(Shard(tuple(lost)))
             self._wake.set()
             return
@@ -304,11 +448,6 @@ class Pool(ShardedRun):
         for item in items:
             message = f"not downloaded: {why}, and no worker process is left to run it"
             await self._outcomes.put(failed_outcome(item, message))
-
-    def _close_input(self, worker: _Worker) -> None:
-        stdin = worker.process.stdin
-        if stdin is not None and not stdin.is_closing():
-            stdin.close()
 
     async def _stop(self) -> None:
         """Stop every worker still running (SIGTERM, then SIGKILL), wait for
@@ -326,7 +465,7 @@ class Pool(ShardedRun):
                 await worker.process.wait()
                 self._orphans += worker.outstanding.values()
         for worker in self.workers:
-            self._close_input(worker)
+            worker.close()
         if self._orphans:
             await asyncio.to_thread(remove_leftovers, self._orphans)
 
@@ -353,43 +492,39 @@ class Pool(ShardedRun):
     async def _dispatch(self) -> None:
         """Hand out shards until every item has an outcome."""
         while True:
-            worker = min(
-                (w for w in self.workers if w.free), key=lambda w: len(w.left), default=None
-            )
-            alive = any(w.alive for w in self.workers)
-            if worker is not None and not (self._retry or self._queue) and self._sharder.pending:
+            shares = self._shares
+            share = min((s for s in shares if s.free), key=lambda s: len(s.left), default=None)
+            alive = any(s.alive for s in shares)
+            if share is not None and not (self._retry or self._queue) and self._sharder.pending:
                 self._queue += self._sharder.flush()  # a worker waits: take what there is
             if self._retry or self._queue:
                 shard = self._retry[0] if self._retry else self._queue[0]
-                if worker is not None or not alive:
+                if share is not None or not alive:
                     (self._retry if self._retry else self._queue).popleft()
                     self._wake.set()  # room in the queue for the feeder
-                    if worker is None:
+                    if share is None:
                         await self._fail(shard.items, self.workers[-1].why())
                     else:
-                        await self._send(worker, shard)
+                        await self._send(share, shard)
                     continue
-            elif self._fed and not any(w.outstanding for w in self.workers if w.alive):
+            elif self._fed and not any(s.outstanding for s in shares if s.alive):
                 return
             await self._changed()
 
-    async def _send(self, worker: _Worker, shard: Shard) -> None:
+    async def _send(self, share: _Share, shard: Shard) -> None:
         number = self._shards
         self._shards += 1
-        worker.left[number] = len(shard.items)
+        share.left[number] = len(shard.items)
         for item in shard.items:
-            worker.outstanding[item.id] = item
-            worker.shard_of[item.id] = number
-        stdin = worker.process.stdin
-        assert stdin is not None
-        stdin.write(json.dumps({"shard": shard.to_json()}).encode() + b"\n")
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            await stdin.drain()  # a dead worker's items come back when its reader sees it
+            share.outstanding[item.id] = item
+            share.shard_of[item.id] = number
+        await share.take(shard)
 
 
-def init_line(setup: PoolSetup, processes: int) -> bytes:
-    """A worker's first line: its configuration, with its share of the budget."""
-    share = setup.config.memory_limit // processes
+def init_line(setup: PoolSetup, shares: int) -> bytes:
+    """A worker's first line: its configuration, with its share (one of
+    ``shares``) of the budget."""
+    share = setup.config.memory_limit // shares
     config = replace(setup.config, memory_limit=share, processes=1)
     init = {
         "init": {

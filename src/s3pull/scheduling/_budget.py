@@ -24,8 +24,9 @@ is not in the GETs' queue, so it never holds them up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from .._errors import ConfigError
 
@@ -106,6 +107,25 @@ class MemoryBudget:
         self._used -= size
         assert self._used >= 0, "released more than reserved"
         self._wake()
+
+    @contextlib.asynccontextmanager
+    async def lend(self, size: int, *, holdable: int) -> AsyncIterator[None]:
+        """For the ``async with`` block, ``size`` bytes are away and at most
+        ``holdable`` bytes may be held: this budget then behaves as one of
+        ``limit - size`` bytes would. What the parent of a local process pool
+        does while its workers spend their shares.
+
+        Waits, in turn, until ``size`` bytes are free.
+        """
+        await self.acquire(size)
+        kept = self.holdable
+        self.holdable = min(kept, holdable)
+        try:
+            yield
+        finally:
+            self.holdable = kept
+            self.release(size)
+            self._wake_holders()
 
     def reserve(self, size: int) -> Reservation:
         """Hold ``size`` bytes for the duration of an ``async with`` block."""
