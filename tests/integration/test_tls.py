@@ -24,7 +24,8 @@ import trustme
 
 from s3pull import TransferConfig, TransferError
 from s3pull._source import HttpSource
-from s3pull.transport import BlockingResponse, S3Endpoint, Transport
+from s3pull.transport import S3Endpoint, Transport
+from s3pull.transport._blocking import BlockingResponse
 from s3pull.transport._loop import LoopResponse
 
 from ..support import leftovers, pattern

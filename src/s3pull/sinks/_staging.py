@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
-import tempfile
 from pathlib import Path
 from types import TracebackType
 
@@ -33,6 +31,10 @@ class StagingDirectory:
     """
 
     def __init__(self, parent: Path) -> None:
+        # Imported here: only documents stage, and shutil and tempfile are
+        # ~3 ms of every other process's start.
+        import tempfile
+
         Directory.open(parent).close()  # made, or the LocalError of why not
         try:
             self.path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent))
@@ -55,6 +57,8 @@ class StagingDirectory:
     def remove(self) -> None:
         """Remove the directory and what it holds (idempotent)."""
         if self._fd >= 0:
+            import shutil
+
             shutil.rmtree(self.path, ignore_errors=True)
             os.close(self._fd)  # the lock goes with it
             self._fd = -1

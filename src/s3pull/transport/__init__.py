@@ -17,7 +17,6 @@ checks both, see ``[tool.importlinter]`` in pyproject.toml).
 """
 
 from ._backend import Response
-from ._blocking import BlockingResponse
 from ._listing import ListCursor, ListedObject, ListPage
 from ._response import ResponseHead, quoted_etag
 from ._s3 import ADDRESSING_STYLES, S3Endpoint
@@ -27,7 +26,6 @@ __all__ = [
     "ADDRESSING_STYLES",
     "CHECKSUM_ALGORITHMS",
     "THREADED_BODY_ABOVE",
-    "BlockingResponse",
     "ListCursor",
     "ListPage",
     "ListedObject",

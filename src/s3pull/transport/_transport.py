@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from .._config import SOCKET_READ_SIZE, KiB, MiB, TransferConfig
@@ -33,13 +34,15 @@ from .._events import Events
 from .._results import ObjectInfo
 from .._source import HttpSource, S3Source, Source
 from ._backend import Ask, Backend, Response, TLSContext
-from ._blocking import BlockingPool
 from ._listing import ListCursor, ListPage, list_query, parse_list_page
 from ._loop import LoopBackend
 from ._proxies import Proxy, env_proxy
 from ._response import ResponseHead, quoted_etag
 from ._s3 import S3Endpoint
 from ._translate import error_from_response
+
+if TYPE_CHECKING:
+    from ._blocking import BlockingPool
 
 CHECKSUM_ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA256", "SHA1")
 #: (algorithm, the header that carries it), looked up in every answer.
@@ -147,6 +150,11 @@ class Transport:
 
     def _get_threads(self) -> BlockingPool:
         if self._threads is None:
+            # Imported when first used: http.client and its email parser are
+            # ~10 ms of a process's start, and a batch of small objects (a
+            # pool worker's) never reads a body on the threads.
+            from ._blocking import BlockingPool
+
             self._threads = BlockingPool(connections=self.config.max_connections, tls=self._tls)
         return self._threads
 
