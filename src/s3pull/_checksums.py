@@ -100,14 +100,20 @@ def choose_check(info: ObjectInfo) -> Check | None:
 class RunningCrc:
     """A CRC over the bytes of one part, fed in order."""
 
-    __slots__ = ("_update", "length", "value")
+    __slots__ = ("_algorithm", "_update", "length", "value")
 
     def __init__(self, algorithm: str) -> None:
-        self._update = _crcs()[algorithm][0]
+        self._algorithm = algorithm
+        self._update: Update | None = None
         self.value = 0
         self.length = 0
 
     def update(self, data: bytes | memoryview) -> None:
+        if self._update is None:
+            # Looked up with the first bytes, not before the GET: awscrt's
+            # import (~40 ms, holding the GIL) then runs while the run's
+            # first requests are already out, not in front of them.
+            self._update = _crcs()[self._algorithm][0]
         self.value = self._update(data, self.value)
         self.length += len(data)
 

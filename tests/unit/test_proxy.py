@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
 from s3pull import TransferConfig
 from s3pull.transport import S3Endpoint, Transport
-from s3pull.transport._proxies import Proxy
+from s3pull.transport._proxies import Proxy, env_proxy
 
 
 @pytest.fixture
@@ -56,3 +57,14 @@ def test_https_proxies_are_ignored_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="s3pull"):
         assert transport.proxy_for("https://s3.amazonaws.com/b") is None
     assert "only http:// proxies" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["HTTP_PROXY", "http_proxy", "Http_Proxy"])
+def test_a_proxy_variable_is_found_whatever_its_case(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    for other in [n for n in os.environ if n.lower().endswith("_proxy")]:
+        monkeypatch.delenv(other)
+    assert env_proxy("http", "example.com") is None  # no variable at all: direct
+    monkeypatch.setenv(name, "http://proxy.example:3128")
+    assert env_proxy("http", "example.com") == Proxy("proxy.example", 3128, None, None)

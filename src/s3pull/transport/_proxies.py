@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
@@ -40,7 +41,9 @@ class Proxy(NamedTuple):
 
 def env_proxy(scheme: str, host: str) -> Proxy | None:
     """The proxy the environment names for ``scheme://host``, or None for direct."""
-    import urllib.request  # ~8 ms of imports, paid once a run goes out
+    if not any(name[-6:].lower() == "_proxy" for name in os.environ):
+        return None  # what getproxies_environment would find: nothing
+    import urllib.request  # ~8 ms of imports, on the way to the first request
 
     proxies = urllib.request.getproxies_environment()
     url = proxies.get(scheme)
