@@ -223,6 +223,25 @@ async def test_stopping_early_frees_the_budget_and_stops_fetching(s3: FaultServe
     assert len(fetched) <= 4  # the workers' first files; the other two were never asked for
 
 
+async def test_while_it_reads_nothing_lends_the_readers_budget_away(s3: FaultServer) -> None:
+    # A pool's parent lends its workers their shares only from an idle
+    # budget: the reader planned its workers and windows on its share, and
+    # between two of its data files it may hold nothing at all.
+    put_inventory(s3, files=3, per_file=100)
+    async with _client(s3) as client:
+        lent = []
+        async with aclosing(client.inventory(MANIFEST, memory_share=0.5).records()) as records:
+            async for _ in records:
+                await asyncio.sleep(0.001)  # the reader's workers run ahead, then idle
+                lent.append(client.budget.lend(1, holdable=1))
+                if lent[-1] is not None:
+                    lent[-1].give_back()
+        assert lent == [None] * 300
+        lending = client.budget.lend(1, holdable=1)
+        assert lending is not None
+        lending.give_back()
+
+
 def test_the_workers_and_window_fit_the_budget(s3: FaultServer) -> None:
     small = AsyncClient(config=TransferConfig(memory_limit="16MiB"), subscribers=[])
     inventory = small.inventory(MANIFEST, workers=8, window="8MiB")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from s3pull import Client, Subscriber, TransferConfig
+from s3pull import AsyncClient, Client, Subscriber, TransferConfig
 from s3pull._config import BreakerConfig
 from s3pull._events import Events
 from s3pull._results import EXISTING, ObjectOutcome
@@ -125,6 +125,26 @@ def test_the_parent_keeps_one_share_of_the_budget_and_lends_the_rest(
         assert holdable_now == holdable(share, config.stream_cost)
     assert after == (0, whole)
     assert files_under(tmp_path) == {f"{i:02d}.bin": pattern(64 * 1024, seed=i) for i in range(40)}
+
+
+async def test_a_busy_budget_lends_nothing_and_the_batch_goes_to_workers_only(
+    s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(20):
+        s3.put_object("bucket", f"k/{i:02d}", pattern(500, seed=i))
+    shares = Shares(monkeypatch)
+    config = TransferConfig(processes="auto")
+    async with AsyncClient(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        async with client.budget.reserve(1 << 20):  # another of the client's jobs
+            batch = await client.download_prefix("s3://bucket/k/", tmp_path)
+        assert (client.budget.used, client.budget.holdable) == (0, holdable_of(config))
+    assert (shares.spawned, shares.parent) == (2, 0)  # one worker per core
+    assert batch.ok and batch.downloaded == 20
+    assert files_under(tmp_path) == {f"{i:02d}": pattern(500, seed=i) for i in range(20)}
+
+
+def holdable_of(config: TransferConfig) -> int:
+    return holdable(config.memory_limit, config.stream_cost)
 
 
 def test_a_worker_killed_mid_shard_leaves_its_items_to_the_parent(

@@ -33,8 +33,11 @@ The algorithm
    of shards, ready from the first item, its shards run by the client's own
    batch on this loop (``_Parent``). Its endpoint changes go to the workers
    and theirs are adopted by its breakers; its budget lends the workers'
-   shares away (``MemoryBudget.lend``) and keeps one. A worker that cannot
-   start is then no error: the parent runs what that worker would have.
+   shares away (``MemoryBudget.lend``) and keeps one. Only an idle budget
+   lends: when the client is busy with something else that holds budget
+   (another batch, an inventory's reader), the batch goes to one worker per
+   core instead. A worker that cannot start is no error when the parent
+   takes part: the parent runs what that worker would have.
 5. **A worker that dies** (SIGKILL, the OOM killer) leaves items without an
    outcome. They go back to the front of the queue as one shard for a live
    worker; if none is left they fail, saying why. Their temp files (a dead
@@ -84,10 +87,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .._config import TransferConfig
 from .._errors import S3PullError
 from .._results import ObjectOutcome
 from ..planning import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem, holdable
-from ..scheduling import BatchItem, Breakers, BreakerState, MemoryBudget, planned_item
+from ..scheduling import BatchItem, Breakers, BreakerState, Lending, MemoryBudget, planned_item
 from ..sinks import Directory, stale_names, temp_prefix
 from ._run import PoolSetup, ShardedRun, failed_outcome
 from ._shard import config_to_json, run_shards
@@ -143,20 +147,37 @@ async def spread(
     the module docstring.
     """
     processes = setup.config.processes
-    outcomes: AsyncGenerator[ObjectOutcome, None]
+    lent: Lending | None = None
     if processes == "auto":
         head, many_small, error = await _peek(items)
         items = _chain(head, items, error)
-        if many_small:
-            outcomes = Pool(setup, cores() - 1, parent=in_process).run(items)
+        if not many_small:
+            processes = 1
         else:
-            outcomes = in_process.run(items)
+            lent = _lend_workers_shares(setup.config, in_process.budget)
+            # A budget in use (another batch of the client, an inventory's
+            # reader) cannot lend: then workers only, as ``processes=N``.
+            processes = cores() - 1 if lent is not None else cores()
+    assert isinstance(processes, int)
+    if lent is not None:
+        outcomes = Pool(setup, processes, parent=in_process).run(items)
+    elif processes == 1:
+        outcomes = in_process.run(items)
     else:
-        assert isinstance(processes, int)
-        outcomes = in_process.run(items) if processes == 1 else Pool(setup, processes).run(items)
-    async with aclosing(outcomes):
-        async for outcome in outcomes:
-            yield outcome
+        outcomes = Pool(setup, processes).run(items)
+    try:
+        async with aclosing(outcomes):
+            async for outcome in outcomes:
+                yield outcome
+    finally:
+        if lent is not None:
+            lent.give_back()
+
+
+def _lend_workers_shares(config: TransferConfig, budget: MemoryBudget) -> Lending | None:
+    """The parent keeps one share of ``cores()``; the others go to the workers."""
+    share = config.memory_limit // cores()
+    return budget.lend(config.memory_limit - share, holdable=holdable(share, config.stream_cost))
 
 
 async def _peek(
@@ -389,10 +410,9 @@ class Pool(ShardedRun):
                 worker.last_words = text[-300:]
 
     async def _run_parent(self, parent: _Parent) -> None:
-        """The parent's own shards, with its share of the budget: the rest is
-        lent to the workers for as long as the pool runs."""
-        own, config = parent.own, self.setup.config
-        share = config.memory_limit // self._budget_shares
+        """The parent's own shards, with the one share of the budget its
+        lending left it (``spread`` lends the workers theirs)."""
+        own = parent.own
         previous = own.breakers.on_endpoint
 
         def tell_workers(endpoint: str, change: str, state: BreakerState) -> None:
@@ -400,13 +420,8 @@ class Pool(ShardedRun):
 
         own.breakers.on_endpoint = tell_workers
         try:
-            lent = own.budget.lend(
-                config.memory_limit - share, holdable=holdable(share, config.stream_cost)
-            )
-            async with (
-                lent,
-                aclosing(run_shards(parent, parent.shards(), self.setup.options)) as outcomes,
-            ):
+            outcomes = run_shards(parent, parent.shards(), self.setup.options)
+            async with aclosing(outcomes):
                 async for number, outcome in outcomes:
                     self._finished(parent, number)
                     await self._outcomes.put(outcome)

@@ -35,7 +35,7 @@ from ._batch import (
 )
 from ._breaker import Breakers, BreakerState
 from ._breaker_store import BreakerStore, RedisBreakerStore
-from ._budget import MemoryBudget
+from ._budget import Lending, MemoryBudget
 from ._consume import ObjectReader, Pipelines, copy_stream, remove_temp
 from ._download import Downloader
 from ._parts import first_cause
@@ -54,6 +54,7 @@ __all__ = [
     "Breakers",
     "Downloader",
     "Inventory",
+    "Lending",
     "MemoryBudget",
     "ObjectReader",
     "ObjectStream",

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 
 from .._errors import ConfigError
 
@@ -54,6 +54,8 @@ class MemoryBudget:
         self._peak = 0
         self._held = 0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        #: Users that planned on a fixed part of the budget (``planned_share``).
+        self._planners = 0
         self._holders: deque[tuple[Fit, asyncio.Future[int]]] = deque()
 
     @property
@@ -108,24 +110,41 @@ class MemoryBudget:
         assert self._used >= 0, "released more than reserved"
         self._wake()
 
-    @contextlib.asynccontextmanager
-    async def lend(self, size: int, *, holdable: int) -> AsyncIterator[None]:
-        """For the ``async with`` block, ``size`` bytes are away and at most
-        ``holdable`` bytes may be held: this budget then behaves as one of
-        ``limit - size`` bytes would. What the parent of a local process pool
-        does while its workers spend their shares.
+    def lend(self, size: int, *, holdable: int) -> Lending | None:
+        """Lend ``size`` bytes away until :meth:`Lending.give_back`, at most
+        ``holdable`` bytes holdable meanwhile: the budget then behaves as one
+        of ``limit - size`` bytes would. What the parent of a local process
+        pool does while its workers spend their shares.
 
-        Waits, in turn, until ``size`` bytes are free.
+        Only from an idle budget (nothing reserved, held or waiting, no
+        :meth:`planned_share` open), else None: a lending that waited in the
+        queue would hold up the GETs of whatever holds bytes now (an open
+        stream), and those holdings only come back once their GETs have
+        run; one that did not wait could leave a planned user (an
+        inventory's reader) less than it planned on.
         """
-        await self.acquire(size)
-        kept = self.holdable
-        self.holdable = min(kept, holdable)
+        if self._used or self._held or self._waiters or self._holders or self._planners:
+            return None
+        self._take(size)
+        lending = Lending(self, size, self.holdable)
+        self.holdable = min(self.holdable, holdable)
+        return lending
+
+    @contextlib.contextmanager
+    def planned_share(self) -> Iterator[None]:
+        """For the ``with`` block, someone counts on a fixed part of this
+        budget (an inventory's reader, sized by its ``memory_share``):
+        :meth:`lend` lends nothing meanwhile."""
+        self._planners += 1
         try:
             yield
         finally:
-            self.holdable = kept
-            self.release(size)
-            self._wake_holders()
+            self._planners -= 1
+
+    def _returned(self, size: int, holdable: int) -> None:
+        self.holdable = holdable
+        self.release(size)
+        self._wake_holders()
 
     def reserve(self, size: int) -> Reservation:
         """Hold ``size`` bytes for the duration of an ``async with`` block."""
@@ -209,6 +228,21 @@ class MemoryBudget:
             self._waiters.popleft()
             self._take(size)
             future.set_result(None)
+
+
+class Lending:
+    """Bytes :meth:`MemoryBudget.lend` took away; :meth:`give_back` them once."""
+
+    def __init__(self, budget: MemoryBudget, size: int, holdable: int) -> None:
+        self._budget: MemoryBudget | None = budget
+        self._size = size
+        self._holdable = holdable
+
+    def give_back(self) -> None:
+        """The bytes and the holdable share come back (again: nothing happens)."""
+        budget, self._budget = self._budget, None
+        if budget is not None:
+            budget._returned(self._size, self._holdable)
 
 
 class Reservation:

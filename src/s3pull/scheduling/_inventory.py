@@ -153,6 +153,14 @@ class Inventory:
         self, prefix: str | None = None
     ) -> AsyncGenerator[list[InventoryRecord], None]:
         """Records in batches (cheaper to move between threads than one by one)."""
+        # The reader's workers and windows are planned on its share of the
+        # budget: while it reads, nothing may lend part of that budget away.
+        with self.client.pipelines.budget.planned_share():
+            async with aclosing(self._batches(prefix)) as batches:
+                async for batch in batches:
+                    yield batch
+
+    async def _batches(self, prefix: str | None) -> AsyncGenerator[list[InventoryRecord], None]:
         manifest = await self.manifest()
         todo = deque(manifest.files)
         queue: asyncio.Queue[Any] = asyncio.Queue(2 * self.workers + 1)
