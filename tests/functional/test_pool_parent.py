@@ -9,14 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from s3pull import AsyncClient, Client, Subscriber, TransferConfig
+from s3pull import AsyncClient, Client, S3PullError, Subscriber, TransferConfig
 from s3pull._config import BreakerConfig
 from s3pull._events import Events
 from s3pull._results import EXISTING, ObjectOutcome
@@ -73,6 +73,19 @@ class Shares:
         monkeypatch.setattr(_pool, "_spawn", spawned)
 
 
+class BudgetWatcher(Subscriber):
+    """The parent's budget as each object finishes (its own, or a worker's
+    replayed)."""
+
+    def __init__(self) -> None:
+        self.budget: MemoryBudget | None = None
+        self.seen: list[tuple[int, int]] = []
+
+    def on_done(self, result: Any) -> None:
+        assert self.budget is not None
+        self.seen.append((self.budget.used, self.budget.holdable))
+
+
 def test_auto_lands_what_the_in_process_batch_does(
     s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -97,18 +110,10 @@ def test_the_parent_keeps_one_share_of_the_budget_and_lends_the_rest(
     # the parent and the worker download.
     slow_bucket(s3, 40)
     shares = Shares(monkeypatch)
-
-    class BudgetWatcher(Subscriber):
-        def __init__(self) -> None:
-            self.seen: list[tuple[int, int]] = []
-
-        def on_done(self, result: Any) -> None:
-            self.seen.append((budget.used, budget.holdable))
-
     watcher = BudgetWatcher()
-    config = TransferConfig(processes="auto", memory_limit="64MiB")
+    config = TransferConfig(processes="auto", memory_limit=64 << 20)
     with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[watcher]) as client:
-        budget = client._client().budget
+        budget = watcher.budget = client._client().budget
         whole = budget.holdable
         batch = client.download_prefix("s3://bucket/s/", tmp_path)
         after = (budget.used, budget.holdable)
@@ -173,6 +178,29 @@ def test_when_no_worker_can_start_the_parent_runs_the_whole_batch(
     assert files_under(tmp_path / "out") == {f"{i:02d}": pattern(500, seed=i) for i in range(20)}
 
 
+def test_when_no_worker_process_can_be_made_the_parent_gets_its_budget_back(
+    s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(20):
+        s3.put_object("bucket", f"k/{i:02d}", pattern(500, seed=i))
+
+    async def no_process() -> Any:
+        raise S3PullError("cannot start a worker process: Resource temporarily unavailable")
+
+    monkeypatch.setattr(_pool, "_spawn", no_process)
+    watcher = BudgetWatcher()
+    config = TransferConfig(processes="auto")
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[watcher]) as client:
+        budget = watcher.budget = client._client().budget
+        whole = budget.holdable
+        batch = client.download_prefix("s3://bucket/k/", tmp_path)
+    assert batch.ok and batch.downloaded == 20
+    # Nothing lent while the parent ran the whole batch alone.
+    assert len(watcher.seen) == 20
+    assert all(used < config.memory_limit // 2 and held == whole for used, held in watcher.seen)
+    assert (budget.used, budget.holdable) == (0, whole)
+
+
 async def test_endpoint_changes_cross_between_the_parent_and_the_workers(
     tmp_path: Path,
 ) -> None:
@@ -192,10 +220,10 @@ async def test_endpoint_changes_cross_between_the_parent_and_the_workers(
     # A worker that is not ready yet: it gets no shard, but hears of endpoints.
     worker = _pool._Worker(SimpleNamespace(stdin=Pipe(), returncode=0))  # type: ignore[arg-type]
 
-    async def run(items: AsyncIterable[BatchItem]) -> AsyncIterator[ObjectOutcome]:
+    async def run(items: AsyncIterable[BatchItem]) -> AsyncGenerator[ObjectOutcome, None]:
         async for item in items:
             assert breakers.on_endpoint is not None
-            down = BreakerState("down", 5, "503 SlowDown", None, None)
+            down = BreakerState("open", 5, "503 SlowDown", None, None)
             breakers.on_endpoint("s3://bucket", "down", down)  # a probe failed here
             yield ObjectOutcome(item.source.redacted, item.destination, EXISTING)
 

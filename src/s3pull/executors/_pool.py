@@ -160,7 +160,7 @@ async def spread(
             processes = cores() - 1 if lent is not None else cores()
     assert isinstance(processes, int)
     if lent is not None:
-        outcomes = Pool(setup, processes, parent=in_process).run(items)
+        outcomes = Pool(setup, processes, parent=in_process, lent=lent).run(items)
     elif processes == 1:
         outcomes = in_process.run(items)
     else:
@@ -319,12 +319,19 @@ class Pool(ShardedRun):
     it is given its share; see the module docstring."""
 
     def __init__(
-        self, setup: PoolSetup, processes: int, *, parent: InProcess | None = None
+        self,
+        setup: PoolSetup,
+        processes: int,
+        *,
+        parent: InProcess | None = None,
+        lent: Lending | None = None,
     ) -> None:
         super().__init__(setup)
         self.processes = processes
         self.workers: list[_Worker] = []
         self.parent = _Parent(parent) if parent is not None else None
+        #: The workers' shares of the parent's budget (``spread`` gives them back).
+        self._lent = lent
         self._sharder = Sharder(max_items=SHARD_ITEMS, max_bytes=SHARD_BYTES)
         self._queue: deque[Shard] = deque()
         self._retry: deque[Shard] = deque()
@@ -366,6 +373,8 @@ class Pool(ShardedRun):
             worker.process.stdin.write(line)
             group.create_task(self._read(worker))
             group.create_task(self._read_errors(worker))
+        if not self.workers and self._lent is not None:
+            self._lent.give_back()  # nobody to spend the workers' shares: the parent's again
 
     async def _read(self, worker: _Worker) -> None:
         """Take in a worker's outcomes and events until it exits."""
