@@ -37,7 +37,8 @@ The algorithm
    lends: when the client is busy with something else that holds budget
    (another batch, an inventory's reader), the batch goes to one worker per
    core instead. A worker that cannot start is no error when the parent
-   takes part: the parent runs what that worker would have.
+   takes part: the parent runs what that worker would have (and when no
+   worker process could be made at all, it gets their shares back).
 5. **A worker that dies** (SIGKILL, the OOM killer) leaves items without an
    outcome. They go back to the front of the queue as one shard for a live
    worker; if none is left they fail, saying why. Their temp files (a dead
