@@ -590,6 +590,8 @@ def test_hang_holds_until_client_leaves(s3: FaultServer) -> None:
     sock = raw(s3, "/b/k", timeout=0.3)
     with pytest.raises(TimeoutError):
         sock.recv(1)
+    # Received, not ended: counted as started, not yet recorded.
+    assert (s3.started_requests, s3.requests) == (1, [])
     sock.close()
     record = s3.wait_for_requests(1)[0]
     assert (record.status, record.outcome, record.faults) == (0, "hung", ("hang",))

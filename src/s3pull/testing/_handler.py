@@ -71,6 +71,8 @@ class Exchange:
 
     async def run(self) -> bool:
         """Serve the request; False when the connection must not be reused."""
+        with self.state.lock:
+            self.state.started += 1
         try:
             return await self._dispatch()
         except (ConnectionError, TimeoutError):

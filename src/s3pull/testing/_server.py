@@ -481,6 +481,13 @@ class FaultServer:
         with self._engine.lock:
             return list(self._engine.records)
 
+    @property
+    def started_requests(self) -> int:
+        """Requests received so far, including those not yet ended (which
+        :attr:`requests` lists only once they end)."""
+        with self._engine.lock:
+            return self._engine.started
+
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RequestRecord]:
         """Block until at least ``count`` requests are recorded; TimeoutError otherwise.
 

@@ -30,6 +30,8 @@ class ServerState:
         self.changed = threading.Condition(self.lock)
         self.rules: list[FaultRule] = []
         self.records: list[RequestRecord] = []
+        #: Requests whose head was read, ended or not.
+        self.started = 0
         self.sent: dict[tuple[str, str], int] = {}
         self.errors: list[str] = []
         self.refuse_remaining = 0
