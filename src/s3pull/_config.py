@@ -246,7 +246,8 @@ class TransferConfig:
     A batch spread over ``processes`` workers shares the same budget: each
     worker holds ``memory_limit / processes``, so the process tree's peak is
     ``processes`` idle workers' baselines plus ``memory_limit`` plus slack
-    (under ``"auto"`` the parent is one of the shares).
+    (under ``"auto"`` the parent is one of the shares; an inventory read in
+    the parent keeps its half, and the workers share the rest).
 
     Attributes:
         part_size: bytes per ranged GET; None picks from the object size:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -355,11 +355,14 @@ def _put_downloadable_inventory(s3: FaultServer) -> dict[str, bytes]:
     return objects
 
 
-def test_cli_download_fetches_exactly_the_listed_keys(s3: FaultServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["auto", "2"])
+def test_cli_download_fetches_exactly_the_listed_keys(
+    s3: FaultServer, tmp_path: Path, processes: str
+) -> None:
     objects = _put_downloadable_inventory(s3)
     s3.put_object("source", "not-in-the-inventory.bin", b"no")
     out = tmp_path / "out"
-    done = _cli(s3, "--download", str(out), "--count")
+    done = _cli(s3, "--download", str(out), "--count", "--processes", processes)
     assert done.returncode == 1  # one listed object is gone, one key is hostile
     assert done.stdout.split() == [str(len(objects) + 2)]
     assert "40 downloaded, 2 failed (NotFoundError: 1, UnsafePathError: 1)" in done.stderr
@@ -385,6 +388,68 @@ def test_cli_download_dry_run_writes_nothing(s3: FaultServer, tmp_path: Path) ->
 
     usage = _cli(s3, "--dry-run", "--count")
     assert usage.returncode == 2 and "only with --download" in usage.stderr
+
+
+async def _download_inventory_over_workers(
+    s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: TransferConfig
+) -> tuple[s3pull.BatchResult, list[int]]:
+    """What ``inventory --download --processes N`` does, through the API: the
+    reader gets half the budget. Returns the batch and the budget the
+    workers were each given (one init line per pool). However the batch
+    ends, every worker process has ended with it."""
+    from s3pull.executors import _pool
+
+    budgets: list[int] = []
+    workers: list[asyncio.subprocess.Process] = []
+    init_line, spawn = _pool.init_line, _pool._spawn
+
+    def recorded(*args: object, **kwargs: object) -> bytes:
+        line = init_line(*args, **kwargs)  # type: ignore[arg-type]
+        budgets.append(json.loads(line)["init"]["config"]["memory_limit"])
+        return line
+
+    async def spawned() -> asyncio.subprocess.Process:
+        workers.append(await spawn())
+        return workers[-1]
+
+    monkeypatch.setattr(_pool, "init_line", recorded)
+    monkeypatch.setattr(_pool, "_spawn", spawned)
+    try:
+        async with AsyncClient(
+            endpoint_url=s3.endpoint_url, config=config, subscribers=[]
+        ) as client:
+            records = client.inventory(MANIFEST, memory_share=0.5).records()
+            batch = await client.download_many(records, tmp_path)
+    finally:
+        assert workers and all(w.returncode is not None for w in workers)
+    return batch, budgets
+
+
+def test_process_workers_share_what_the_reader_leaves_of_the_budget(
+    s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reader keeps half of the one budget in the parent; the workers
+    # share the other half, so the tree holds the budget and no more.
+    objects = _put_downloadable_inventory(s3)
+    config = replace(CONFIG, memory_limit="32MiB", processes=2)
+    download = _download_inventory_over_workers(s3, tmp_path, monkeypatch, config)
+    batch, budgets = asyncio.run(download)
+    assert budgets == [8 * 1024 * 1024]  # two of them, and the reader's 16 MiB
+    assert (batch.downloaded, batch.failed) == (40, 2)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.relative_to(tmp_path).as_posix(): p.read_bytes() for p in files} == objects
+
+
+def test_workers_that_the_readers_share_leaves_no_stream_are_refused(
+    s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _put_downloadable_inventory(s3)
+    # 9 MiB / 8 processes passes the config's check; 4.5 MiB left by the
+    # reader does not give 8 workers a 768 KiB stream each.
+    config = replace(CONFIG, memory_limit="9MiB", processes=8)
+    with pytest.raises(s3pull.ConfigError, match="cannot be shared by 8 processes once"):
+        asyncio.run(_download_inventory_over_workers(s3, tmp_path, monkeypatch, config))
+    assert not any(tmp_path.rglob("*"))
 
 
 def test_sync_client_downloads_inventory_records(s3: FaultServer, tmp_path: Path) -> None:

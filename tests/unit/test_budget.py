@@ -326,8 +326,10 @@ def test_only_an_idle_budget_lends() -> None:
         held = await budget.hold(_upto(20))
         assert budget.lend(10, holdable=10) is None
         budget.unhold(held)
-        with budget.planned_share():
+        with budget.planned_share(50):
+            assert budget.planned == 50
             assert budget.lend(10, holdable=10) is None
+        assert budget.planned == 0
         lending = budget.lend(10, holdable=10)
         assert lending is not None
         lending.give_back()

@@ -36,7 +36,10 @@ The algorithm
    shares away (``MemoryBudget.lend``) and keeps one. Only an idle budget
    lends: when the client is busy with something else that holds budget
    (another batch, an inventory's reader), the batch goes to one worker per
-   core instead. A worker that cannot start is no error when the parent
+   core instead. Workers without the parent share what its budget does not
+   plan on for itself (``MemoryBudget.planned``: an inventory's reader keeps
+   half), told in their first line once the first item is planned, so the
+   tree holds the one budget either way. A worker that cannot start is no error when the parent
    takes part: the parent runs what that worker would have (and when no
    worker process could be made at all, it gets their shares back).
 5. **A worker that dies** (SIGKILL, the OOM killer) leaves items without an
@@ -89,7 +92,7 @@ from pathlib import Path
 from typing import Any
 
 from .._config import TransferConfig
-from .._errors import S3PullError
+from .._errors import ConfigError, S3PullError
 from .._results import ObjectOutcome
 from ..planning import SHARD_BYTES, SHARD_ITEMS, Shard, Sharder, ShardItem, holdable
 from ..scheduling import BatchItem, Breakers, BreakerState, Lending, MemoryBudget, planned_item
@@ -165,7 +168,7 @@ async def spread(
     elif processes == 1:
         outcomes = in_process.run(items)
     else:
-        outcomes = Pool(setup, processes).run(items)
+        outcomes = Pool(setup, processes, parent_budget=in_process.budget).run(items)
     try:
         async with aclosing(outcomes):
             async for outcome in outcomes:
@@ -266,6 +269,14 @@ class _Worker(_Share):
         if stdin is not None and not stdin.is_closing():
             stdin.close()
 
+    async def drain(self) -> None:
+        """Read what the ended process left in its pipes: their ends are
+        then seen, and its transport closes before the loop does (a batch
+        that failed before its readers got there, for one)."""
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                await pipe.read()
+
     def why(self) -> str:
         """How the process ended, for an error message."""
         code = self.process.returncode
@@ -326,6 +337,7 @@ class Pool(ShardedRun):
         *,
         parent: InProcess | None = None,
         lent: Lending | None = None,
+        parent_budget: MemoryBudget | None = None,
     ) -> None:
         super().__init__(setup)
         self.processes = processes
@@ -333,6 +345,11 @@ class Pool(ShardedRun):
         self.parent = _Parent(parent) if parent is not None else None
         #: The workers' shares of the parent's budget (``spread`` gives them back).
         self._lent = lent
+        #: The parent's budget, whose planned shares (an inventory's reader)
+        #: the workers do without.
+        self._parent_budget = parent_budget
+        #: Set once the feed has planned its first item, or has ended.
+        self._first_item = asyncio.Event()
         self._sharder = Sharder(max_items=SHARD_ITEMS, max_bytes=SHARD_BYTES)
         self._queue: deque[Shard] = deque()
         self._retry: deque[Shard] = deque()
@@ -361,7 +378,6 @@ class Pool(ShardedRun):
         return self.processes + (self.parent is not None)
 
     async def _start(self, group: asyncio.TaskGroup) -> None:
-        line = init_line(self.setup, self._budget_shares)
         for _ in range(self.processes):
             try:
                 worker = _Worker(await _spawn())
@@ -370,12 +386,20 @@ class Pool(ShardedRun):
                     raise
                 break  # the parent goes on with the workers it has
             self.workers.append(worker)
-            assert worker.process.stdin is not None
-            worker.process.stdin.write(line)
             group.create_task(self._read(worker))
             group.create_task(self._read_errors(worker))
         if not self.workers and self._lent is not None:
             self._lent.give_back()  # nobody to spend the workers' shares: the parent's again
+        # The budget's shares are told once the first item is planned: by
+        # then whatever the items come from (an inventory's reader) has
+        # planned its own share. The interpreters start meanwhile.
+        await self._first_item.wait()
+        budget = self._parent_budget
+        planned = budget.planned if budget is not None else 0
+        line = init_line(self.setup, self._budget_shares, planned=planned)
+        for worker in self.workers:
+            assert worker.process.stdin is not None
+            worker.process.stdin.write(line)
 
     async def _read(self, worker: _Worker) -> None:
         """Take in a worker's outcomes and events until it exits."""
@@ -491,6 +515,7 @@ class Pool(ShardedRun):
                 self._orphans += worker.outstanding.values()
         for worker in self.workers:
             worker.close()
+            await worker.drain()
         if self._orphans:
             await asyncio.to_thread(remove_leftovers, self._orphans)
 
@@ -499,6 +524,7 @@ class Pool(ShardedRun):
     async def _feed(self, items: AsyncIterable[BatchItem]) -> None:
         """Plan the items into shards, as fast as the workers take them."""
         async for item in self._planned(items):
+            self._first_item.set()
             was_empty = not self._sharder.pending
             done = self._sharder.add(item)
             if done or was_empty:
@@ -508,6 +534,7 @@ class Pool(ShardedRun):
                 await self._changed()
         self._queue += self._sharder.flush()
         self._fed = True
+        self._first_item.set()
         self._wake.set()
 
     async def _changed(self) -> None:
@@ -546,11 +573,23 @@ class Pool(ShardedRun):
         await share.take(shard)
 
 
-def init_line(setup: PoolSetup, shares: int) -> bytes:
+def init_line(setup: PoolSetup, shares: int, *, planned: int = 0) -> bytes:
     """A worker's first line: its configuration, with its share (one of
-    ``shares``) of the budget."""
-    share = setup.config.memory_limit // shares
-    config = replace(setup.config, memory_limit=share, processes=1)
+    ``shares``) of the budget, less the ``planned`` bytes the parent counts
+    on for itself (an inventory's reader).
+
+    Raises:
+        ConfigError: the share would not hold one stream.
+    """
+    config = setup.config
+    share = (config.memory_limit - planned) // shares
+    if share < config.stream_cost:
+        raise ConfigError(
+            f"memory_limit {config.memory_limit} bytes cannot be shared by {shares} processes "
+            f"once {planned} are planned for the parent's reader: each needs at least one "
+            f"stream ({config.stream_cost} bytes)"
+        )
+    config = replace(config, memory_limit=share, processes=1)
     init = {
         "init": {
             "config": config_to_json(config),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,15 +74,18 @@ class ShardedRun:
             await self._close()
 
     async def _run_all(self, items: AsyncIterable[BatchItem]) -> None:
+        error: BaseException | None = None
         try:
             async with asyncio.TaskGroup() as group:
                 await self._work(group, items)
         except BaseExceptionGroup as failures:
-            await self._outcomes.put(first_cause(failures))
-            return
+            error = first_cause(failures)
         finally:
-            await self._stop()
-        await self._outcomes.put(self._listing_error)
+            # Told only after the stop: the reader of the outcomes cancels this
+            # task as soon as it hears, and its workers must still be stopped
+            # and waited for (a cancellation of the batch waits likewise).
+            await _to_the_end(self._stop())
+        await self._outcomes.put(error if error is not None else self._listing_error)
 
     async def _planned(self, items: AsyncIterable[BatchItem]) -> AsyncIterator[ShardItem]:
         """Each item that goes into a shard, numbered in the batch's order.
@@ -112,6 +115,21 @@ class ShardedRun:
 
     async def _close(self) -> None:
         """Once nobody reads the outcomes any more."""
+
+
+async def _to_the_end(work: Coroutine[Any, Any, None]) -> None:
+    """Await ``work`` to its end even if the caller is cancelled meanwhile;
+    the cancellation is raised afterwards."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = cancelled or not task.done()
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
 
 
 def failed_outcome(

@@ -54,8 +54,8 @@ class MemoryBudget:
         self._peak = 0
         self._held = 0
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
-        #: Users that planned on a fixed part of the budget (``planned_share``).
-        self._planners = 0
+        #: Bytes that users planned on (``planned_share``), while they run.
+        self._planned = 0
         self._holders: deque[tuple[Fit, asyncio.Future[int]]] = deque()
 
     @property
@@ -123,7 +123,7 @@ class MemoryBudget:
         run; one that did not wait could leave a planned user (an
         inventory's reader) less than it planned on.
         """
-        if self._used or self._held or self._waiters or self._holders or self._planners:
+        if self._used or self._held or self._waiters or self._holders or self._planned:
             return None
         self._take(size)
         lending = Lending(self, size, self.holdable)
@@ -131,15 +131,21 @@ class MemoryBudget:
         return lending
 
     @contextlib.contextmanager
-    def planned_share(self) -> Iterator[None]:
-        """For the ``with`` block, someone counts on a fixed part of this
+    def planned_share(self, size: int) -> Iterator[None]:
+        """For the ``with`` block, someone counts on ``size`` bytes of this
         budget (an inventory's reader, sized by its ``memory_share``):
-        :meth:`lend` lends nothing meanwhile."""
-        self._planners += 1
+        :meth:`lend` lends nothing meanwhile, and :attr:`planned` tells a
+        process pool what its workers must not be given."""
+        self._planned += size
         try:
             yield
         finally:
-            self._planners -= 1
+            self._planned -= size
+
+    @property
+    def planned(self) -> int:
+        """Bytes that open :meth:`planned_share` blocks count on."""
+        return self._planned
 
     def _returned(self, size: int, holdable: int) -> None:
         self.holdable = holdable

@@ -118,11 +118,16 @@ class Inventory:
         self.workers, self.window = self._fit(workers, parse_size(window))
         self._manifest: InventoryManifest | None = None
 
+    @property
+    def planned_bytes(self) -> int:
+        """The reader's share of the client's memory budget."""
+        return int(self.client.config.memory_limit * self.memory_share)
+
     def _fit(self, workers: int, window: int) -> tuple[int, int]:
         """Workers and window such that each worker's window, pipeline and two
         GETs fit in the budget together (see the module docstring)."""
         config = self.client.config
-        limit = int(config.memory_limit * self.memory_share)
+        limit = self.planned_bytes
         overhead = PIPELINE_COST + 2 * config.stream_cost
         while workers > 1 and limit // workers - overhead < MiB:
             workers -= 1
@@ -154,8 +159,9 @@ class Inventory:
     ) -> AsyncGenerator[list[InventoryRecord], None]:
         """Records in batches (cheaper to move between threads than one by one)."""
         # The reader's workers and windows are planned on its share of the
-        # budget: while it reads, nothing may lend part of that budget away.
-        with self.client.pipelines.budget.planned_share():
+        # budget: while it reads, nothing may lend that share away or give it
+        # to a process pool's workers.
+        with self.client.pipelines.budget.planned_share(self.planned_bytes):
             async with aclosing(self._batches(prefix)) as batches:
                 async for batch in batches:
                     yield batch
