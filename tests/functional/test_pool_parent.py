@@ -169,14 +169,23 @@ def test_when_no_worker_can_start_the_parent_runs_the_whole_batch(
 ) -> None:
     for i in range(20):
         s3.put_object("bucket", f"k/{i:02d}", pattern(500, seed=i))
+    # Slow answers: the parent's GETs are still out when the worker has died.
+    s3.add_fault("bucket", None, Fault.delay(1.0), method="GET")
     monkeypatch.setenv("PYTHONHOME", str(tmp_path / "no-python-here"))
     shares = Shares(monkeypatch)
+    watcher = BudgetWatcher()
     config = TransferConfig(processes="auto")
-    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[watcher]) as client:
+        budget = watcher.budget = client._client().budget
+        whole = budget.holdable
         batch = client.download_prefix("s3://bucket/k/", tmp_path / "out")
     assert (shares.spawned, shares.workers, shares.parent) == (1, 0, 20)
     assert batch.ok and batch.downloaded == 20
     assert files_under(tmp_path / "out") == {f"{i:02d}": pattern(500, seed=i) for i in range(20)}
+    # The worker's share came back once it had died: the parent finished on
+    # the whole budget.
+    assert len(watcher.seen) == 20
+    assert all(held == whole for _, held in watcher.seen)
 
 
 def test_when_no_worker_process_can_be_made_the_parent_gets_its_budget_back(

@@ -40,8 +40,9 @@ The algorithm
    plan on for itself (``MemoryBudget.planned``: an inventory's reader keeps
    half), told in their first line once the first item is planned, so the
    tree holds the one budget either way. A worker that cannot start is no error when the parent
-   takes part: the parent runs what that worker would have (and when no
-   worker process could be made at all, it gets their shares back).
+   takes part: the parent runs what that worker would have, and once no
+   worker is left (none could be made, or all have ended) it gets their
+   shares back.
 5. **A worker that dies** (SIGKILL, the OOM killer) leaves items without an
    outcome. They go back to the front of the queue as one shard for a live
    worker; if none is left they fail, saying why. Their temp files (a dead
@@ -422,6 +423,10 @@ class Pool(ShardedRun):
         await worker.process.wait()
         worker.alive = False
         self._wake.set()
+        if self._lent is not None and not any(other.alive for other in self.workers):
+            # The parent runs what is left on its own: the workers' shares
+            # are its own again.
+            self._lent.give_back()
         if not worker.ready:
             # Nothing was sent to it. Unless nobody ever got ready (then no
             # worker can start: the interpreter, the environment), the others
