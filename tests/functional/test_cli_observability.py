@@ -9,10 +9,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from s3pull.testing import Fault, FaultServer
@@ -21,12 +19,6 @@ from ..support import free_port, leftovers, pattern
 from .test_cli_output import cli, one_error_line
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def s3() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
 
 
 def test_stats_json_counts_objects_bytes_retries_and_temp_space(

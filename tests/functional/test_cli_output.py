@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,6 @@ from ..support import leftovers, pattern
 from .test_inventory import MANIFEST, put_inventory
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def s3() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
 
 
 def cli(s3: FaultServer, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,6 @@ import csv
 import hashlib
 import io
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,13 +26,6 @@ MiB = 1024 * 1024
 RETRY = RetryConfig(backoff_base=0.001, backoff_cap=0.01)
 #: Far more than any of these takes on a loaded machine; far less than the suite's 120 s.
 DEADLINE = 60
-
-
-@pytest.fixture
-def s3() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
-        assert server.errors == []
 
 
 def _sha(key: str, size: int) -> str:

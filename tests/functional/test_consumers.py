@@ -10,7 +10,6 @@ import gzip
 import io
 import random
 import threading
-from collections.abc import Iterator
 from contextlib import aclosing
 from pathlib import Path
 
@@ -25,13 +24,6 @@ from ..support import leftovers
 MiB = 1024 * 1024
 CONFIG = TransferConfig(concurrency=4, retry=RetryConfig(backoff_base=0.001, backoff_cap=0.01))
 SMALL = {"window": 2 * MiB, "part_size": 512 * 1024}
-
-
-@pytest.fixture
-def s3() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
-        assert server.errors == []
 
 
 def _rows(count: int, seed: int = 0) -> list[list[str]]:

@@ -47,13 +47,6 @@ def pdf(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def s3() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
-        assert server.errors == []
-
-
-@pytest.fixture
 def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Where downloads' private temp directories go, to check they are removed."""
     where = tmp_path / "tmp"

@@ -3,7 +3,6 @@ moto cannot script."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,6 @@ from ..support import leftovers, pattern
 
 MiB = 1024 * 1024
 CONFIG = TransferConfig(part_size=1 * MiB, concurrency=4)
-
-
-@pytest.fixture
-def s3() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
-        assert server.errors == []
 
 
 def test_access_denied_is_typed_and_leaves_nothing(s3: FaultServer, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,6 @@ from ..support import leftovers, pattern
 from .test_many import files_under, run_cli
 
 CONFIG = TransferConfig(part_size=1 * MiB, concurrency=2)
-
-
-@pytest.fixture
-def s3() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
-        assert server.errors == []
 
 
 def _small_objects(s3: FaultServer, count: int) -> dict[str, bytes]:

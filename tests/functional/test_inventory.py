@@ -13,7 +13,6 @@ import json
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -137,13 +136,6 @@ def put_inventory(
         "inventory", MANIFEST.removeprefix("s3://inventory/"), json.dumps(manifest).encode()
     )
     return Report([row for rows in groups for row in rows], data_keys)
-
-
-@pytest.fixture
-def s3() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
-        assert server.errors == []
 
 
 def _client(s3: FaultServer, config: TransferConfig = CONFIG) -> AsyncClient:

@@ -28,13 +28,6 @@ CONFIG = TransferConfig(
 
 
 @pytest.fixture
-def s3() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
-        assert server.errors == []
-
-
-@pytest.fixture
 def scrape() -> Iterator[tuple[CollectorRegistry, str]]:
     registry = CollectorRegistry()
     port = free_port()

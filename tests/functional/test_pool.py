@@ -28,12 +28,6 @@ MiB = 1024 * 1024
 FAST_RETRY = RetryConfig(max_attempts=2, backoff_base=0.001, backoff_cap=0.001)
 
 
-@pytest.fixture
-def s3() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
-
-
 @pytest.fixture(autouse=True)
 def small_shards(monkeypatch: pytest.MonkeyPatch) -> None:
     """Shards of a few items, so that even a small batch is many shards."""

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,12 +31,6 @@ from s3pull.transport import ListedObject
 from ..support import pattern
 from .test_many import cli_env, files_under
 from .test_pool import batch_killing_workers, mixed_bucket, run_prefix, slow_bucket, workers_of
-
-
-@pytest.fixture
-def s3() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

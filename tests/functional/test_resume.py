@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,6 @@ from ..support import leftovers, pattern
 MiB = 1024 * 1024
 FAST_RETRIES = RetryConfig(backoff_base=0.001, backoff_cap=0.01)
 CONFIG = TransferConfig(part_size=1 * MiB, concurrency=4, retry=FAST_RETRIES)
-
-
-@pytest.fixture
-def s3() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
 
 
 def _cp(s3: FaultServer, destination: Path, *extra: str) -> list[str]:

@@ -11,7 +11,6 @@ import hashlib
 import io
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,13 +27,6 @@ MiB = 1024 * 1024
 CONFIG = TransferConfig(concurrency=4, retry=RetryConfig(backoff_base=0.001, backoff_cap=0.01))
 WINDOW = 4 * MiB
 PART = 1 * MiB
-
-
-@pytest.fixture
-def s3() -> Iterator[FaultServer]:
-    with FaultServer() as server:
-        yield server
-        assert server.errors == []
 
 
 def _client(s3: FaultServer, config: TransferConfig = CONFIG) -> AsyncClient:
