@@ -14,8 +14,10 @@ each client a fresh connection pool on first use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
+import weakref
 from collections.abc import AsyncGenerator, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,6 +93,30 @@ def _forget_loop_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_loop_after_fork)
 
 
+class _Opened:
+    """A :class:`Client`'s async client, in the process that made it (after
+    ``fork`` the child makes its own). Kept apart from the ``Client`` so that
+    a finalizer can close it once the ``Client`` is gone."""
+
+    __slots__ = ("client", "pid")
+
+    def __init__(self) -> None:
+        self.client: AsyncClient | None = None
+        self.pid = -1
+
+    def close_forgotten(self) -> None:
+        """Close the connections of a ``Client`` collected (or alive at exit)
+        unclosed, on the loop thread, and wait for it unless this runs there."""
+        client, self.client = self.client, None
+        portal = _portal
+        if client is None or self.pid != os.getpid() or portal is None:
+            return
+        closing = asyncio.run_coroutine_threadsafe(client.aclose(), portal.loop)
+        if threading.current_thread() is not portal.thread:
+            with contextlib.suppress(Exception):  # a dead loop: nothing is left to close
+                closing.result(_CLEANUP_SECONDS)
+
+
 class Client:
     """The synchronous client. Takes the same arguments as :class:`AsyncClient`.
 
@@ -104,15 +130,18 @@ class Client:
 
     def __init__(self, **options: Any) -> None:
         self._options = options
-        self._async: AsyncClient | None = None
-        self._pid = -1
+        self._opened = _Opened()
+        # A client dropped without close() (as boto3's may be) still closes
+        # its connections: when it is collected, or at exit.
+        weakref.finalize(self, self._opened.close_forgotten)
         self._client()  # validate the options now, not at the first call
 
     def _client(self) -> AsyncClient:
-        if self._async is None or self._pid != os.getpid():
-            self._async = AsyncClient(**self._options)
-            self._pid = os.getpid()
-        return self._async
+        opened = self._opened
+        if opened.client is None or opened.pid != os.getpid():
+            opened.client = AsyncClient(**self._options)
+            opened.pid = os.getpid()
+        return opened.client
 
     @property
     def config(self) -> Any:
@@ -273,9 +302,10 @@ class Client:
 
     def close(self) -> None:
         """Close the connection pool."""
-        if self._async is not None and self._pid == os.getpid():
-            self._run(self._async.aclose())
-        self._async = None
+        opened = self._opened
+        if opened.client is not None and opened.pid == os.getpid():
+            self._run(opened.client.aclose())
+        opened.client = None
 
     def __enter__(self) -> Client:
         return self

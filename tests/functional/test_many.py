@@ -4,6 +4,8 @@ partial failures, circuit breakers, hostile keys, the small-object fast path."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import os
 import sys
 import threading
@@ -26,6 +28,7 @@ from s3pull import (
     Timeouts,
     TransferConfig,
     UnsafePathError,
+    _sync,
 )
 from s3pull.scheduling._breaker import Breakers, BreakerState
 from s3pull.sinks import _tempfile
@@ -53,6 +56,34 @@ def gets(s3: FaultServer, key: str) -> int:
 
 
 # Prefixes -----------------------------------------------------------------------
+
+
+def _sockets() -> set[str]:
+    """This process's open sockets (the fault server runs in it too)."""
+    names = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # closed meanwhile
+            if (name := os.readlink(f"/proc/self/fd/{fd}")).startswith("socket:"):
+                names.add(name)
+    return names
+
+
+@pytest.mark.parametrize("size", [100, 2 * THREADED_BODY_ABOVE])  # read on the loop / threads
+def test_a_sync_client_dropped_unclosed_closes_its_connections(
+    s3: FaultServer, tmp_path: Path, size: int
+) -> None:
+    s3.put_object("bucket", "k", pattern(size))
+    _sync._loop_thread()  # the clients' one loop, whose self-pipe stays open
+    before = _sockets()
+    client = Client(endpoint_url=s3.endpoint_url, subscribers=[])
+    client.download_file("s3://bucket/k", tmp_path / "k")
+    assert _sockets() - before  # its kept-alive connection, both ends
+    del client  # never closed, as a boto3 client often is not
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while _sockets() - before and time.monotonic() < deadline:
+        time.sleep(0.02)  # the server's end closes once it sees ours close
+    assert not _sockets() - before
 
 
 def test_prefix_with_nested_keys_and_a_directory_marker(s3: FaultServer, tmp_path: Path) -> None:
