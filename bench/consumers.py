@@ -171,30 +171,36 @@ def run_scenario(scenario, endpoint, dataset, meta, runs, logs, baseline=None) -
     expected = _expected(scenario, dataset, meta)
     size = dataset.entries[LARGE_KEY if scenario == "cat-wan" else CSV_KEY].size
     env = _client_env()
-    results: dict[str, dict] = {}
     print(f"\n== {scenario}")
-    for name, (label, _, warm) in clients.items():
-        m = measure.run(warm, env, 600, logs / f"{scenario}.{name}.warmup.log")
-        ok = m.returncode == 0 and expected in m.stderr_tail
-        results[name] = {"label": label, "status": "ok" if ok else "FAIL", "runs": []}
-        if not ok:
-            print(f"  warm-up {name}: FAIL ({m.stderr_tail.strip()[-300:]})")
-    for round_no in range(1, runs + 1):
-        for name, (_, argv, _) in clients.items():
-            if results[name]["status"] != "ok":
-                continue
+
+    def one_run(name: str, tag: str) -> tuple[measure.Measurement, str | None]:
+        _, argv, warm = clients[name]
+        if tag == "warmup":  # the warm-up's output is what is checked
+            m = measure.run(warm, env, 600, logs / f"{scenario}.{name}.warmup.log")
+            ok = m.returncode == 0 and expected in m.stderr_tail
+        else:
             OUT.mkdir(parents=True, exist_ok=True)
-            m = measure.run(argv, env, 600, logs / f"{scenario}.{name}.run{round_no}.log")
-            if m.returncode != 0 or (scenario != "cat-wan" and expected not in m.stderr_tail):
-                results[name]["status"] = "FAIL"
-                print(f"  [{round_no}] {name}: FAIL ({m.stderr_tail.strip()[-300:]})")
-                continue
+            m = measure.run(argv, env, 600, logs / f"{scenario}.{name}.{tag}.log")
+            ok = m.returncode == 0 and (scenario == "cat-wan" or expected in m.stderr_tail)
+        return m, None if ok else m.stderr_tail.strip()[-300:]
+
+    results: dict[str, dict] = {
+        name: {"label": label, "status": "ok", "runs": []}
+        for name, (label, _, _) in clients.items()
+    }
+    for run in measure.interleaved(list(clients), runs, one_run):
+        name, m = run.client, run.measurement
+        if run.problem is not None:
+            results[name]["status"] = "FAIL"
+            where = "warm-up" if run.round_no == 0 else f"[{run.round_no}]"
+            print(f"  {where} {name}: FAIL ({run.problem})")
+        elif run.round_no:
             results[name]["runs"].append(
                 {"wall_s": m.wall_s, "peak_rss": m.peak_rss, "cpu_s": m.cpu_s}
             )
             rate = size / 1e6 / m.wall_s
             print(
-                f"  [{round_no}/{runs}] {name:<15} {m.wall_s:6.2f} s  {rate:7.1f} MB/s"
+                f"  [{run.round_no}/{runs}] {name:<15} {m.wall_s:6.2f} s  {rate:7.1f} MB/s"
                 f"  RSS {m.peak_rss / 1e6:6.1f} MB  CPU {m.cpu_s:5.2f} s"
             )
     for r in results.values():

@@ -106,23 +106,22 @@ def run_scenario(scenario: str, endpoint: str, size: int, runs: int, logs: Path)
         name: {"label": label, "status": "ok", "runs": []} for name, (label, _) in clients.items()
     }
     print(f"\n== {scenario}")
-    for round_no in range(runs + 1):  # round 0: the warm-up
-        for name, (_, argv) in clients.items():
-            if results[name]["status"] != "ok":
-                continue
-            shutil.rmtree(OUT, ignore_errors=True)
-            OUT.mkdir(parents=True)
-            m = measure.run(argv, env, 600, logs / f"{scenario}.{name}.run{round_no}.log")
-            why = _check(scenario, m)
-            if why is not None:
-                results[name]["status"] = f"FAIL ({why})"
-                print(f"  [{round_no}] {name}: FAIL ({why})")
-                continue
-            if round_no == 0:
-                continue
+
+    def one_run(name: str, tag: str) -> tuple[measure.Measurement, str | None]:
+        shutil.rmtree(OUT, ignore_errors=True)
+        OUT.mkdir(parents=True)
+        m = measure.run(clients[name][1], env, 600, logs / f"{scenario}.{name}.{tag}.log")
+        return m, _check(scenario, m)
+
+    for run in measure.interleaved(list(clients), runs, one_run):
+        name, m = run.client, run.measurement
+        if run.problem is not None:
+            results[name]["status"] = f"FAIL ({run.problem})"
+            print(f"  [{run.round_no}] {name}: FAIL ({run.problem})")
+        elif run.round_no:
             results[name]["runs"].append({"wall_s": m.wall_s, "peak_rss": m.peak_rss})
             print(
-                f"  [{round_no}/{runs}] {name:<14} {m.wall_s:6.2f} s  "
+                f"  [{run.round_no}/{runs}] {name:<14} {m.wall_s:6.2f} s  "
                 f"RSS {m.peak_rss / 1e6:6.1f} MB  CPU {m.cpu_s:5.2f} s"
             )
     for r in results.values():

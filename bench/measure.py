@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,3 +205,32 @@ def run(
         timed_out=timed_out.is_set(),
         stderr_tail=tail,
     )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of one client in :func:`interleaved` (round 0: the warm-up)."""
+
+    client: str
+    round_no: int
+    measurement: Measurement
+    problem: str | None  # None: it ran and its output checked out
+
+
+def interleaved(
+    clients: Iterable[str],
+    runs: int,
+    one_run: Callable[[str, str], tuple[Measurement, str | None]],
+) -> Iterator[Run]:
+    """An untimed warm-up of every client, then ``runs`` counted rounds with
+    every client in turn, so that the clients of a round share the machine's
+    state of the moment. ``one_run(client, tag)`` runs and checks one
+    (``tag``: ``warmup``, ``run1``...); a client whose run has a problem is
+    out of the later rounds."""
+    left = list(clients)
+    for round_no in range(runs + 1):
+        for client in list(left):
+            m, problem = one_run(client, f"run{round_no}" if round_no else "warmup")
+            if problem is not None:
+                left.remove(client)
+            yield Run(client, round_no, m, problem)

@@ -244,26 +244,23 @@ def _timed_runs(
 ) -> None:
     """The warm-up of each client, then the interleaved counted rounds."""
     expected = _expected(scenario, ctx.dataset)
-    for name in list(argvs):  # warm-up: caches, imports, connections to nothing
-        m, problem = _one_run(scenario, ctx, name, argvs[name], "warmup", helpers.get(name, ()))
-        if problem:
+
+    def one_run(name: str, tag: str) -> tuple[measure.Measurement, str | None]:
+        return _one_run(scenario, ctx, name, argvs[name], tag, helpers.get(name, ()))
+
+    for run in measure.interleaved(list(argvs), ctx.runs, one_run):
+        name, round_no, m, problem = run.client, run.round_no, run.measurement, run.problem
+        if problem and round_no == 0:
             results[name].status = "n/a" if _is_usage_error(m) else "FAIL"
             results[name].note = (
                 "not supported by this s3pull" if _is_usage_error(m) else f"warm-up: {problem}"
             )
             ctx.log(f"  warm-up {name}: {results[name].status} ({problem})")
-            del argvs[name]
-
-    for round_no in range(1, ctx.runs + 1):
-        for name in list(argvs):
-            tag = f"run{round_no}"
-            m, problem = _one_run(scenario, ctx, name, argvs[name], tag, helpers.get(name, ()))
-            if problem:
-                results[name].status = "FAIL"
-                results[name].note = f"run {round_no}: {problem}"
-                ctx.log(f"  [{round_no}/{ctx.runs}] {name}: FAIL ({problem})")
-                del argvs[name]  # not timed; the client is out of this scenario
-                continue
+        elif problem:
+            results[name].status = "FAIL"
+            results[name].note = f"run {round_no}: {problem}"
+            ctx.log(f"  [{round_no}/{ctx.runs}] {name}: FAIL ({problem})")
+        elif round_no:
             rate = _throughput(scenario, expected, m.wall_s)
             results[name].runs.append(
                 {
