@@ -182,6 +182,22 @@ def test_when_no_worker_can_start_the_parent_runs_the_whole_batch(
     assert all(held == whole for _, held in watcher.seen)
 
 
+def test_a_budget_too_small_to_share_keeps_auto_in_process(
+    s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1 MiB over two cores is 512 KiB a share, less than one 768 KiB stream:
+    # the batch fits in one process, so auto runs it there.
+    for i in range(20):
+        s3.put_object("bucket", f"k/{i:02d}", pattern(500, seed=i))
+    shares = Shares(monkeypatch)
+    config = TransferConfig(processes="auto", memory_limit="1MiB")
+    with Client(endpoint_url=s3.endpoint_url, config=config, subscribers=[]) as client:
+        batch = client.download_prefix("s3://bucket/k/", tmp_path)
+    assert (shares.spawned, shares.workers, shares.parent) == (0, 0, 0)
+    assert batch.ok and batch.downloaded == 20
+    assert files_under(tmp_path) == {f"{i:02d}": pattern(500, seed=i) for i in range(20)}
+
+
 def test_when_no_worker_process_can_be_made_the_parent_gets_its_budget_back(
     s3: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

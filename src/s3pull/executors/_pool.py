@@ -39,10 +39,11 @@ The algorithm
    core instead. Workers without the parent share what its budget does not
    plan on for itself (``MemoryBudget.planned``: an inventory's reader keeps
    half), told in their first line once the first item is planned, so the
-   tree holds the one budget either way. A worker that cannot start is no error when the parent
-   takes part: the parent runs what that worker would have, and once no
-   worker is left (none could be made, or all have ended) it gets their
-   shares back.
+   tree holds the one budget either way; a budget too small for one stream
+   per core keeps ``"auto"`` in process. A worker that cannot start is no
+   error when the parent takes part: the parent runs what that worker would
+   have, and once no worker is left (none could be made, or all have
+   ended) it gets their shares back.
 5. **A worker that dies** (SIGKILL, the OOM killer) leaves items without an
    outcome. They go back to the front of the queue as one shard for a live
    worker; if none is left they fail, saying why. Their temp files (a dead
@@ -156,9 +157,8 @@ async def spread(
     if processes == "auto":
         head, many_small, error = await _peek(items)
         items = _chain(head, items, error)
-        if not many_small:
-            processes = 1
-        else:
+        processes = 1
+        if many_small and _each_share_holds_a_stream(setup.config, in_process.budget):
             lent = _lend_workers_shares(setup.config, in_process.budget)
             # A budget in use (another batch of the client, an inventory's
             # reader) cannot lend: then workers only, as ``processes=N``.
@@ -177,6 +177,13 @@ async def spread(
     finally:
         if lent is not None:
             lent.give_back()
+
+
+def _each_share_holds_a_stream(config: TransferConfig, budget: MemoryBudget) -> bool:
+    """Whether ``cores()`` shares of what the budget does not plan on (see
+    :func:`init_line`) each hold one stream: else ``"auto"`` stays in
+    process rather than refuse a batch that fits there."""
+    return (config.memory_limit - budget.planned) // cores() >= config.stream_cost
 
 
 def _lend_workers_shares(config: TransferConfig, budget: MemoryBudget) -> Lending | None:
@@ -589,10 +596,10 @@ def init_line(setup: PoolSetup, shares: int, *, planned: int = 0) -> bytes:
     config = setup.config
     share = (config.memory_limit - planned) // shares
     if share < config.stream_cost:
+        reader = f" once {planned} are planned for the parent's reader" if planned else ""
         raise ConfigError(
-            f"memory_limit {config.memory_limit} bytes cannot be shared by {shares} processes "
-            f"once {planned} are planned for the parent's reader: each needs at least one "
-            f"stream ({config.stream_cost} bytes)"
+            f"memory_limit {config.memory_limit} bytes cannot be shared by {shares} processes"
+            f"{reader}: each needs at least one stream ({config.stream_cost} bytes)"
         )
     config = replace(config, memory_limit=share, processes=1)
     init = {
